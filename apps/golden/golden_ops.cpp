@@ -1,0 +1,25 @@
+// The table of ops ssmkit-golden knows, and small helpers shared by the handlers.
+#include "golden_case.h"
+
+namespace ssmkit::golden {
+
+const std::vector<OpEntry>& known_ops() {
+  static const std::vector<OpEntry> ops = {
+      {"selective_scan", run_selective_scan, false},
+  };
+  return ops;
+}
+
+bool meta_flag(const core::SafetensorsFile& f, const std::string& key, bool fallback) {
+  if (!f.has_meta(key)) return fallback;
+  const std::string& v = f.meta(key);
+  SSMKIT_CHECK(v == "true" || v == "false" || v == "True" || v == "False", f.path, ": metadata ", key,
+               " is \"", v, "\", expected true or false");
+  return v == "true" || v == "True";
+}
+
+core::Tensor optional_tensor(const core::SafetensorsFile& f, const std::string& name) {
+  return f.has(name) ? f.get(name) : core::Tensor{};
+}
+
+}  // namespace ssmkit::golden

@@ -1,0 +1,434 @@
+// Tensor: storage allocation, views, copies and dtype conversion (F16/BF16 converted in software).
+#include "ssmkit/core/tensor.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <numeric>
+#include <sstream>
+
+namespace ssmkit::core {
+
+size_t dtype_size(DType dt) {
+  switch (dt) {
+    case DType::F32: return 4;
+    case DType::F64: return 8;
+    case DType::F16: return 2;
+    case DType::BF16: return 2;
+    case DType::I64: return 8;
+    case DType::I32: return 4;
+    case DType::U8: return 1;
+  }
+  return 0;
+}
+
+const char* dtype_name(DType dt) {
+  switch (dt) {
+    case DType::F32: return "F32";
+    case DType::F64: return "F64";
+    case DType::F16: return "F16";
+    case DType::BF16: return "BF16";
+    case DType::I64: return "I64";
+    case DType::I32: return "I32";
+    case DType::U8: return "U8";
+  }
+  return "?";
+}
+
+DType dtype_from_name(const std::string& name) {
+  for (DType d : {DType::F32, DType::F64, DType::F16, DType::BF16, DType::I64, DType::I32, DType::U8})
+    if (name == dtype_name(d)) return d;
+  throw Error("unsupported dtype \"" + name + "\" (ssmkit reads F32, F64, F16, BF16, I64, I32, U8)");
+}
+
+std::string shape_str(const Shape& s) {
+  std::ostringstream os;
+  os << "(";
+  for (size_t i = 0; i < s.size(); ++i) os << (i ? "," : "") << s[i];
+  os << ")";
+  return os.str();
+}
+
+int64_t shape_numel(const Shape& s) {
+  int64_t n = 1;
+  for (int64_t d : s) n *= d;
+  return n;
+}
+
+std::shared_ptr<Storage> Storage::allocate(size_t bytes) {
+  auto st = std::make_shared<Storage>();
+  size_t padded = std::max<size_t>(64, (bytes + 63) / 64 * 64);
+  void* p = std::aligned_alloc(64, padded);
+  SSMKIT_CHECK(p != nullptr, "out of memory allocating ", bytes, " bytes");
+  std::memset(p, 0, padded);
+  st->data = p;
+  st->bytes = bytes;
+  st->owner = std::shared_ptr<void>(p, [](void* q) { std::free(q); });
+  return st;
+}
+
+static Shape contiguous_strides(const Shape& shape) {
+  Shape st(shape.size());
+  int64_t s = 1;
+  for (int64_t i = static_cast<int64_t>(shape.size()) - 1; i >= 0; --i) {
+    st[i] = s;
+    s *= shape[i];
+  }
+  return st;
+}
+
+Tensor Tensor::empty(const Shape& shape, DType dt) {
+  for (int64_t d : shape) SSMKIT_CHECK(d >= 0, "Tensor::empty(): negative dimension in ", shape_str(shape));
+  Tensor t;
+  t.storage_ = Storage::allocate(static_cast<size_t>(shape_numel(shape)) * dtype_size(dt));
+  t.dtype_ = dt;
+  t.shape_ = shape;
+  t.strides_ = contiguous_strides(shape);
+  return t;
+}
+
+Tensor Tensor::full(const Shape& shape, double value, DType dt) {
+  Tensor t = empty(shape, dt);
+  t.fill(value);
+  return t;
+}
+
+Tensor Tensor::from_vector(const Shape& shape, const std::vector<float>& v) {
+  SSMKIT_CHECK(shape_numel(shape) == static_cast<int64_t>(v.size()), "Tensor::from_vector(): ", v.size(),
+               " values for shape ", shape_str(shape));
+  Tensor t = empty(shape, DType::F32);
+  std::copy(v.begin(), v.end(), t.data<float>());
+  return t;
+}
+
+Tensor Tensor::from_vector(const Shape& shape, const std::vector<double>& v) {
+  SSMKIT_CHECK(shape_numel(shape) == static_cast<int64_t>(v.size()), "Tensor::from_vector(): ", v.size(),
+               " values for shape ", shape_str(shape));
+  Tensor t = empty(shape, DType::F64);
+  std::copy(v.begin(), v.end(), t.data<double>());
+  return t;
+}
+
+Tensor Tensor::borrow(void* data, const Shape& shape, DType dt, std::shared_ptr<void> owner) {
+  Tensor t;
+  t.storage_ = std::make_shared<Storage>();
+  t.storage_->data = data;
+  t.storage_->bytes = static_cast<size_t>(shape_numel(shape)) * dtype_size(dt);
+  t.storage_->owner = std::move(owner);
+  t.dtype_ = dt;
+  t.shape_ = shape;
+  t.strides_ = contiguous_strides(shape);
+  return t;
+}
+
+int64_t Tensor::wrap_dim(int64_t dim) const {
+  int64_t n = ndim();
+  int64_t d = dim < 0 ? dim + n : dim;
+  SSMKIT_CHECK(d >= 0 && d < n, "dimension ", dim, " out of range for a tensor of shape ", shape_str(shape_));
+  return d;
+}
+
+int64_t Tensor::size(int64_t dim) const { return shape_[wrap_dim(dim)]; }
+int64_t Tensor::stride(int64_t dim) const { return strides_[wrap_dim(dim)]; }
+
+bool Tensor::is_contiguous() const {
+  int64_t s = 1;
+  for (int64_t i = ndim() - 1; i >= 0; --i) {
+    if (shape_[i] != 1 && strides_[i] != s) return false;
+    s *= shape_[i];
+  }
+  return true;
+}
+
+void* Tensor::raw() {
+  SSMKIT_CHECK(defined(), "access to an undefined tensor");
+  return static_cast<char*>(storage_->data) + offset_ * static_cast<int64_t>(dtype_size(dtype_));
+}
+const void* Tensor::raw() const {
+  SSMKIT_CHECK(defined(), "access to an undefined tensor");
+  return static_cast<const char*>(storage_->data) + offset_ * static_cast<int64_t>(dtype_size(dtype_));
+}
+
+void Tensor::check_dtype(DType want) const {
+  SSMKIT_CHECK(dtype_ == want, "tensor of dtype ", dtype_name(dtype_), " accessed as ", dtype_name(want));
+}
+
+int64_t Tensor::offset_of(std::initializer_list<int64_t> idx) const {
+  SSMKIT_CHECK(static_cast<int64_t>(idx.size()) == ndim(), "index of rank ", idx.size(), " for a tensor of shape ",
+               shape_str(shape_));
+  int64_t off = 0, i = 0;
+  for (int64_t v : idx) {
+    SSMKIT_CHECK(v >= 0 && v < shape_[i], "index ", v, " out of range in dim ", i, " of ", shape_str(shape_));
+    off += v * strides_[i++];
+  }
+  return off;
+}
+
+Tensor Tensor::view(const Shape& shape) const {
+  SSMKIT_CHECK(is_contiguous(), "Tensor::view(): tensor of shape ", shape_str(shape_),
+               " is not contiguous; use reshape()");
+  Shape s = shape;
+  int64_t known = 1, infer = -1;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == -1) {
+      SSMKIT_CHECK(infer < 0, "Tensor::view(): more than one -1 in ", shape_str(shape));
+      infer = static_cast<int64_t>(i);
+    } else {
+      known *= s[i];
+    }
+  }
+  if (infer >= 0) {
+    SSMKIT_CHECK(known > 0 && numel() % known == 0, "Tensor::view(): cannot view ", shape_str(shape_), " as ",
+                 shape_str(shape));
+    s[infer] = numel() / known;
+  }
+  SSMKIT_CHECK(shape_numel(s) == numel(), "Tensor::view(): cannot view ", shape_str(shape_), " (", numel(),
+               " elements) as ", shape_str(shape));
+  Tensor t = *this;
+  t.shape_ = s;
+  t.strides_ = contiguous_strides(s);
+  return t;
+}
+
+Tensor Tensor::reshape(const Shape& shape) const { return is_contiguous() ? view(shape) : contiguous().view(shape); }
+
+Tensor Tensor::permute(const std::vector<int64_t>& dims) const {
+  SSMKIT_CHECK(static_cast<int64_t>(dims.size()) == ndim(), "Tensor::permute(): ", dims.size(),
+               " dims for a tensor of rank ", ndim());
+  std::vector<bool> seen(dims.size(), false);
+  Tensor t = *this;
+  for (size_t i = 0; i < dims.size(); ++i) {
+    int64_t d = wrap_dim(dims[i]);
+    SSMKIT_CHECK(!seen[d], "Tensor::permute(): repeated dim ", dims[i]);
+    seen[d] = true;
+    t.shape_[i] = shape_[d];
+    t.strides_[i] = strides_[d];
+  }
+  return t;
+}
+
+Tensor Tensor::transpose(int64_t a, int64_t b) const {
+  std::vector<int64_t> dims(ndim());
+  std::iota(dims.begin(), dims.end(), 0);
+  std::swap(dims[wrap_dim(a)], dims[wrap_dim(b)]);
+  return permute(dims);
+}
+
+Tensor Tensor::slice(int64_t dim, int64_t start, int64_t end, int64_t step) const {
+  int64_t d = wrap_dim(dim);
+  int64_t n = shape_[d];
+  SSMKIT_CHECK(step > 0, "Tensor::slice(): step must be positive, got ", step);
+  if (start < 0) start += n;
+  if (end < 0) end += n;
+  start = std::clamp<int64_t>(start, 0, n);
+  end = std::clamp<int64_t>(end, start, n);
+  Tensor t = *this;
+  t.offset_ += start * strides_[d];
+  t.shape_[d] = (end - start + step - 1) / step;
+  t.strides_[d] = strides_[d] * step;
+  return t;
+}
+
+Tensor Tensor::select(int64_t dim, int64_t index) const {
+  int64_t d = wrap_dim(dim);
+  if (index < 0) index += shape_[d];
+  SSMKIT_CHECK(index >= 0 && index < shape_[d], "Tensor::select(): index ", index, " out of range for dim ", dim,
+               " of ", shape_str(shape_));
+  Tensor t = *this;
+  t.offset_ += index * strides_[d];
+  t.shape_.erase(t.shape_.begin() + d);
+  t.strides_.erase(t.strides_.begin() + d);
+  return t;
+}
+
+// --- element conversion --------------------------------------------------------------------------
+
+static float half_to_float(uint16_t h) {
+  uint32_t sign = (h & 0x8000u) << 16, exp = (h >> 10) & 0x1f, mant = h & 0x3ff;
+  uint32_t bits;
+  if (exp == 0) {
+    if (mant == 0) {
+      bits = sign;
+    } else {  // subnormal: normalize
+      int e = -1;
+      do {
+        ++e;
+        mant <<= 1;
+      } while ((mant & 0x400) == 0);
+      bits = sign | (static_cast<uint32_t>(127 - 15 - e) << 23) | ((mant & 0x3ff) << 13);
+    }
+  } else if (exp == 31) {
+    bits = sign | 0x7f800000u | (mant << 13);
+  } else {
+    bits = sign | ((exp + 127 - 15) << 23) | (mant << 13);
+  }
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
+
+static uint16_t float_to_half(float f) {  // round to nearest even
+  uint32_t x;
+  std::memcpy(&x, &f, 4);
+  uint32_t sign = (x >> 16) & 0x8000u;
+  int32_t exp = static_cast<int32_t>((x >> 23) & 0xff);
+  uint32_t mant = x & 0x7fffffu;
+  if (exp == 255) return static_cast<uint16_t>(sign | 0x7c00u | (mant ? 0x200u : 0u));
+  int32_t e = exp - 127 + 15;
+  if (e >= 31) return static_cast<uint16_t>(sign | 0x7c00u);
+  if (e <= 0) {
+    if (e < -10) return static_cast<uint16_t>(sign);
+    mant |= 0x800000u;
+    uint32_t shift = static_cast<uint32_t>(14 - e);
+    uint32_t half = mant >> shift;
+    uint32_t rem = mant & ((1u << shift) - 1), mid = 1u << (shift - 1);
+    if (rem > mid || (rem == mid && (half & 1))) ++half;
+    return static_cast<uint16_t>(sign | half);
+  }
+  uint32_t half = sign | (static_cast<uint32_t>(e) << 10) | (mant >> 13);
+  uint32_t rem = mant & 0x1fffu;
+  if (rem > 0x1000u || (rem == 0x1000u && (half & 1))) ++half;
+  return static_cast<uint16_t>(half);
+}
+
+static float bf16_to_float(uint16_t b) {
+  uint32_t bits = static_cast<uint32_t>(b) << 16;
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
+
+static uint16_t float_to_bf16(float f) {
+  uint32_t x;
+  std::memcpy(&x, &f, 4);
+  if ((x & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((x >> 16) | 0x40);  // NaN stays NaN
+  uint32_t rounding = 0x7fffu + ((x >> 16) & 1u);
+  return static_cast<uint16_t>((x + rounding) >> 16);
+}
+
+static double load_as_double(const void* p, DType dt) {
+  switch (dt) {
+    case DType::F32: return *static_cast<const float*>(p);
+    case DType::F64: return *static_cast<const double*>(p);
+    case DType::F16: return half_to_float(*static_cast<const uint16_t*>(p));
+    case DType::BF16: return bf16_to_float(*static_cast<const uint16_t*>(p));
+    case DType::I64: return static_cast<double>(*static_cast<const int64_t*>(p));
+    case DType::I32: return *static_cast<const int32_t*>(p);
+    case DType::U8: return *static_cast<const uint8_t*>(p);
+  }
+  return 0;
+}
+
+static void store_from_double(void* p, DType dt, double v) {
+  switch (dt) {
+    case DType::F32: *static_cast<float*>(p) = static_cast<float>(v); break;
+    case DType::F64: *static_cast<double*>(p) = v; break;
+    case DType::F16: *static_cast<uint16_t*>(p) = float_to_half(static_cast<float>(v)); break;
+    case DType::BF16: *static_cast<uint16_t*>(p) = float_to_bf16(static_cast<float>(v)); break;
+    case DType::I64: *static_cast<int64_t*>(p) = static_cast<int64_t>(v); break;
+    case DType::I32: *static_cast<int32_t*>(p) = static_cast<int32_t>(v); break;
+    case DType::U8: *static_cast<uint8_t*>(p) = static_cast<uint8_t>(v); break;
+  }
+}
+
+// Calls fn(offset_in_elements) for every element in row-major order.
+template <class Fn>
+static void for_each_offset(const Shape& shape, const Shape& strides, Fn fn) {
+  int64_t n = shape_numel(shape);
+  if (n == 0) return;
+  size_t nd = shape.size();
+  std::vector<int64_t> idx(nd, 0);
+  int64_t off = 0;
+  for (int64_t k = 0; k < n; ++k) {
+    fn(off);
+    for (int64_t d = static_cast<int64_t>(nd) - 1; d >= 0; --d) {
+      if (++idx[d] < shape[d]) {
+        off += strides[d];
+        break;
+      }
+      off -= strides[d] * (shape[d] - 1);
+      idx[d] = 0;
+    }
+  }
+}
+
+void Tensor::copy_from(const Tensor& src) {
+  SSMKIT_CHECK(src.shape_ == shape_, "Tensor::copy_from(): shape ", shape_str(src.shape_), " into ",
+               shape_str(shape_));
+  if (src.dtype_ == dtype_ && src.is_contiguous() && is_contiguous()) {
+    std::memmove(raw(), src.raw(), nbytes());
+    return;
+  }
+  std::vector<int64_t> src_offsets;
+  src_offsets.reserve(static_cast<size_t>(numel()));
+  for_each_offset(src.shape_, src.strides_, [&](int64_t o) { src_offsets.push_back(o); });
+  const char* s = static_cast<const char*>(src.raw());
+  char* d = static_cast<char*>(raw());
+  size_t ss = dtype_size(src.dtype_), ds = dtype_size(dtype_);
+  size_t k = 0;
+  for_each_offset(shape_, strides_, [&](int64_t o) {
+    const char* sp = s + src_offsets[k++] * static_cast<int64_t>(ss);
+    char* dp = d + o * static_cast<int64_t>(ds);
+    if (src.dtype_ == dtype_)
+      std::memcpy(dp, sp, ds);
+    else
+      store_from_double(dp, dtype_, load_as_double(sp, src.dtype_));
+  });
+}
+
+void Tensor::fill(double value) {
+  char* d = static_cast<char*>(raw());
+  size_t ds = dtype_size(dtype_);
+  for_each_offset(shape_, strides_, [&](int64_t o) { store_from_double(d + o * static_cast<int64_t>(ds), dtype_, value); });
+}
+
+Tensor Tensor::contiguous() const {
+  if (is_contiguous()) return *this;
+  return clone();
+}
+
+Tensor Tensor::clone() const {
+  Tensor t = empty(shape_, dtype_);
+  t.copy_from(*this);
+  return t;
+}
+
+Tensor Tensor::to(DType dt) const {
+  Tensor t = empty(shape_, dt);
+  t.copy_from(*this);
+  return t;
+}
+
+std::vector<double> Tensor::to_double_vector() const {
+  std::vector<double> out;
+  out.reserve(static_cast<size_t>(numel()));
+  const char* s = static_cast<const char*>(raw());
+  size_t ss = dtype_size(dtype_);
+  for_each_offset(shape_, strides_, [&](int64_t o) { out.push_back(load_as_double(s + o * static_cast<int64_t>(ss), dtype_)); });
+  return out;
+}
+
+double max_abs_diff(const Tensor& a, const Tensor& b) {
+  SSMKIT_CHECK(a.shape() == b.shape(), "max_abs_diff(): shapes ", shape_str(a.shape()), " and ",
+               shape_str(b.shape()), " differ");
+  std::vector<double> x = a.to_double_vector(), y = b.to_double_vector();
+  double m = 0;
+  for (size_t i = 0; i < x.size(); ++i) {
+    double d = std::abs(x[i] - y[i]);
+    if (std::isnan(d)) return d;
+    m = std::max(m, d);
+  }
+  return m;
+}
+
+double max_abs(const Tensor& a) {
+  double m = 0;
+  for (double v : a.to_double_vector()) {
+    if (std::isnan(v)) return v;
+    m = std::max(m, std::abs(v));
+  }
+  return m;
+}
+
+}  // namespace ssmkit::core

@@ -1,0 +1,72 @@
+// Central-difference gradient checks in double precision for kernels with explicit backward passes.
+// Usage: give a function computing the scalar loss from the current contents of some F64 tensors,
+// the tensors to perturb, and the analytic gradients; every element is perturbed by +-eps.
+#pragma once
+
+#include <cmath>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "ssmkit/core/tensor.h"
+
+namespace ssmkit::test {
+
+// loss() must read the tensors' current values (they are modified in place and restored).
+// Fails the test (with the input name and the index) where |numeric - analytic| >
+// atol + rtol * |numeric|. Returns the max abs error seen.
+inline double gradcheck(const std::function<double()>& loss, core::Tensor& x, const core::Tensor& analytic,
+                        const std::string& name, double eps = 1e-6, double atol = 1e-7, double rtol = 1e-5) {
+  EXPECT_EQ(x.dtype(), core::DType::F64) << name;
+  EXPECT_TRUE(x.is_contiguous()) << name;
+  EXPECT_EQ(x.shape(), analytic.shape()) << name;
+  std::vector<double> g = analytic.to_double_vector();
+  double* p = x.data<double>();
+  double worst = 0;
+  for (int64_t i = 0; i < x.numel(); ++i) {
+    double keep = p[i];
+    p[i] = keep + eps;
+    double lp = loss();
+    p[i] = keep - eps;
+    double lm = loss();
+    p[i] = keep;
+    double num = (lp - lm) / (2 * eps);
+    double err = std::abs(num - g[static_cast<size_t>(i)]);
+    worst = std::max(worst, err);
+    EXPECT_LE(err, atol + rtol * std::abs(num)) << name << "[" << i << "]: numeric " << num << " analytic "
+                                               << g[static_cast<size_t>(i)];
+  }
+  return worst;
+}
+
+// sum(a * b) for same-shape tensors, in double.
+inline double dot(const core::Tensor& a, const core::Tensor& b) {
+  std::vector<double> x = a.to_double_vector(), y = b.to_double_vector();
+  double s = 0;
+  for (size_t i = 0; i < x.size(); ++i) s += x[i] * y[i];
+  return s;
+}
+
+// Deterministic pseudo-random fill in [lo, hi) (xorshift), for tests.
+inline core::Tensor random_tensor(const core::Shape& shape, uint64_t seed, double lo = -1, double hi = 1,
+                                  core::DType dt = core::DType::F64) {
+  core::Tensor t = core::Tensor::empty(shape, core::DType::F64);
+  uint64_t s = seed * 0x9E3779B97F4A7C15ull + 1;
+  double* p = t.data<double>();
+  for (int64_t i = 0; i < t.numel(); ++i) {
+    s ^= s << 13;
+    s ^= s >> 7;
+    s ^= s << 17;
+    p[i] = lo + (hi - lo) * static_cast<double>(s >> 11) / 9007199254740992.0;
+  }
+  return dt == core::DType::F64 ? t : t.to(dt);
+}
+
+// Path of the golden directory: $SSMKIT_GOLDEN_DIR or ../shared/golden relative to the source tree.
+std::string golden_dir();
+// A file under the golden dir; fails the test (naming the path) when it is absent.
+std::string golden_file(const std::string& relative);
+
+}  // namespace ssmkit::test
