@@ -7,6 +7,7 @@
 #include <functional>
 #include <map>
 #include <string>
+#include <vector>
 
 #include "ssmkit/core/io/safetensors.h"
 #include "ssmkit/core/tensor.h"
@@ -30,6 +31,7 @@ Results run_selective_scan(const core::SafetensorsFile& f);
 Results run_s4d_kernel(const core::SafetensorsFile& f);
 Results run_fftconv(const core::SafetensorsFile& f);
 Results run_cross_scan_merge(const core::SafetensorsFile& f);
+Results run_mamba_block(const core::SafetensorsFile& f);
 
 // Reads a "true"/"false" metadata flag; absent = fallback.
 bool meta_flag(const core::SafetensorsFile& f, const std::string& key, bool fallback);

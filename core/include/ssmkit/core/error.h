@@ -32,7 +32,7 @@ std::string concat(const Args&... args) {
     if (!(cond)) throw ::ssmkit::core::Error(::ssmkit::core::detail::concat(__VA_ARGS__)); \
   } while (0)
 
-#ifndef NDEBUG
+#ifdef SSMKIT_DEBUG_CHECKS  // set in Debug builds
 #define SSMKIT_DCHECK(cond, ...) SSMKIT_CHECK(cond, __VA_ARGS__)
 #else
 #define SSMKIT_DCHECK(cond, ...) \

@@ -1,0 +1,77 @@
+// The Mamba-1 block (state-spaces/mamba `mamba_simple.Mamba`, slow path; ../shared/specs/core-ssm.md §2.4)
+// as one layer with an explicit forward and backward, llm.c style: in_proj -> causal depthwise conv1d + SiLU
+// -> x_proj -> (dt, B, C) -> dt_proj (its bias is the scan's delta_bias) -> selective scan with z gating
+// -> out_proj. Parameters live under their official state_dict keys, so official weights load 1:1.
+// Shapes: B batch, L length, M d_model, E d_inner = expand*M, R dt_rank, N d_state, K d_conv.
+// F32 for real use, F64 for gradient checks. Not here: step()/decode mode and the module system
+// (training-engine issue).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "ssmkit/core/io/safetensors.h"
+#include "ssmkit/core/ssm/selective_scan.h"
+#include "ssmkit/core/tensor.h"
+
+namespace ssmkit::core {
+
+struct MambaConfig {
+  int64_t d_model = 0;
+  int64_t d_state = 16;
+  int64_t d_conv = 4;
+  int64_t expand = 2;
+  int64_t dt_rank = 0;  // 0 = "auto" = ceil(d_model / 16)
+  bool conv_bias = true;
+  bool bias = false;  // biases of in_proj / out_proj
+  int64_t d_inner() const { return expand * d_model; }
+  int64_t rank() const { return dt_rank > 0 ? dt_rank : (d_model + 15) / 16; }
+};
+
+// The block's parameters, under their official keys (see names()).
+struct MambaParams {
+  Tensor in_proj_weight;   // (2E, M)      in_proj.weight
+  Tensor in_proj_bias;     // (2E)         in_proj.bias      (bias = true only)
+  Tensor conv1d_weight;    // (E, 1, K)    conv1d.weight
+  Tensor conv1d_bias;      // (E)          conv1d.bias       (conv_bias = true only)
+  Tensor x_proj_weight;    // (R + 2N, E)  x_proj.weight     rows: dt_in, B, C
+  Tensor dt_proj_weight;   // (E, R)       dt_proj.weight
+  Tensor dt_proj_bias;     // (E)          dt_proj.bias      (the scan's delta_bias)
+  Tensor A_log;            // (E, N)       A_log             A = -exp(A_log)
+  Tensor D;                // (E)          D
+  Tensor out_proj_weight;  // (M, E)       out_proj.weight
+  Tensor out_proj_bias;    // (M)          out_proj.bias     (bias = true only)
+
+  // Zero tensors of the right shapes for `cfg` (used for gradients, or before loading).
+  static MambaParams zeros(const MambaConfig& cfg, DType dt = DType::F32);
+  // (official key, tensor) for every parameter the configuration has, in state_dict order.
+  std::vector<std::pair<std::string, Tensor*>> names();
+  // Copies every parameter from `f` under `prefix` + key, converting to `dt`; throws Error naming the
+  // file and every missing key or wrong shape.
+  void load(const SafetensorsFile& f, const std::string& prefix, const MambaConfig& cfg, DType dt = DType::F32);
+};
+
+// What the forward keeps for the backward (all (B,·,·) contiguous of the parameters' dtype).
+struct MambaCache {
+  Tensor hidden;     // (B,L,M)   the input
+  Tensor xz;         // (B,L,2E)  in_proj output
+  Tensor x_conv;     // (B,E,L)   conv input (x half of xz, channel-major)
+  Tensor x_pre;      // (B,E,L)   conv output before SiLU
+  Tensor x_dbl;      // (B,L,R+2N)
+  ScanInputs scan;   // u = SiLU(conv) (B,E,L), delta (B,E,L), A (E,N), B/C (B,N,L), D, z (B,E,L), bias
+  ScanSaved saved;   // the scan's chunk states
+  Tensor y_scan;     // (B,E,L)   scan output (gated)
+};
+
+// hidden (B,L,M) -> out (B,L,M). Fills *cache when non-null (needed by the backward).
+void mamba_block_forward(Tensor& out, MambaCache* cache, const Tensor& hidden, const MambaParams& p,
+                         const MambaConfig& cfg);
+
+// dout (B,L,M) -> dhidden (B,L,M) (written), parameter gradients added into `grads` (same layout as
+// params; see MambaParams::zeros).
+void mamba_block_backward(Tensor& dhidden, MambaParams& grads, const Tensor& dout, const MambaCache& cache,
+                          const MambaParams& p, const MambaConfig& cfg);
+
+}  // namespace ssmkit::core

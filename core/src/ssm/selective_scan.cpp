@@ -1,0 +1,382 @@
+// Selective scan (Mamba S6), the production CPU path: forward, then backward, for F32 and F64.
+// B and C are transposed once to (B,G,L,N) so the inner loop over the state runs over contiguous memory.
+// The forward saves the state entering every chunk of `chunk` steps; the backward walks the chunks in
+// reverse, recomputes the chunk's states from that boundary into per-thread scratch, and runs the adjoint
+// recurrence of ../shared/specs/core-ssm.md §2.3. Work is split over (batch, channel) rows, statically,
+// so every output row has one writer; parameter gradients go to per-thread partials summed in thread order.
+#include "ssmkit/core/ssm/selective_scan.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+namespace ssmkit::core {
+
+namespace {
+
+// Sizes of one scan, checked once at the entry point.
+struct ScanDims {
+  int64_t n_batch = 0, n_chan = 0, n_state = 0, n_len = 0, n_group = 1;
+  int64_t chan_per_group() const { return n_chan / n_group; }
+};
+
+void check_shape(const Tensor& t, const Shape& want, const char* name) {
+  SSMKIT_CHECK(t.shape() == want, "selective_scan: ", name, " has shape ", shape_str(t.shape()), ", expected ",
+               shape_str(want));
+}
+
+ScanDims check_inputs(const ScanInputs& in) {
+  SSMKIT_CHECK(in.u.defined() && in.delta.defined() && in.A.defined() && in.B.defined() && in.C.defined(),
+               "selective_scan: u, delta, A, B and C are required");
+  SSMKIT_CHECK(in.u.ndim() == 3, "selective_scan: u must be (B,D,L), got ", shape_str(in.u.shape()));
+  SSMKIT_CHECK(in.A.ndim() == 2, "selective_scan: A must be (D,N), got ", shape_str(in.A.shape()));
+  ScanDims s;
+  s.n_batch = in.u.size(0);
+  s.n_chan = in.u.size(1);
+  s.n_len = in.u.size(2);
+  s.n_state = in.A.size(1);
+  check_shape(in.delta, in.u.shape(), "delta");
+  check_shape(in.A, {s.n_chan, s.n_state}, "A");
+  SSMKIT_CHECK(in.B.ndim() == 3 || in.B.ndim() == 4, "selective_scan: B must be (B,N,L) or (B,G,N,L), got ",
+               shape_str(in.B.shape()));
+  if (in.B.ndim() == 4) s.n_group = in.B.size(1);
+  SSMKIT_CHECK(s.n_group > 0 && s.n_chan % s.n_group == 0, "selective_scan: ", s.n_group,
+               " groups do not divide D = ", s.n_chan);
+  Shape bc = in.B.ndim() == 4 ? Shape{s.n_batch, s.n_group, s.n_state, s.n_len} : Shape{s.n_batch, s.n_state, s.n_len};
+  check_shape(in.B, bc, "B");
+  check_shape(in.C, bc, "C");
+  if (in.D.defined()) check_shape(in.D, {s.n_chan}, "D");
+  if (in.delta_bias.defined()) check_shape(in.delta_bias, {s.n_chan}, "delta_bias");
+  if (in.z.defined()) check_shape(in.z, in.u.shape(), "z");
+  if (in.h0.defined()) check_shape(in.h0, {s.n_batch, s.n_chan, s.n_state}, "h0");
+  const DType dt = in.u.dtype();
+  SSMKIT_CHECK(dt == DType::F32 || dt == DType::F64, "selective_scan: dtype ", dtype_name(dt),
+               " not supported (F32 or F64)");
+  for (const Tensor* t : {&in.delta, &in.A, &in.B, &in.C, &in.D, &in.z, &in.delta_bias, &in.h0})
+    SSMKIT_CHECK(!t->defined() || t->dtype() == dt, "selective_scan: all inputs must share u's dtype ",
+                 dtype_name(dt), ", got ", dtype_name(t->dtype()));
+  return s;
+}
+
+template <class T>
+const T* ptr_or_null(const Tensor& t) {
+  return t.defined() ? t.data<T>() : nullptr;
+}
+
+// (B,G,N,L) -> (B,G,L,N), so that a time step's N values are contiguous.
+template <class T>
+std::vector<T> transpose_nl(const Tensor& bc, const ScanDims& s) {
+  std::vector<T> out(static_cast<size_t>(s.n_batch * s.n_group * s.n_len * s.n_state));
+  const T* src = bc.data<T>();
+  const int64_t NL = s.n_state * s.n_len;
+#pragma omp parallel for schedule(static)
+  for (int64_t bg = 0; bg < s.n_batch * s.n_group; ++bg)
+    for (int64_t n = 0; n < s.n_state; ++n)
+      for (int64_t l = 0; l < s.n_len; ++l) out[bg * NL + l * s.n_state + n] = src[bg * NL + n * s.n_len + l];
+  return out;
+}
+
+template <class T>
+inline T softplus(T x) {
+  return x > T(20) ? x : std::log1p(std::exp(x));
+}
+
+template <class T>
+inline T sigmoid(T x) {
+  return T(1) / (T(1) + std::exp(-x));
+}
+
+// --------------------------------------------------------------------------------------------------
+// forward
+
+template <class T>
+void scan_forward_impl(Tensor& y_out, Tensor* last_state, ScanSaved* saved, const ScanInputs& in0, int64_t chunk) {
+  const ScanDims s = check_inputs(in0);
+  const int64_t Bn = s.n_batch, Dn = s.n_chan, N = s.n_state, L = s.n_len, G = s.n_group;
+  SSMKIT_CHECK(chunk > 0, "selective_scan: chunk must be positive, got ", chunk);
+  chunk = std::min(chunk, std::max<int64_t>(L, 1));  // scratch in the backward is chunk*N per thread
+  const Tensor u = in0.u.contiguous(), delta = in0.delta.contiguous(), A = in0.A.contiguous();
+  const Tensor D = in0.D.defined() ? in0.D.contiguous() : Tensor{};
+  const Tensor z = in0.z.defined() ? in0.z.contiguous() : Tensor{};
+  const Tensor bias = in0.delta_bias.defined() ? in0.delta_bias.contiguous() : Tensor{};
+  const Tensor h0 = in0.h0.defined() ? in0.h0.contiguous() : Tensor{};
+  const std::vector<T> Bt = transpose_nl<T>(in0.B.contiguous(), s);
+  const std::vector<T> Ct = transpose_nl<T>(in0.C.contiguous(), s);
+
+  const DType dt = dtype_of<T>::value;
+  if (!y_out.defined()) y_out = Tensor::empty({Bn, Dn, L}, dt);
+  SSMKIT_CHECK(y_out.shape() == u.shape() && y_out.dtype() == dt && y_out.is_contiguous(),
+               "selective_scan: y must be a contiguous ", shape_str(u.shape()), " tensor of the inputs' dtype");
+  const int64_t n_chunks = std::max<int64_t>(1, (L + chunk - 1) / chunk);
+  if (saved) {
+    saved->chunk = chunk;
+    saved->chunk_states = Tensor::empty({Bn, Dn, n_chunks, N}, dt);
+  }
+  if (last_state) *last_state = Tensor::empty({Bn, Dn, N}, dt);
+
+  const T* pu = u.data<T>();
+  const T* pdelta = delta.data<T>();
+  const T* pA = A.data<T>();
+  const T* pD = ptr_or_null<T>(D);
+  const T* pz = ptr_or_null<T>(z);
+  const T* pbias = ptr_or_null<T>(bias);
+  const T* ph0 = ptr_or_null<T>(h0);
+  T* py = y_out.data<T>();
+  T* pchunk = saved ? saved->chunk_states.data<T>() : nullptr;
+  T* plast = last_state ? last_state->data<T>() : nullptr;
+  const bool softplus_on = in0.delta_softplus;
+
+#pragma omp parallel
+  {
+    std::vector<T> h(static_cast<size_t>(N));
+#pragma omp for schedule(static)
+    for (int64_t row = 0; row < Bn * Dn; ++row) {
+      const int64_t b = row / Dn, c = row % Dn, g = c / (Dn / G);
+      const T* urow = pu + row * L;
+      const T* drow = pdelta + row * L;
+      const T* zrow = pz ? pz + row * L : nullptr;
+      const T* Bl = Bt.data() + (b * G + g) * L * N;
+      const T* Cl = Ct.data() + (b * G + g) * L * N;
+      const T* Ac = pA + c * N;
+      const T Dc = pD ? pD[c] : T(0);
+      const T bc = pbias ? pbias[c] : T(0);
+      T* yrow = py + row * L;
+      for (int64_t n = 0; n < N; ++n) h[n] = ph0 ? ph0[row * N + n] : T(0);
+      for (int64_t l = 0; l < L; ++l) {
+        if (pchunk && l % chunk == 0) std::copy(h.begin(), h.end(), pchunk + (row * n_chunks + l / chunk) * N);
+        T d = drow[l] + bc;
+        if (softplus_on) d = softplus(d);
+        const T du = d * urow[l];
+        const T* Bn_l = Bl + l * N;
+        const T* Cn_l = Cl + l * N;
+        T acc = 0;
+        for (int64_t n = 0; n < N; ++n) {
+          h[n] = std::exp(d * Ac[n]) * h[n] + du * Bn_l[n];
+          acc += h[n] * Cn_l[n];
+        }
+        T out = acc + Dc * urow[l];
+        if (zrow) out *= zrow[l] * sigmoid(zrow[l]);
+        yrow[l] = out;
+      }
+      if (pchunk && L == 0) std::copy(h.begin(), h.end(), pchunk + row * n_chunks * N);
+      if (plast) std::copy(h.begin(), h.end(), plast + row * N);
+    }
+  }
+}
+
+// --------------------------------------------------------------------------------------------------
+// backward
+
+// Allocates `g` as zeros of `shape` when undefined; checks it otherwise. Returns it as contiguous storage
+// that the kernel adds into.
+void prepare_grad(Tensor& g, const Shape& shape, DType dt, const char* name) {
+  if (!g.defined()) {
+    g = Tensor::zeros(shape, dt);
+    return;
+  }
+  SSMKIT_CHECK(g.shape() == shape && g.dtype() == dt && g.is_contiguous(), "selective_scan_backward: ", name,
+               " must be a contiguous ", shape_str(shape), " ", dtype_name(dt), " tensor to accumulate into, got ",
+               shape_str(g.shape()), " ", dtype_name(g.dtype()));
+}
+
+template <class T>
+void scan_backward_impl(ScanGrads& gr, const Tensor& dy0, const Tensor& dlast0, const ScanInputs& in0,
+                        const ScanSaved& saved) {
+  const ScanDims s = check_inputs(in0);
+  const int64_t Bn = s.n_batch, Dn = s.n_chan, N = s.n_state, L = s.n_len, G = s.n_group;
+  const int64_t chunk = saved.chunk;
+  const int64_t n_chunks = std::max<int64_t>(1, (L + chunk - 1) / chunk);
+  const DType dt = dtype_of<T>::value;
+  SSMKIT_CHECK(chunk > 0 && saved.chunk_states.defined() && saved.chunk_states.shape() == Shape({Bn, Dn, n_chunks, N}),
+               "selective_scan_backward: saved chunk states do not match the inputs (run the forward with a ScanSaved)");
+  check_shape(dy0, {Bn, Dn, L}, "dy");
+  if (dlast0.defined()) check_shape(dlast0, {Bn, Dn, N}, "dlast_state");
+  SSMKIT_CHECK(dy0.dtype() == dt && (!dlast0.defined() || dlast0.dtype() == dt),
+               "selective_scan_backward: gradients must have the inputs' dtype ", dtype_name(dt));
+
+  const Tensor u = in0.u.contiguous(), delta = in0.delta.contiguous(), A = in0.A.contiguous();
+  const Tensor D = in0.D.defined() ? in0.D.contiguous() : Tensor{};
+  const Tensor z = in0.z.defined() ? in0.z.contiguous() : Tensor{};
+  const Tensor bias = in0.delta_bias.defined() ? in0.delta_bias.contiguous() : Tensor{};
+  const Tensor dy = dy0.contiguous();
+  const Tensor dlast = dlast0.defined() ? dlast0.contiguous() : Tensor{};
+  const Tensor states = saved.chunk_states.contiguous();
+  const std::vector<T> Bt = transpose_nl<T>(in0.B.contiguous(), s);
+  const std::vector<T> Ct = transpose_nl<T>(in0.C.contiguous(), s);
+
+  prepare_grad(gr.du, {Bn, Dn, L}, dt, "du");
+  prepare_grad(gr.ddelta, {Bn, Dn, L}, dt, "ddelta");
+  prepare_grad(gr.dA, {Dn, N}, dt, "dA");
+  prepare_grad(gr.dB, in0.B.shape(), dt, "dB");
+  prepare_grad(gr.dC, in0.C.shape(), dt, "dC");
+  if (D.defined()) prepare_grad(gr.dD, {Dn}, dt, "dD");
+  if (z.defined()) prepare_grad(gr.dz, {Bn, Dn, L}, dt, "dz");
+  if (bias.defined()) prepare_grad(gr.ddelta_bias, {Dn}, dt, "ddelta_bias");
+  if (in0.h0.defined()) prepare_grad(gr.dh0, {Bn, Dn, N}, dt, "dh0");
+
+  const T* pu = u.data<T>();
+  const T* pdelta = delta.data<T>();
+  const T* pA = A.data<T>();
+  const T* pD = ptr_or_null<T>(D);
+  const T* pz = ptr_or_null<T>(z);
+  const T* pbias = ptr_or_null<T>(bias);
+  const T* pdy = dy.data<T>();
+  const T* pdlast = ptr_or_null<T>(dlast);
+  const T* pstates = states.data<T>();
+  T* pdu = gr.du.data<T>();
+  T* pddelta = gr.ddelta.data<T>();
+  T* pdz = z.defined() ? gr.dz.data<T>() : nullptr;
+  T* pdh0 = in0.h0.defined() ? gr.dh0.data<T>() : nullptr;
+  const bool softplus_on = in0.delta_softplus;
+
+  // Per-thread partial sums of the parameter gradients, reduced in thread order (deterministic).
+  const int n_threads = omp_get_max_threads();
+  const int64_t bc_size = Bn * G * L * N;
+  std::vector<std::vector<T>> part_dA(n_threads), part_dD(n_threads), part_dbias(n_threads);
+  std::vector<std::vector<T>> part_dB(n_threads), part_dC(n_threads);
+  int used_threads = 1;
+
+#pragma omp parallel num_threads(n_threads)
+  {
+    const int ith = omp_get_thread_num();
+#pragma omp single
+    used_threads = omp_get_num_threads();
+    std::vector<T>& dA = part_dA[ith];
+    std::vector<T>& dDp = part_dD[ith];
+    std::vector<T>& dbias = part_dbias[ith];
+    std::vector<T>& dB = part_dB[ith];
+    std::vector<T>& dC = part_dC[ith];
+    dA.assign(static_cast<size_t>(Dn * N), T(0));
+    dDp.assign(static_cast<size_t>(Dn), T(0));
+    dbias.assign(static_cast<size_t>(Dn), T(0));
+    dB.assign(static_cast<size_t>(bc_size), T(0));
+    dC.assign(static_cast<size_t>(bc_size), T(0));
+    // Scratch for one chunk: states h_l and decays exp(d_l A) (chunk,N), d_l and y_pre_l (chunk).
+    std::vector<T> H(static_cast<size_t>(chunk * N)), Abar(static_cast<size_t>(chunk * N));
+    std::vector<T> dsp(static_cast<size_t>(chunk)), ypre(static_cast<size_t>(chunk));
+    std::vector<T> lam(static_cast<size_t>(N)), h(static_cast<size_t>(N));
+
+#pragma omp for schedule(static)
+    for (int64_t row = 0; row < Bn * Dn; ++row) {
+      const int64_t b = row / Dn, c = row % Dn, g = c / (Dn / G);
+      const T* urow = pu + row * L;
+      const T* drow = pdelta + row * L;
+      const T* zrow = pz ? pz + row * L : nullptr;
+      const T* dyrow = pdy + row * L;
+      const int64_t bc_off = (b * G + g) * L * N;
+      const T* Bl = Bt.data() + bc_off;
+      const T* Cl = Ct.data() + bc_off;
+      T* dBl = dB.data() + bc_off;
+      T* dCl = dC.data() + bc_off;
+      const T* Ac = pA + c * N;
+      T* dAc = dA.data() + c * N;
+      const T Dc = pD ? pD[c] : T(0);
+      const T bc = pbias ? pbias[c] : T(0);
+      T* durow = pdu + row * L;
+      T* ddrow = pddelta + row * L;
+      T* dzrow = pdz ? pdz + row * L : nullptr;
+
+      for (int64_t n = 0; n < N; ++n) lam[n] = pdlast ? pdlast[row * N + n] : T(0);
+      for (int64_t k = n_chunks - 1; k >= 0; --k) {
+        const int64_t l0 = k * chunk, l1 = std::min(L, l0 + chunk);
+        // Recompute the chunk's states from its boundary state.
+        const T* hstart = pstates + (row * n_chunks + k) * N;
+        std::copy(hstart, hstart + N, h.begin());
+        for (int64_t l = l0; l < l1; ++l) {
+          const int64_t j = l - l0;
+          T d = drow[l] + bc;
+          if (softplus_on) d = softplus(d);
+          dsp[j] = d;
+          const T du = d * urow[l];
+          T acc = 0;
+          for (int64_t n = 0; n < N; ++n) {
+            const T a = std::exp(d * Ac[n]);
+            h[n] = a * h[n] + du * Bl[l * N + n];
+            Abar[j * N + n] = a;
+            H[j * N + n] = h[n];
+            acc += h[n] * Cl[l * N + n];
+          }
+          ypre[j] = acc + Dc * urow[l];
+        }
+        // Adjoint recurrence, newest step first. lam holds dLoss/dh_l excluding step l's own output.
+        for (int64_t l = l1 - 1; l >= l0; --l) {
+          const int64_t j = l - l0;
+          T gy = dyrow[l];
+          if (zrow) {
+            const T zv = zrow[l], sg = sigmoid(zv);
+            dzrow[l] += gy * ypre[j] * sg * (T(1) + zv * (T(1) - sg));
+            gy *= zv * sg;
+          }
+          dDp[c] += gy * urow[l];
+          const T d = dsp[j], uv = urow[l];
+          const T* hprev = j > 0 ? &H[(j - 1) * N] : hstart;
+          T dd = 0, du = Dc * gy;
+          for (int64_t n = 0; n < N; ++n) {
+            const T lm = lam[n] + gy * Cl[l * N + n];
+            dCl[l * N + n] += gy * H[j * N + n];
+            const T a = Abar[j * N + n];
+            const T da_term = lm * hprev[n] * a;  // dLoss/d(d*A_n) through exp
+            dAc[n] += da_term * d;
+            dd += da_term * Ac[n] + lm * Bl[l * N + n] * uv;
+            du += lm * Bl[l * N + n] * d;
+            dBl[l * N + n] += lm * d * uv;
+            lam[n] = lm * a;
+          }
+          durow[l] += du;
+          if (softplus_on) {
+            const T x = drow[l] + bc;
+            if (x <= T(20)) dd *= sigmoid(x);
+          }
+          ddrow[l] += dd;
+          dbias[c] += dd;
+        }
+      }
+      if (pdh0)
+        for (int64_t n = 0; n < N; ++n) pdh0[row * N + n] += lam[n];
+    }
+  }
+
+  // Reduce the per-thread partials in thread order.
+  T* gA = gr.dA.data<T>();
+  T* gB = gr.dB.data<T>();
+  T* gC = gr.dC.data<T>();
+  T* gD = D.defined() ? gr.dD.data<T>() : nullptr;
+  T* gbias = bias.defined() ? gr.ddelta_bias.data<T>() : nullptr;
+  const int64_t NL = N * L;
+  for (int t = 0; t < used_threads; ++t) {
+    for (int64_t i = 0; i < Dn * N; ++i) gA[i] += part_dA[t][i];
+    for (int64_t c = 0; c < Dn; ++c) {
+      if (gD) gD[c] += part_dD[t][c];
+      if (gbias) gbias[c] += part_dbias[t][c];
+    }
+    // partials are (B,G,L,N); gradients are (B,G,N,L)
+#pragma omp parallel for schedule(static)
+    for (int64_t bg = 0; bg < Bn * G; ++bg)
+      for (int64_t l = 0; l < L; ++l)
+        for (int64_t n = 0; n < N; ++n) {
+          gB[bg * NL + n * L + l] += part_dB[t][bg * NL + l * N + n];
+          gC[bg * NL + n * L + l] += part_dC[t][bg * NL + l * N + n];
+        }
+  }
+}
+
+}  // namespace
+
+void selective_scan_forward(Tensor& y, Tensor* last_state, ScanSaved* saved, const ScanInputs& in, int64_t chunk) {
+  if (in.u.defined() && in.u.dtype() == DType::F64)
+    scan_forward_impl<double>(y, last_state, saved, in, chunk);
+  else
+    scan_forward_impl<float>(y, last_state, saved, in, chunk);
+}
+
+void selective_scan_backward(ScanGrads& grads, const Tensor& dy, const Tensor& dlast_state, const ScanInputs& in,
+                             const ScanSaved& saved) {
+  if (in.u.defined() && in.u.dtype() == DType::F64)
+    scan_backward_impl<double>(grads, dy, dlast_state, in, saved);
+  else
+    scan_backward_impl<float>(grads, dy, dlast_state, in, saved);
+}
+
+}  // namespace ssmkit::core

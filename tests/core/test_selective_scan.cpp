@@ -1,0 +1,194 @@
+// Selective scan: hand-computed case, fast path vs the float64 reference, finite-difference gradients
+// in double on both paths, chunk boundaries, groups, initial state, determinism and shape errors.
+#include <omp.h>
+
+#include <cmath>
+
+#include "gradcheck.h"
+#include "ssmkit/core/ssm/selective_scan.h"
+
+using namespace ssmkit::core;
+using ssmkit::test::dot;
+using ssmkit::test::gradcheck;
+using ssmkit::test::random_tensor;
+
+namespace {
+
+struct Config {
+  int64_t B = 2, D = 4, N = 3, L = 11, G = 0;  // G = 0: B,C are (B,N,L)
+  bool with_D = true, with_z = true, with_bias = true, with_h0 = false, softplus = true;
+};
+
+ScanInputs make_inputs(const Config& c, uint64_t seed, DType dt = DType::F64) {
+  ScanInputs in;
+  in.u = random_tensor({c.B, c.D, c.L}, seed + 1, -1, 1, dt);
+  // without softplus delta is used as is: keep it positive so that exp(delta A) < 1, as in real use
+  in.delta = c.softplus ? random_tensor({c.B, c.D, c.L}, seed + 2, -1.5, 0.5, dt)
+                        : random_tensor({c.B, c.D, c.L}, seed + 2, 0.05, 1.0, dt);
+  in.A = random_tensor({c.D, c.N}, seed + 3, -2, -0.2, dt);
+  Shape bc = c.G ? Shape{c.B, c.G, c.N, c.L} : Shape{c.B, c.N, c.L};
+  in.B = random_tensor(bc, seed + 4, -1, 1, dt);
+  in.C = random_tensor(bc, seed + 5, -1, 1, dt);
+  if (c.with_D) in.D = random_tensor({c.D}, seed + 6, 0.5, 1.5, dt);
+  if (c.with_z) in.z = random_tensor({c.B, c.D, c.L}, seed + 7, -2, 2, dt);
+  if (c.with_bias) in.delta_bias = random_tensor({c.D}, seed + 8, -0.5, 0.5, dt);
+  if (c.with_h0) in.h0 = random_tensor({c.B, c.D, c.N}, seed + 9, -1, 1, dt);
+  in.delta_softplus = c.softplus;
+  return in;
+}
+
+}  // namespace
+
+TEST(SelectiveScan, HandComputedSingleChannel) {
+  // B=1, D=1, N=1, L=3, no softplus: h_l = exp(d A) h + d B u ; y = C h + D u
+  ScanInputs in;
+  in.u = Tensor::from_vector({1, 1, 3}, std::vector<double>{1, 2, -1});
+  in.delta = Tensor::from_vector({1, 1, 3}, std::vector<double>{0.5, 0.5, 1.0});
+  in.A = Tensor::from_vector({1, 1}, std::vector<double>{-1});
+  in.B = Tensor::from_vector({1, 1, 3}, std::vector<double>{1, 1, 2});
+  in.C = Tensor::from_vector({1, 1, 3}, std::vector<double>{1, 2, 1});
+  in.D = Tensor::from_vector({1}, std::vector<double>{0.5});
+  double h1 = 0.5, h2 = std::exp(-0.5) * h1 + 1.0, h3 = std::exp(-1.0) * h2 - 2.0;
+  Tensor y, last;
+  selective_scan_forward(y, &last, nullptr, in);
+  EXPECT_NEAR(y.at<double>({0, 0, 0}), h1 + 0.5, 1e-14);
+  EXPECT_NEAR(y.at<double>({0, 0, 1}), 2 * h2 + 1.0, 1e-14);
+  EXPECT_NEAR(y.at<double>({0, 0, 2}), h3 - 0.5, 1e-14);
+  EXPECT_NEAR(last.at<double>({0, 0, 0}), h3, 1e-14);
+}
+
+TEST(SelectiveScan, FastMatchesReferenceAcrossShapesAndChunks) {
+  std::vector<Config> cfgs;
+  cfgs.push_back({});
+  cfgs.push_back({1, 5, 1, 1, 0, true, true, true, false, true});     // L = 1, N = 1
+  cfgs.push_back({2, 6, 4, 37, 3, true, false, true, true, true});    // grouped, h0
+  cfgs.push_back({1, 3, 16, 130, 0, false, false, false, false, false});  // plain
+  for (const Config& c : cfgs)
+    for (int64_t chunk : {1, 4, 64, 1000}) {
+      ScanInputs in32 = make_inputs(c, 7, DType::F32);
+      Tensor y, last, yr, lastr;
+      ScanSaved saved;
+      selective_scan_forward(y, &last, &saved, in32, chunk);
+      selective_scan_ref_forward(yr, &lastr, in32);
+      EXPECT_LT(max_abs_diff(y, yr), 2e-5 * std::max(1.0, max_abs(yr))) << "L=" << c.L << " chunk=" << chunk;
+      EXPECT_LT(max_abs_diff(last, lastr), 2e-5 * std::max(1.0, max_abs(lastr)));
+      Tensor dy = random_tensor(y.shape(), 11, -1, 1, DType::F32), dl = random_tensor(last.shape(), 12, -1, 1, DType::F32);
+      ScanGrads g, gref;
+      selective_scan_backward(g, dy, dl, in32, saved);
+      selective_scan_ref_backward(gref, dy, dl, in32);
+      auto close = [&](const Tensor& a, const Tensor& b, const char* name) {
+        ASSERT_EQ(a.defined(), b.defined()) << name;
+        if (a.defined()) {
+          EXPECT_LT(max_abs_diff(a, b), 5e-5 * std::max(1.0, max_abs(b))) << name << " chunk=" << chunk;
+        }
+      };
+      close(g.du, gref.du, "du");
+      close(g.ddelta, gref.ddelta, "ddelta");
+      close(g.dA, gref.dA, "dA");
+      close(g.dB, gref.dB, "dB");
+      close(g.dC, gref.dC, "dC");
+      close(g.dD, gref.dD, "dD");
+      close(g.dz, gref.dz, "dz");
+      close(g.ddelta_bias, gref.ddelta_bias, "ddelta_bias");
+      close(g.dh0, gref.dh0, "dh0");
+    }
+}
+
+// Finite differences in double through the production path (chunk 4 over L 11 crosses boundaries) and
+// through the reference path.
+static void run_gradcheck(const Config& c, bool use_ref) {
+  ScanInputs in = make_inputs(c, 3);
+  Tensor y0, last0;
+  selective_scan_ref_forward(y0, &last0, in);
+  const Tensor wy = random_tensor(y0.shape(), 21), wl = random_tensor(last0.shape(), 22);
+  auto loss = [&]() {
+    Tensor y, last;
+    if (use_ref)
+      selective_scan_ref_forward(y, &last, in);
+    else
+      selective_scan_forward(y, &last, nullptr, in, 4);
+    return dot(y, wy) + dot(last, wl);
+  };
+  ScanGrads g;
+  if (use_ref) {
+    selective_scan_ref_backward(g, wy, wl, in);
+  } else {
+    Tensor y, last;
+    ScanSaved saved;
+    selective_scan_forward(y, &last, &saved, in, 4);
+    selective_scan_backward(g, wy, wl, in, saved);
+  }
+  gradcheck(loss, in.u, g.du, "u");
+  gradcheck(loss, in.delta, g.ddelta, "delta");
+  gradcheck(loss, in.A, g.dA, "A");
+  gradcheck(loss, in.B, g.dB, "B");
+  gradcheck(loss, in.C, g.dC, "C");
+  if (c.with_D) gradcheck(loss, in.D, g.dD, "D");
+  if (c.with_z) gradcheck(loss, in.z, g.dz, "z");
+  if (c.with_bias) gradcheck(loss, in.delta_bias, g.ddelta_bias, "delta_bias");
+  if (c.with_h0) gradcheck(loss, in.h0, g.dh0, "h0");
+}
+
+TEST(SelectiveScan, GradcheckFastPathAllInputs) { run_gradcheck({2, 4, 3, 11, 0, true, true, true, true, true}, false); }
+TEST(SelectiveScan, GradcheckFastPathGroupedNoSoftplus) {
+  run_gradcheck({2, 4, 2, 9, 2, true, false, false, false, false}, false);
+}
+TEST(SelectiveScan, GradcheckReferencePath) { run_gradcheck({1, 4, 3, 7, 2, true, true, true, true, true}, true); }
+
+TEST(SelectiveScan, ChunkStatesAreSmall) {
+  Config c{1, 8, 16, 1000, 0};
+  ScanInputs in = make_inputs(c, 5, DType::F32);
+  Tensor y;
+  ScanSaved saved;
+  selective_scan_forward(y, nullptr, &saved, in, 64);
+  EXPECT_EQ(saved.chunk_states.shape(), (Shape{1, 8, 16, 16}));  // ceil(1000/64) = 16 chunks
+}
+
+TEST(SelectiveScan, GradientsAccumulate) {
+  Config c;
+  ScanInputs in = make_inputs(c, 9, DType::F32);
+  Tensor y, last;
+  ScanSaved saved;
+  selective_scan_forward(y, &last, &saved, in);
+  Tensor dy = random_tensor(y.shape(), 1, -1, 1, DType::F32);
+  ScanGrads once, twice;
+  selective_scan_backward(once, dy, Tensor{}, in, saved);
+  selective_scan_backward(twice, dy, Tensor{}, in, saved);
+  selective_scan_backward(twice, dy, Tensor{}, in, saved);
+  std::vector<double> a = once.dA.to_double_vector(), b = twice.dA.to_double_vector();
+  for (size_t i = 0; i < a.size(); ++i) EXPECT_NEAR(2 * a[i], b[i], 1e-5 * std::max(1.0, std::abs(a[i])));
+}
+
+TEST(SelectiveScan, DeterministicForFixedThreadCount) {
+  Config c{3, 16, 8, 50, 4};
+  ScanInputs in = make_inputs(c, 13, DType::F32);
+  Tensor dy = random_tensor({3, 16, 50}, 2, -1, 1, DType::F32);
+  auto grads = [&]() {
+    Tensor y;
+    ScanSaved saved;
+    selective_scan_forward(y, nullptr, &saved, in);
+    ScanGrads g;
+    selective_scan_backward(g, dy, Tensor{}, in, saved);
+    return g;
+  };
+  ScanGrads a = grads(), b = grads();
+  EXPECT_EQ(max_abs_diff(a.dA, b.dA), 0.0);
+  EXPECT_EQ(max_abs_diff(a.dB, b.dB), 0.0);
+  EXPECT_EQ(max_abs_diff(a.du, b.du), 0.0);
+}
+
+TEST(SelectiveScan, ShapeErrorsNameTheArgument) {
+  Config c;
+  ScanInputs in = make_inputs(c, 1, DType::F32);
+  in.A = Tensor::zeros({c.D + 1, c.N});
+  Tensor y;
+  try {
+    selective_scan_forward(y, nullptr, nullptr, in);
+    FAIL() << "expected an Error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("A has shape (5,3), expected (4,3)"), std::string::npos) << e.what();
+  }
+  in = make_inputs(c, 1, DType::F32);
+  in.z = Tensor::zeros({c.B, c.D, c.L}, DType::F64);
+  EXPECT_THROW(selective_scan_forward(y, nullptr, nullptr, in), Error);
+}
