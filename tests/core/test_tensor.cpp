@@ -1,0 +1,108 @@
+// Tensor: storage alignment, views (view, reshape, permute, transpose, slice, select), copies, dtype
+// conversion (F16/BF16 rounding), and error messages.
+#include <cmath>
+
+#include "gradcheck.h"
+#include "ssmkit/core/ops/linear.h"
+#include "ssmkit/core/tensor.h"
+
+using namespace ssmkit::core;
+
+static Tensor iota(const Shape& s) {
+  std::vector<float> v(static_cast<size_t>(shape_numel(s)));
+  for (size_t i = 0; i < v.size(); ++i) v[i] = static_cast<float>(i);
+  return Tensor::from_vector(s, v);
+}
+
+TEST(Tensor, AlignedZeroFilledStorage) {
+  for (int64_t n : {1, 3, 17, 1000}) {
+    Tensor t = Tensor::empty({n});
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(t.raw()) % 64, 0u);
+    EXPECT_EQ(max_abs(t), 0.0);
+  }
+  Tensor s = Tensor::full({}, 2.5);
+  EXPECT_EQ(s.numel(), 1);
+  EXPECT_EQ(s.to_double_vector()[0], 2.5);
+}
+
+TEST(Tensor, ViewsShareStorage) {
+  Tensor t = iota({2, 3, 4});
+  Tensor p = t.permute({2, 0, 1});
+  EXPECT_EQ(p.shape(), (Shape{4, 2, 3}));
+  EXPECT_FALSE(p.is_contiguous());
+  EXPECT_EQ(p.at<float>({3, 1, 2}), t.at<float>({1, 2, 3}));
+  Tensor s = t.slice(2, 1, 4, 2);  // columns 1 and 3
+  EXPECT_EQ(s.shape(), (Shape{2, 3, 2}));
+  EXPECT_EQ(s.at<float>({1, 2, 1}), 23.0f);
+  Tensor sel = t.select(1, 2);
+  EXPECT_EQ(sel.shape(), (Shape{2, 4}));
+  EXPECT_EQ(sel.at<float>({1, 0}), 20.0f);
+  sel.at<float>({1, 0}) = -1;
+  EXPECT_EQ(t.at<float>({1, 2, 0}), -1.0f);  // same storage
+  Tensor v = t.view({6, -1});
+  EXPECT_EQ(v.shape(), (Shape{6, 4}));
+  EXPECT_TRUE(v.same_storage(t));
+  Tensor r = p.reshape({24});  // non-contiguous: copies
+  EXPECT_FALSE(r.same_storage(t));
+  EXPECT_EQ(r.to_double_vector()[1], t.at<float>({0, 1, 0}));
+  Tensor c = t.transpose(0, 2).contiguous();
+  EXPECT_TRUE(c.is_contiguous());
+  EXPECT_EQ(c.at<float>({3, 2, 1}), t.at<float>({1, 2, 3}));
+}
+
+TEST(Tensor, DtypeConversionsRoundCorrectly) {
+  Tensor t = Tensor::from_vector({6}, std::vector<double>{1.0, -2.5, 65504.0, 1e-7, 3.14159265, 1e6});
+  std::vector<double> h = t.to(DType::F16).to_double_vector();
+  EXPECT_EQ(h[0], 1.0);
+  EXPECT_EQ(h[1], -2.5);
+  EXPECT_EQ(h[2], 65504.0);
+  EXPECT_NEAR(h[3], 1e-7, 6e-8);  // subnormal in half precision
+  EXPECT_EQ(h[4], 3.140625);
+  EXPECT_TRUE(std::isinf(h[5]));
+  std::vector<double> b = t.to(DType::BF16).to_double_vector();
+  EXPECT_EQ(b[4], 3.140625);
+  EXPECT_NEAR(b[5], 1e6, 4e3);
+  std::vector<double> i = t.to(DType::I32).to_double_vector();
+  EXPECT_EQ(i[1], -2);
+}
+
+TEST(Tensor, ErrorsNameTheProblem) {
+  Tensor t = iota({2, 3});
+  try {
+    (void)t.view({4, 2});
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("cannot view (2,3)"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW((void)t.data<double>(), Error);
+  EXPECT_THROW((void)t.permute({0, 0}), Error);
+  EXPECT_THROW((void)t.transpose(0, 1).view({6}), Error);
+  EXPECT_THROW((void)t.size(2), Error);
+}
+
+TEST(Tensor, EigenMatrixAndLinear) {
+  Tensor x = iota({2, 3}), W = iota({4, 3});
+  Tensor y;
+  linear_forward(y, x, W, Tensor::full({4}, 1.0));
+  auto X = x.matrix<float>();
+  auto Wm = W.matrix<float>();
+  Eigen::MatrixXf ref = X * Wm.transpose();
+  for (int i = 0; i < 2; ++i)
+    for (int j = 0; j < 4; ++j) EXPECT_FLOAT_EQ(y.at<float>({i, j}), ref(i, j) + 1);
+}
+
+TEST(Linear, GradcheckInDouble) {
+  using ssmkit::test::random_tensor;
+  Tensor x = random_tensor({2, 3, 5}, 1), W = random_tensor({4, 5}, 2), b = random_tensor({4}, 3);
+  Tensor w = random_tensor({2, 3, 4}, 4);
+  auto loss = [&] {
+    Tensor y;
+    linear_forward(y, x, W, b);
+    return ssmkit::test::dot(y, w);
+  };
+  Tensor dx, dW, db;
+  linear_backward(&dx, dW, &db, w, x, W);
+  ssmkit::test::gradcheck(loss, x, dx, "x");
+  ssmkit::test::gradcheck(loss, W, dW, "W");
+  ssmkit::test::gradcheck(loss, b, db, "b");
+}
