@@ -6,6 +6,10 @@ namespace ssmkit::golden {
 const std::vector<OpEntry>& known_ops() {
   static const std::vector<OpEntry> ops = {
       {"selective_scan", run_selective_scan, false},
+      {"s4d_kernel", run_s4d_kernel, false},
+      {"fftconv", run_fftconv, false},
+      {"cross_scan_merge", run_cross_scan_merge, false},
+      {"mamba_block", run_mamba_block, false},
   };
   return ops;
 }

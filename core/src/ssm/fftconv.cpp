@@ -1,0 +1,376 @@
+// Causal FFT convolution y = k * u + D u along L, forward next to backward: the fast path (FFTW r2c/c2r on
+// length n >= 2L, plans cached per (n, dtype), OpenMP over channels H) and the reference path (direct O(L^2)
+// sums in double). Follows ../shared/specs/core-ssm.md §1.4 (forward) and §1.6 (backward: correlations via
+// the conjugate spectrum). Shapes: B batch, H channels, L length; u, y (B,H,L), k (H,L), D (H).
+#include "ssmkit/core/ssm/fftconv.h"
+
+#include <fftw3.h>
+
+#include <algorithm>
+#include <complex>
+#include <map>
+#include <vector>
+
+namespace ssmkit::core {
+
+std::mutex& fftw_planner_mutex() {
+  static std::mutex m;
+  return m;
+}
+
+int64_t fftconv_size(int64_t L) {
+  if (L <= 0) return 1;
+  for (int64_t n = 2 * L;; ++n) {
+    int64_t m = n;
+    for (int64_t p : {2, 3, 5, 7})
+      while (m % p == 0) m /= p;
+    if (m == 1) return n;
+  }
+}
+
+namespace {
+
+// ----------------------------------------------------------------------------------------------------------
+// FFTW in float (fftwf_*) and double (fftw_*)
+
+template <class T> struct Fftw;
+template <> struct Fftw<float> {
+  using Plan = fftwf_plan;
+  static Plan plan_r2c(int n, float* in, std::complex<float>* out) {
+    return fftwf_plan_dft_r2c_1d(n, in, reinterpret_cast<fftwf_complex*>(out), FFTW_ESTIMATE);
+  }
+  static Plan plan_c2r(int n, std::complex<float>* in, float* out) {
+    return fftwf_plan_dft_c2r_1d(n, reinterpret_cast<fftwf_complex*>(in), out, FFTW_ESTIMATE);
+  }
+  static void r2c(Plan p, float* in, std::complex<float>* out) {
+    fftwf_execute_dft_r2c(p, in, reinterpret_cast<fftwf_complex*>(out));
+  }
+  static void c2r(Plan p, std::complex<float>* in, float* out) {
+    fftwf_execute_dft_c2r(p, reinterpret_cast<fftwf_complex*>(in), out);
+  }
+  static void* alloc(size_t bytes) { return fftwf_malloc(bytes); }
+  static void release(void* p) { fftwf_free(p); }
+};
+template <> struct Fftw<double> {
+  using Plan = fftw_plan;
+  static Plan plan_r2c(int n, double* in, std::complex<double>* out) {
+    return fftw_plan_dft_r2c_1d(n, in, reinterpret_cast<fftw_complex*>(out), FFTW_ESTIMATE);
+  }
+  static Plan plan_c2r(int n, std::complex<double>* in, double* out) {
+    return fftw_plan_dft_c2r_1d(n, reinterpret_cast<fftw_complex*>(in), out, FFTW_ESTIMATE);
+  }
+  static void r2c(Plan p, double* in, std::complex<double>* out) {
+    fftw_execute_dft_r2c(p, in, reinterpret_cast<fftw_complex*>(out));
+  }
+  static void c2r(Plan p, std::complex<double>* in, double* out) {
+    fftw_execute_dft_c2r(p, reinterpret_cast<fftw_complex*>(in), out);
+  }
+  static void* alloc(size_t bytes) { return fftw_malloc(bytes); }
+  static void release(void* p) { fftw_free(p); }
+};
+
+// An FFTW-allocated array (SIMD-aligned like the arrays the plans were made with, as the new-array execute
+// functions require). T is float, double or std::complex of them; R the real type.
+template <class T, class R> struct FftBuf {
+  T* p;
+  explicit FftBuf(int64_t n) : p(static_cast<T*>(Fftw<R>::alloc(static_cast<size_t>(n) * sizeof(T)))) {}
+  ~FftBuf() { Fftw<R>::release(p); }
+  FftBuf(const FftBuf&) = delete;
+  FftBuf& operator=(const FftBuf&) = delete;
+  T& operator[](int64_t i) { return p[i]; }
+};
+
+template <class T> struct FftPlan {
+  typename Fftw<T>::Plan r2c, c2r;
+};
+
+// The r2c and c2r plans of length n, created on first use (under the planner mutex) and kept until exit.
+template <class T>
+const FftPlan<T>& fft_plan(int64_t n) {
+  static std::map<int64_t, FftPlan<T>> cache;
+  std::lock_guard<std::mutex> lock(fftw_planner_mutex());
+  auto it = cache.find(n);
+  if (it != cache.end()) return it->second;
+  FftBuf<T, T> re(n);
+  FftBuf<std::complex<T>, T> sp(n / 2 + 1);
+  SSMKIT_CHECK(re.p && sp.p, "fftconv: out of memory for FFT buffers of length ", n);
+  FftPlan<T> plan{Fftw<T>::plan_r2c(static_cast<int>(n), re.p, sp.p),
+                  Fftw<T>::plan_c2r(static_cast<int>(n), sp.p, re.p)};
+  SSMKIT_CHECK(plan.r2c && plan.c2r, "fftconv: FFTW could not plan a transform of length ", n);
+  return cache.emplace(n, plan).first->second;
+}
+
+// a * b and a * conj(b), written out (std::complex's operator* carries an inf/nan rescue path).
+template <class T> std::complex<T> cmul(std::complex<T> a, std::complex<T> b) {
+  return {a.real() * b.real() - a.imag() * b.imag(), a.real() * b.imag() + a.imag() * b.real()};
+}
+template <class T> std::complex<T> cmul_conj(std::complex<T> a, std::complex<T> b) {
+  return {a.real() * b.real() + a.imag() * b.imag(), a.imag() * b.real() - a.real() * b.imag()};
+}
+
+// ----------------------------------------------------------------------------------------------------------
+// argument checks and output buffers
+
+void check_shape(const char* fn, const char* name, const Tensor& t, const Shape& want) {
+  SSMKIT_CHECK(t.defined(), fn, ": ", name, " is undefined, expected ", shape_str(want));
+  SSMKIT_CHECK(t.shape() == want, fn, ": ", name, " must be ", shape_str(want), ", got ", shape_str(t.shape()));
+}
+
+struct ConvSizes {
+  int64_t B, H, L;
+};
+
+// u (B,H,L), k (H,L), D (H) or undefined; one float dtype.
+ConvSizes check_conv_inputs(const char* fn, const Tensor& u, const Tensor& k, const Tensor& D) {
+  SSMKIT_CHECK(u.defined() && u.ndim() == 3, fn, ": u must be (B,H,L), got ",
+               u.defined() ? shape_str(u.shape()) : std::string("undefined"));
+  int64_t B = u.size(0), H = u.size(1), L = u.size(2);
+  check_shape(fn, "k", k, {H, L});
+  if (D.defined()) check_shape(fn, "D", D, {H});
+  DType dt = u.dtype();
+  SSMKIT_CHECK(dt == DType::F32 || dt == DType::F64, fn, ": u has dtype ", dtype_name(dt),
+               ", expected F32 or F64");
+  SSMKIT_CHECK(k.dtype() == dt, fn, ": k has dtype ", dtype_name(k.dtype()), " but u has ", dtype_name(dt));
+  SSMKIT_CHECK(!D.defined() || D.dtype() == dt, fn, ": D has dtype ", dtype_name(D.dtype()), " but u has ",
+               dtype_name(dt));
+  return {B, H, L};
+}
+
+// An output the kernel overwrites: allocated when undefined, else checked; a contiguous tensor to write.
+Tensor output_buffer(const char* fn, const char* name, Tensor& out, const Shape& shape, DType dt) {
+  if (!out.defined()) {
+    out = Tensor::empty(shape, dt);
+    return out;
+  }
+  check_shape(fn, name, out, shape);
+  SSMKIT_CHECK(out.dtype() == dt, fn, ": ", name, " has dtype ", dtype_name(out.dtype()), ", expected ",
+               dtype_name(dt));
+  return out.is_contiguous() ? out : Tensor::empty(shape, dt);
+}
+
+// A gradient the kernel adds into, when defined on entry: must have this shape and dtype. Checked for every
+// gradient before any is allocated, so a bad call changes nothing.
+void check_grad(const char* fn, const char* name, const Tensor& g, const Shape& shape, DType dt) {
+  if (!g.defined()) return;
+  check_shape(fn, name, g, shape);
+  SSMKIT_CHECK(g.dtype() == dt, fn, ": ", name, " has dtype ", dtype_name(g.dtype()), ", expected ",
+               dtype_name(dt));
+}
+
+// The gradient to add into: allocated (zeros) when undefined, else a contiguous tensor holding its values;
+// when that is not `g` itself the caller copies it back (copy_back).
+Tensor grad_buffer(Tensor& g, const Shape& shape, DType dt) {
+  if (!g.defined()) g = Tensor::zeros(shape, dt);
+  return g.contiguous();
+}
+
+void copy_back(Tensor& dst, const Tensor& buf) {
+  if (dst.defined() && !dst.same_storage(buf)) dst.copy_from(buf);
+}
+
+// Reference outputs: F64 when `g` is undefined, else added into (accumulate) or written into `g`.
+void ref_store(const char* fn, const char* name, Tensor& g, const Shape& shape, std::vector<double> v,
+               bool accumulate) {
+  if (!g.defined()) {
+    g = Tensor::from_vector(shape, v);
+    return;
+  }
+  check_shape(fn, name, g, shape);
+  if (accumulate) {
+    std::vector<double> cur = g.to_double_vector();
+    for (size_t i = 0; i < v.size(); ++i) v[i] += cur[i];
+  }
+  g.copy_from(Tensor::from_vector(shape, v));
+}
+
+// ----------------------------------------------------------------------------------------------------------
+// fast path
+
+// u (B,H,L), k (H,L), D (H) or null -> y (B,H,L); all contiguous.
+template <class T>
+void fftconv_forward_impl(T* y, const T* u, const T* k, const T* D, int64_t B, int64_t H, int64_t L) {
+  if (L == 0) return;
+  const int64_t n = fftconv_size(L), nf = n / 2 + 1;
+  const FftPlan<T>& plan = fft_plan<T>(n);
+  const T scale = T(1) / static_cast<T>(n);  // FFTW's inverse is unnormalized
+#pragma omp parallel
+  {
+    FftBuf<T, T> buf(n);
+    FftBuf<std::complex<T>, T> kf(nf), uf(nf);
+#pragma omp for schedule(static)
+    for (int64_t h = 0; h < H; ++h) {
+      std::copy(k + h * L, k + (h + 1) * L, buf.p);
+      std::fill(buf.p + L, buf.p + n, T(0));
+      Fftw<T>::r2c(plan.r2c, buf.p, kf.p);
+      for (int64_t f = 0; f < nf; ++f) kf[f] *= scale;
+      const T d = D ? D[h] : T(0);
+      for (int64_t b = 0; b < B; ++b) {
+        const T* ub = u + (b * H + h) * L;
+        T* yb = y + (b * H + h) * L;
+        std::copy(ub, ub + L, buf.p);
+        std::fill(buf.p + L, buf.p + n, T(0));
+        Fftw<T>::r2c(plan.r2c, buf.p, uf.p);
+        for (int64_t f = 0; f < nf; ++f) uf[f] = cmul(uf[f], kf[f]);
+        Fftw<T>::c2r(plan.c2r, uf.p, buf.p);
+        for (int64_t t = 0; t < L; ++t) yb[t] = buf[t] + d * ub[t];
+      }
+    }
+  }
+}
+
+// dy (B,H,L) -> du (B,H,L), dk (H,L), dD (H) or null, added into; inputs as forward; all contiguous.
+// With spectra G, U, K of the zero-padded rows: du = irfft(G conj K)[0,L) + D dy,
+// dk = irfft(sum_b G conj U)[0,L), dD = sum dy u (in double). n >= 2L keeps the wrapped lags out of [0,L).
+template <class T>
+void fftconv_backward_impl(T* du, T* dk, T* dD, const T* dy, const T* u, const T* k, const T* D, int64_t B,
+                           int64_t H, int64_t L) {
+  if (L == 0) return;
+  const int64_t n = fftconv_size(L), nf = n / 2 + 1;
+  const FftPlan<T>& plan = fft_plan<T>(n);
+  const T scale = T(1) / static_cast<T>(n);
+#pragma omp parallel
+  {
+    FftBuf<T, T> buf(n);
+    FftBuf<std::complex<T>, T> kf(nf), uf(nf), gf(nf), dkf(nf);
+#pragma omp for schedule(static)
+    for (int64_t h = 0; h < H; ++h) {
+      std::copy(k + h * L, k + (h + 1) * L, buf.p);
+      std::fill(buf.p + L, buf.p + n, T(0));
+      Fftw<T>::r2c(plan.r2c, buf.p, kf.p);
+      for (int64_t f = 0; f < nf; ++f) {
+        kf[f] *= scale;
+        dkf[f] = 0;
+      }
+      const T d = D ? D[h] : T(0);
+      double dd = 0;
+      for (int64_t b = 0; b < B; ++b) {
+        const T* gb = dy + (b * H + h) * L;
+        const T* ub = u + (b * H + h) * L;
+        T* dub = du + (b * H + h) * L;
+        std::copy(gb, gb + L, buf.p);
+        std::fill(buf.p + L, buf.p + n, T(0));
+        Fftw<T>::r2c(plan.r2c, buf.p, gf.p);
+        std::copy(ub, ub + L, buf.p);
+        std::fill(buf.p + L, buf.p + n, T(0));
+        Fftw<T>::r2c(plan.r2c, buf.p, uf.p);
+        for (int64_t f = 0; f < nf; ++f) {
+          dkf[f] += cmul_conj(gf[f], uf[f]);
+          uf[f] = cmul_conj(gf[f], kf[f]);  // uf now holds the spectrum of du
+        }
+        Fftw<T>::c2r(plan.c2r, uf.p, buf.p);
+        for (int64_t t = 0; t < L; ++t) {
+          dub[t] += buf[t] + d * gb[t];
+          dd += static_cast<double>(gb[t]) * static_cast<double>(ub[t]);
+        }
+      }
+      for (int64_t f = 0; f < nf; ++f) dkf[f] *= scale;
+      Fftw<T>::c2r(plan.c2r, dkf.p, buf.p);
+      for (int64_t j = 0; j < L; ++j) dk[h * L + j] += buf[j];
+      if (dD) dD[h] += static_cast<T>(dd);
+    }
+  }
+}
+
+}  // namespace
+
+void fftconv_forward(Tensor& y, const Tensor& u, const Tensor& k, const Tensor& D) {
+  const char* fn = "fftconv_forward()";
+  auto [B, H, L] = check_conv_inputs(fn, u, k, D);
+  DType dt = u.dtype();
+  Tensor yb = output_buffer(fn, "y", y, {B, H, L}, dt);
+  Tensor uc = u.contiguous(), kc = k.contiguous(), Dc = D.defined() ? D.contiguous() : Tensor{};
+  if (dt == DType::F32)
+    fftconv_forward_impl<float>(yb.data<float>(), uc.data<float>(), kc.data<float>(),
+                                Dc.defined() ? Dc.data<float>() : nullptr, B, H, L);
+  else
+    fftconv_forward_impl<double>(yb.data<double>(), uc.data<double>(), kc.data<double>(),
+                                 Dc.defined() ? Dc.data<double>() : nullptr, B, H, L);
+  copy_back(y, yb);
+}
+
+void fftconv_backward(Tensor& du, Tensor& dk, Tensor& dD, const Tensor& dy, const Tensor& u, const Tensor& k,
+                      const Tensor& D) {
+  const char* fn = "fftconv_backward()";
+  auto [B, H, L] = check_conv_inputs(fn, u, k, D);
+  DType dt = u.dtype();
+  check_shape(fn, "dy", dy, {B, H, L});
+  SSMKIT_CHECK(dy.dtype() == dt, fn, ": dy has dtype ", dtype_name(dy.dtype()), " but u has ", dtype_name(dt));
+  check_grad(fn, "du", du, {B, H, L}, dt);
+  check_grad(fn, "dk", dk, {H, L}, dt);
+  if (D.defined()) check_grad(fn, "dD", dD, {H}, dt);
+  Tensor g_u = grad_buffer(du, {B, H, L}, dt), g_k = grad_buffer(dk, {H, L}, dt);
+  Tensor g_D = D.defined() ? grad_buffer(dD, {H}, dt) : Tensor{};
+  Tensor gc = dy.contiguous(), uc = u.contiguous(), kc = k.contiguous();
+  Tensor Dc = D.defined() ? D.contiguous() : Tensor{};
+  if (dt == DType::F32)
+    fftconv_backward_impl<float>(g_u.data<float>(), g_k.data<float>(), g_D.defined() ? g_D.data<float>() : nullptr,
+                                 gc.data<float>(), uc.data<float>(), kc.data<float>(),
+                                 Dc.defined() ? Dc.data<float>() : nullptr, B, H, L);
+  else
+    fftconv_backward_impl<double>(g_u.data<double>(), g_k.data<double>(),
+                                  g_D.defined() ? g_D.data<double>() : nullptr, gc.data<double>(),
+                                  uc.data<double>(), kc.data<double>(), Dc.defined() ? Dc.data<double>() : nullptr,
+                                  B, H, L);
+  copy_back(du, g_u);
+  copy_back(dk, g_k);
+  if (D.defined()) copy_back(dD, g_D);
+}
+
+// ----------------------------------------------------------------------------------------------------------
+// reference path: direct sums in double
+
+void fftconv_ref_forward(Tensor& y, const Tensor& u, const Tensor& k, const Tensor& D) {
+  const char* fn = "fftconv_ref_forward()";
+  auto [B, H, L] = check_conv_inputs(fn, u, k, D);
+  std::vector<double> uv = u.to_double_vector(), kv = k.to_double_vector();
+  std::vector<double> Dv = D.defined() ? D.to_double_vector() : std::vector<double>(static_cast<size_t>(H), 0.0);
+  std::vector<double> yv(uv.size(), 0.0);
+  for (int64_t b = 0; b < B; ++b) {
+    for (int64_t h = 0; h < H; ++h) {
+      const double* ub = uv.data() + (b * H + h) * L;
+      const double* kh = kv.data() + h * L;
+      double* yb = yv.data() + (b * H + h) * L;
+      for (int64_t t = 0; t < L; ++t) {
+        double s = Dv[static_cast<size_t>(h)] * ub[t];
+        for (int64_t j = 0; j <= t; ++j) s += kh[j] * ub[t - j];
+        yb[t] = s;
+      }
+    }
+  }
+  ref_store(fn, "y", y, {B, H, L}, std::move(yv), false);
+}
+
+void fftconv_ref_backward(Tensor& du, Tensor& dk, Tensor& dD, const Tensor& dy, const Tensor& u, const Tensor& k,
+                          const Tensor& D) {
+  const char* fn = "fftconv_ref_backward()";
+  auto [B, H, L] = check_conv_inputs(fn, u, k, D);
+  check_shape(fn, "dy", dy, {B, H, L});
+  if (du.defined()) check_shape(fn, "du", du, {B, H, L});
+  if (dk.defined()) check_shape(fn, "dk", dk, {H, L});
+  if (D.defined() && dD.defined()) check_shape(fn, "dD", dD, {H});
+  std::vector<double> uv = u.to_double_vector(), kv = k.to_double_vector(), gv = dy.to_double_vector();
+  std::vector<double> Dv = D.defined() ? D.to_double_vector() : std::vector<double>(static_cast<size_t>(H), 0.0);
+  std::vector<double> g_u(uv.size(), 0.0), g_k(kv.size(), 0.0), g_D(static_cast<size_t>(H), 0.0);
+  for (int64_t b = 0; b < B; ++b) {
+    for (int64_t h = 0; h < H; ++h) {
+      const double* ub = uv.data() + (b * H + h) * L;
+      const double* gb = gv.data() + (b * H + h) * L;
+      const double* kh = kv.data() + h * L;
+      double* dub = g_u.data() + (b * H + h) * L;
+      double* dkh = g_k.data() + h * L;
+      for (int64_t s = 0; s < L; ++s) {
+        double acc = Dv[static_cast<size_t>(h)] * gb[s];
+        for (int64_t t = s; t < L; ++t) acc += kh[t - s] * gb[t];
+        dub[s] = acc;
+        g_D[static_cast<size_t>(h)] += gb[s] * ub[s];
+      }
+      for (int64_t j = 0; j < L; ++j)
+        for (int64_t t = j; t < L; ++t) dkh[j] += gb[t] * ub[t - j];
+    }
+  }
+  ref_store(fn, "du", du, {B, H, L}, std::move(g_u), true);
+  ref_store(fn, "dk", dk, {H, L}, std::move(g_k), true);
+  if (D.defined()) ref_store(fn, "dD", dD, {H}, std::move(g_D), true);
+}
+
+}  // namespace ssmkit::core

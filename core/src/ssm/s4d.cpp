@@ -1,0 +1,431 @@
+// S4D kernel: the fast path (OpenMP over channels H, phases exp(g l) by powers in double re-anchored with a
+// direct exp every 64 steps) and the reference path (direct exp per (n,l)), forward next to backward; then
+// the initializers. Follows ../shared/specs/core-ssm.md §1.2 (init), §1.3 (kernel), §1.6 (backward; the
+// bilinear backward is derived here the same way). Shapes: H channels, M = N/2 complex modes, L length.
+// Both discretizations are written as K[l] = 2 Re sum_n coef_n exp(g_n l) with
+//   ZOH:      z = dt A, coef = C (exp(z) - 1)/A, g = z
+//   bilinear: z = dt A, coef = C dt/(1 - z/2),  g = log((1 + z/2)/(1 - z/2))  (any branch: l is an integer)
+#include "ssmkit/core/ssm/s4d.h"
+
+#include <algorithm>
+#include <cmath>
+#include <complex>
+#include <numbers>
+#include <random>
+#include <vector>
+
+namespace ssmkit::core {
+
+namespace {
+
+using cd = std::complex<double>;
+
+constexpr int64_t kAnchor = 64;  // steps between direct evaluations of exp(g l) in the fast path
+
+// ----------------------------------------------------------------------------------------------------------
+// argument checks and output buffers
+
+void check_shape(const char* fn, const char* name, const Tensor& t, const Shape& want) {
+  SSMKIT_CHECK(t.defined(), fn, ": ", name, " is undefined, expected ", shape_str(want));
+  SSMKIT_CHECK(t.shape() == want, fn, ": ", name, " must be ", shape_str(want), ", got ", shape_str(t.shape()));
+}
+
+struct S4DSizes {
+  int64_t H, M;
+};
+
+// log_dt (H), C (H,M,2), log_A_real (H,M), A_imag (H,M); one float dtype; sign +-1.
+S4DSizes check_s4d_inputs(const char* fn, const Tensor& log_dt, const Tensor& C, const Tensor& log_A_real,
+                          const Tensor& A_imag, int a_imag_sign) {
+  SSMKIT_CHECK(log_A_real.defined() && log_A_real.ndim() == 2, fn, ": log_A_real must be (H,N/2), got ",
+               log_A_real.defined() ? shape_str(log_A_real.shape()) : std::string("undefined"));
+  int64_t H = log_A_real.size(0), M = log_A_real.size(1);
+  check_shape(fn, "log_dt", log_dt, {H});
+  check_shape(fn, "C", C, {H, M, 2});
+  check_shape(fn, "A_imag", A_imag, {H, M});
+  DType dt = log_A_real.dtype();
+  SSMKIT_CHECK(dt == DType::F32 || dt == DType::F64, fn, ": log_A_real has dtype ", dtype_name(dt),
+               ", expected F32 or F64");
+  SSMKIT_CHECK(log_dt.dtype() == dt && C.dtype() == dt && A_imag.dtype() == dt, fn,
+               ": log_dt, C, log_A_real, A_imag must share one dtype, got ", dtype_name(log_dt.dtype()), ", ",
+               dtype_name(C.dtype()), ", ", dtype_name(dt), ", ", dtype_name(A_imag.dtype()));
+  SSMKIT_CHECK(a_imag_sign == 1 || a_imag_sign == -1, fn,
+               ": a_imag_sign must be +1 (s4d.py) or -1 (SSMKernelDiag), got ", a_imag_sign);
+  return {H, M};
+}
+
+// An output the kernel overwrites: allocated when undefined, else checked. Returns a contiguous tensor to
+// write; when it is not `out` itself the caller copies it back (out.copy_from).
+Tensor output_buffer(const char* fn, const char* name, Tensor& out, const Shape& shape, DType dt) {
+  if (!out.defined()) {
+    out = Tensor::empty(shape, dt);
+    return out;
+  }
+  check_shape(fn, name, out, shape);
+  SSMKIT_CHECK(out.dtype() == dt, fn, ": ", name, " has dtype ", dtype_name(out.dtype()), ", expected ",
+               dtype_name(dt));
+  return out.is_contiguous() ? out : Tensor::empty(shape, dt);
+}
+
+// A gradient the kernel adds into, when defined on entry: must have this shape and dtype. Checked for every
+// gradient before any is allocated, so a bad call changes nothing.
+void check_grad(const char* fn, const char* name, const Tensor& g, const Shape& shape, DType dt) {
+  if (!g.defined()) return;
+  check_shape(fn, name, g, shape);
+  SSMKIT_CHECK(g.dtype() == dt, fn, ": ", name, " has dtype ", dtype_name(g.dtype()), ", expected ",
+               dtype_name(dt));
+}
+
+// The gradient to add into: allocated (zeros) when undefined, else a contiguous tensor holding its values;
+// when that is not `g` itself the caller copies it back (copy_back).
+Tensor grad_buffer(Tensor& g, const Shape& shape, DType dt) {
+  if (!g.defined()) g = Tensor::zeros(shape, dt);
+  return g.contiguous();
+}
+
+void copy_back(Tensor& dst, const Tensor& buf) {
+  if (!dst.same_storage(buf)) dst.copy_from(buf);
+}
+
+// Reference outputs: F64 when `g` is undefined, else added into (accumulate) or written into `g`.
+void ref_store(const char* fn, const char* name, Tensor& g, const Shape& shape, std::vector<double> v,
+               bool accumulate) {
+  if (!g.defined()) {
+    g = Tensor::from_vector(shape, v);
+    return;
+  }
+  check_shape(fn, name, g, shape);
+  if (accumulate) {
+    std::vector<double> cur = g.to_double_vector();
+    for (size_t i = 0; i < v.size(); ++i) v[i] += cur[i];
+  }
+  g.copy_from(Tensor::from_vector(shape, v));
+}
+
+// ----------------------------------------------------------------------------------------------------------
+// one mode: coefficient, phase rate and their derivatives, all in double
+
+// exp(z) - 1 without cancellation for small |z|: expm1(x) cos y - 2 sin^2(y/2) + i e^x sin y.
+cd expm1c(cd z) {
+  double x = z.real(), y = z.imag(), s = std::sin(0.5 * y);
+  return {std::expm1(x) * std::cos(y) - 2 * s * s, std::exp(x) * std::sin(y)};
+}
+
+// K[l] += 2 Re coef exp(g l), coef = C P. The partials (A and dt independent) feed the backward.
+struct S4DMode {
+  cd A, C, P, coef, g;
+  cd dP_dA, dP_ddt, dg_dA, dg_ddt;
+};
+
+S4DMode s4d_mode(double dt, double log_a_real, double a_imag, double c_re, double c_im, S4DDisc disc, int sign) {
+  S4DMode m;
+  m.A = cd(-std::exp(log_a_real), sign * a_imag);
+  m.C = cd(c_re, c_im);
+  cd z = dt * m.A;
+  if (disc == S4DDisc::ZOH) {
+    cd ez = std::exp(z);
+    m.P = expm1c(z) / m.A;
+    m.g = z;
+    m.dP_dA = dt * ez / m.A - m.P / m.A;
+    m.dP_ddt = ez;
+    m.dg_dA = dt;
+    m.dg_ddt = m.A;
+  } else {
+    cd den = 1.0 - 0.5 * z;  // Re z < 0, so never 0
+    m.P = dt / den;
+    m.g = std::log((1.0 + 0.5 * z) / den);
+    m.dP_dA = 0.5 * dt * dt / (den * den);
+    m.dP_ddt = 1.0 / (den * den);
+    cd dg_dz = 1.0 / (1.0 - 0.25 * z * z);
+    m.dg_dA = dt * dg_dz;
+    m.dg_ddt = m.A * dg_dz;
+  }
+  m.coef = m.C * m.P;
+  return m;
+}
+
+// ----------------------------------------------------------------------------------------------------------
+// fast path
+
+// log_dt (H), C (H,M,2), log_A_real (H,M), A_imag (H,M) -> K (H,L); all contiguous.
+template <class T>
+void s4d_forward_impl(T* K, const T* log_dt, const T* C, const T* log_A_real, const T* A_imag, int64_t H,
+                      int64_t M, int64_t L, S4DDisc disc, int sign) {
+#pragma omp parallel
+  {
+    std::vector<double> cre(M), cim(M), gre(M), gim(M), wre(M), wim(M), pre(M), pim(M);
+#pragma omp for schedule(static)
+    for (int64_t h = 0; h < H; ++h) {
+      double dt = std::exp(static_cast<double>(log_dt[h]));
+      for (int64_t n = 0; n < M; ++n) {
+        int64_t i = h * M + n;
+        S4DMode m = s4d_mode(dt, log_A_real[i], A_imag[i], C[2 * i], C[2 * i + 1], disc, sign);
+        cd w = std::exp(m.g);
+        cre[n] = m.coef.real(), cim[n] = m.coef.imag();
+        gre[n] = m.g.real(), gim[n] = m.g.imag();
+        wre[n] = w.real(), wim[n] = w.imag();
+      }
+      T* Kh = K + h * L;
+      for (int64_t l0 = 0; l0 < L; l0 += kAnchor) {
+        for (int64_t n = 0; n < M; ++n) {  // p_n = exp(g_n l0), direct
+          cd p = std::exp(cd(gre[n], gim[n]) * static_cast<double>(l0));
+          pre[n] = p.real(), pim[n] = p.imag();
+        }
+        int64_t l1 = std::min(L, l0 + kAnchor);
+        for (int64_t l = l0; l < l1; ++l) {
+          double s = 0;
+#pragma omp simd reduction(+ : s)
+          for (int64_t n = 0; n < M; ++n) {
+            s += cre[n] * pre[n] - cim[n] * pim[n];
+            double r = pre[n] * wre[n] - pim[n] * wim[n];
+            pim[n] = pre[n] * wim[n] + pim[n] * wre[n];
+            pre[n] = r;
+          }
+          Kh[l] = static_cast<T>(2 * s);
+        }
+      }
+    }
+  }
+}
+
+// dK (H,L) -> dlog_dt (H), dC (H,M,2), dlog_A_real (H,M), dA_imag (H,M), added into; inputs as forward.
+// With Q_n = sum_l dK[l] exp(g_n l) and Q'_n = sum_l dK[l] l exp(g_n l), the loss is 2 Re sum_n H_n with
+// H_n = C_n P_n Q_n holomorphic, so d loss / d x = 2 Re dH/dx for every real x:
+//   dH/dA = C dP/dA Q + coef Q' dg/dA,  dH/ddt = C dP/ddt Q + coef Q' dg/ddt,  dH/dC = P Q,
+//   A = -exp(log_A_real) + i s A_imag,  dt = exp(log_dt).
+template <class T>
+void s4d_backward_impl(T* dlog_dt, T* dC, T* dlog_A_real, T* dA_imag, const T* dK, const T* log_dt, const T* C,
+                       const T* log_A_real, const T* A_imag, int64_t H, int64_t M, int64_t L, S4DDisc disc,
+                       int sign) {
+#pragma omp parallel
+  {
+    std::vector<S4DMode> mode(M);
+    std::vector<double> gre(M), gim(M), wre(M), wim(M), pre(M), pim(M);
+    std::vector<double> qre(M), qim(M), q1re(M), q1im(M);
+#pragma omp for schedule(static)
+    for (int64_t h = 0; h < H; ++h) {
+      double dt = std::exp(static_cast<double>(log_dt[h]));
+      for (int64_t n = 0; n < M; ++n) {
+        int64_t i = h * M + n;
+        mode[n] = s4d_mode(dt, log_A_real[i], A_imag[i], C[2 * i], C[2 * i + 1], disc, sign);
+        cd w = std::exp(mode[n].g);
+        gre[n] = mode[n].g.real(), gim[n] = mode[n].g.imag();
+        wre[n] = w.real(), wim[n] = w.imag();
+        qre[n] = qim[n] = q1re[n] = q1im[n] = 0;
+      }
+      const T* dKh = dK + h * L;
+      for (int64_t l0 = 0; l0 < L; l0 += kAnchor) {
+        for (int64_t n = 0; n < M; ++n) {
+          cd p = std::exp(cd(gre[n], gim[n]) * static_cast<double>(l0));
+          pre[n] = p.real(), pim[n] = p.imag();
+        }
+        int64_t l1 = std::min(L, l0 + kAnchor);
+        for (int64_t l = l0; l < l1; ++l) {
+          double gk = dKh[l], gkl = gk * static_cast<double>(l);
+#pragma omp simd
+          for (int64_t n = 0; n < M; ++n) {
+            qre[n] += gk * pre[n], qim[n] += gk * pim[n];
+            q1re[n] += gkl * pre[n], q1im[n] += gkl * pim[n];
+            double r = pre[n] * wre[n] - pim[n] * wim[n];
+            pim[n] = pre[n] * wim[n] + pim[n] * wre[n];
+            pre[n] = r;
+          }
+        }
+      }
+      double d_dt = 0;
+      for (int64_t n = 0; n < M; ++n) {
+        int64_t i = h * M + n;
+        const S4DMode& m = mode[n];
+        cd Q(qre[n], qim[n]), Q1(q1re[n], q1im[n]);
+        cd PQ = m.P * Q;
+        cd dH_dA = m.C * m.dP_dA * Q + m.coef * Q1 * m.dg_dA;
+        cd dH_ddt = m.C * m.dP_ddt * Q + m.coef * Q1 * m.dg_ddt;
+        d_dt += 2 * dH_ddt.real();
+        dC[2 * i] += static_cast<T>(2 * PQ.real());
+        dC[2 * i + 1] += static_cast<T>(-2 * PQ.imag());
+        dlog_A_real[i] += static_cast<T>(2 * dH_dA.real() * m.A.real());  // dRe(A)/dlog_A_real = Re A
+        dA_imag[i] += static_cast<T>(-2 * sign * dH_dA.imag());            // 2 Re(dH/dA * i s)
+      }
+      dlog_dt[h] += static_cast<T>(d_dt * dt);
+    }
+  }
+}
+
+}  // namespace
+
+void s4d_kernel_forward(Tensor& K, const Tensor& log_dt, const Tensor& C, const Tensor& log_A_real,
+                        const Tensor& A_imag, int64_t L, S4DDisc disc, int a_imag_sign) {
+  const char* fn = "s4d_kernel_forward()";
+  auto [H, M] = check_s4d_inputs(fn, log_dt, C, log_A_real, A_imag, a_imag_sign);
+  SSMKIT_CHECK(L >= 0, fn, ": L must be >= 0, got ", L);
+  DType dt = log_A_real.dtype();
+  Tensor k = output_buffer(fn, "K", K, {H, L}, dt);
+  Tensor ldt = log_dt.contiguous(), c = C.contiguous(), ar = log_A_real.contiguous(), ai = A_imag.contiguous();
+  if (dt == DType::F32)
+    s4d_forward_impl<float>(k.data<float>(), ldt.data<float>(), c.data<float>(), ar.data<float>(),
+                            ai.data<float>(), H, M, L, disc, a_imag_sign);
+  else
+    s4d_forward_impl<double>(k.data<double>(), ldt.data<double>(), c.data<double>(), ar.data<double>(),
+                             ai.data<double>(), H, M, L, disc, a_imag_sign);
+  copy_back(K, k);
+}
+
+void s4d_kernel_backward(Tensor& dlog_dt, Tensor& dC, Tensor& dlog_A_real, Tensor& dA_imag, const Tensor& dK,
+                         const Tensor& log_dt, const Tensor& C, const Tensor& log_A_real, const Tensor& A_imag,
+                         S4DDisc disc, int a_imag_sign) {
+  const char* fn = "s4d_kernel_backward()";
+  auto [H, M] = check_s4d_inputs(fn, log_dt, C, log_A_real, A_imag, a_imag_sign);
+  SSMKIT_CHECK(dK.defined() && dK.ndim() == 2 && dK.size(0) == H, fn, ": dK must be (H,L) with H = ", H,
+               ", got ", dK.defined() ? shape_str(dK.shape()) : std::string("undefined"));
+  DType dt = log_A_real.dtype();
+  SSMKIT_CHECK(dK.dtype() == dt, fn, ": dK has dtype ", dtype_name(dK.dtype()), ", expected ", dtype_name(dt));
+  int64_t L = dK.size(1);
+  check_grad(fn, "dlog_dt", dlog_dt, {H}, dt);
+  check_grad(fn, "dC", dC, {H, M, 2}, dt);
+  check_grad(fn, "dlog_A_real", dlog_A_real, {H, M}, dt);
+  check_grad(fn, "dA_imag", dA_imag, {H, M}, dt);
+  Tensor g_dt = grad_buffer(dlog_dt, {H}, dt), g_c = grad_buffer(dC, {H, M, 2}, dt);
+  Tensor g_ar = grad_buffer(dlog_A_real, {H, M}, dt), g_ai = grad_buffer(dA_imag, {H, M}, dt);
+  Tensor gk = dK.contiguous();
+  Tensor ldt = log_dt.contiguous(), c = C.contiguous(), ar = log_A_real.contiguous(), ai = A_imag.contiguous();
+  if (dt == DType::F32)
+    s4d_backward_impl<float>(g_dt.data<float>(), g_c.data<float>(), g_ar.data<float>(), g_ai.data<float>(),
+                             gk.data<float>(), ldt.data<float>(), c.data<float>(), ar.data<float>(),
+                             ai.data<float>(), H, M, L, disc, a_imag_sign);
+  else
+    s4d_backward_impl<double>(g_dt.data<double>(), g_c.data<double>(), g_ar.data<double>(), g_ai.data<double>(),
+                              gk.data<double>(), ldt.data<double>(), c.data<double>(), ar.data<double>(),
+                              ai.data<double>(), H, M, L, disc, a_imag_sign);
+  copy_back(dlog_dt, g_dt);
+  copy_back(dC, g_c);
+  copy_back(dlog_A_real, g_ar);
+  copy_back(dA_imag, g_ai);
+}
+
+// ----------------------------------------------------------------------------------------------------------
+// reference path: plain loops in double, E[n,l] = exp(z l) or dA^l evaluated directly
+
+void s4d_kernel_ref_forward(Tensor& K, const Tensor& log_dt, const Tensor& C, const Tensor& log_A_real,
+                            const Tensor& A_imag, int64_t L, S4DDisc disc, int a_imag_sign) {
+  const char* fn = "s4d_kernel_ref_forward()";
+  auto [H, M] = check_s4d_inputs(fn, log_dt, C, log_A_real, A_imag, a_imag_sign);
+  SSMKIT_CHECK(L >= 0, fn, ": L must be >= 0, got ", L);
+  std::vector<double> ldt = log_dt.to_double_vector(), c = C.to_double_vector();
+  std::vector<double> ar = log_A_real.to_double_vector(), ai = A_imag.to_double_vector();
+  std::vector<double> k(static_cast<size_t>(H * L), 0.0);
+  for (int64_t h = 0; h < H; ++h) {
+    double dt = std::exp(ldt[h]);
+    for (int64_t n = 0; n < M; ++n) {
+      size_t i = static_cast<size_t>(h * M + n);
+      cd A(-std::exp(ar[i]), a_imag_sign * ai[i]), W(c[2 * i], c[2 * i + 1]);
+      cd z = dt * A;
+      for (int64_t l = 0; l < L; ++l) {
+        cd term;
+        if (disc == S4DDisc::ZOH) {
+          term = W * (std::exp(z) - 1.0) / A * std::exp(z * static_cast<double>(l));
+        } else {
+          cd dA = (1.0 + 0.5 * z) / (1.0 - 0.5 * z);
+          term = W * dt / (1.0 - 0.5 * z) * std::exp(static_cast<double>(l) * std::log(dA));
+        }
+        k[static_cast<size_t>(h * L + l)] += 2 * term.real();
+      }
+    }
+  }
+  ref_store(fn, "K", K, {H, L}, std::move(k), false);
+}
+
+// The §1.6 route with grad_v = d loss/d Re v + i d loss/d Im v: grad_W = 2 conj(P Q),
+// grad_z = 2 conj(W dP/dz Q + W P Q' dg/dz), grad_A = 2 conj(W dP/dA|z Q) + dt grad_z,
+// d loss/d dt = 2 Re(W dP/ddt|z Q) + Re(conj(A) grad_z).
+//   ZOH:      P = (e^z - 1)/A: dP/dz = e^z/A, dP/dA|z = -P/A, dP/ddt|z = 0, g = z
+//   bilinear: P = dt/(1 - z/2): dP/dz = dt/(2 (1 - z/2)^2), dP/dA|z = 0, dP/ddt|z = 1/(1 - z/2),
+//             g = log dA, dg/dz = 1/(1 - z^2/4)
+void s4d_kernel_ref_backward(Tensor& dlog_dt, Tensor& dC, Tensor& dlog_A_real, Tensor& dA_imag, const Tensor& dK,
+                             const Tensor& log_dt, const Tensor& C, const Tensor& log_A_real,
+                             const Tensor& A_imag, S4DDisc disc, int a_imag_sign) {
+  const char* fn = "s4d_kernel_ref_backward()";
+  auto [H, M] = check_s4d_inputs(fn, log_dt, C, log_A_real, A_imag, a_imag_sign);
+  SSMKIT_CHECK(dK.defined() && dK.ndim() == 2 && dK.size(0) == H, fn, ": dK must be (H,L) with H = ", H,
+               ", got ", dK.defined() ? shape_str(dK.shape()) : std::string("undefined"));
+  int64_t L = dK.size(1);
+  if (dlog_dt.defined()) check_shape(fn, "dlog_dt", dlog_dt, {H});
+  if (dC.defined()) check_shape(fn, "dC", dC, {H, M, 2});
+  if (dlog_A_real.defined()) check_shape(fn, "dlog_A_real", dlog_A_real, {H, M});
+  if (dA_imag.defined()) check_shape(fn, "dA_imag", dA_imag, {H, M});
+  std::vector<double> ldt = log_dt.to_double_vector(), c = C.to_double_vector();
+  std::vector<double> ar = log_A_real.to_double_vector(), ai = A_imag.to_double_vector();
+  std::vector<double> gk = dK.to_double_vector();
+  std::vector<double> g_dt(static_cast<size_t>(H), 0.0), g_c(static_cast<size_t>(H * M * 2), 0.0);
+  std::vector<double> g_ar(static_cast<size_t>(H * M), 0.0), g_ai(static_cast<size_t>(H * M), 0.0);
+  for (int64_t h = 0; h < H; ++h) {
+    double dt = std::exp(ldt[h]);
+    for (int64_t n = 0; n < M; ++n) {
+      size_t i = static_cast<size_t>(h * M + n);
+      cd A(-std::exp(ar[i]), a_imag_sign * ai[i]), W(c[2 * i], c[2 * i + 1]);
+      cd z = dt * A;
+      cd P, dP_dz, dP_dA, dP_ddt, dg_dz = 1.0, g = z;
+      if (disc == S4DDisc::ZOH) {
+        P = (std::exp(z) - 1.0) / A;
+        dP_dz = std::exp(z) / A;
+        dP_dA = -P / A;
+      } else {
+        P = dt / (1.0 - 0.5 * z);
+        dP_dz = 0.5 * dt / ((1.0 - 0.5 * z) * (1.0 - 0.5 * z));
+        dP_ddt = 1.0 / (1.0 - 0.5 * z);
+        g = std::log((1.0 + 0.5 * z) / (1.0 - 0.5 * z));
+        dg_dz = 1.0 / (1.0 - 0.25 * z * z);
+      }
+      cd Q = 0, Q1 = 0;
+      for (int64_t l = 0; l < L; ++l) {
+        cd E = std::exp(g * static_cast<double>(l));
+        Q += gk[static_cast<size_t>(h * L + l)] * E;
+        Q1 += gk[static_cast<size_t>(h * L + l)] * static_cast<double>(l) * E;
+      }
+      cd grad_W = 2.0 * std::conj(P * Q);
+      cd grad_z = 2.0 * std::conj(W * dP_dz * Q + W * P * Q1 * dg_dz);
+      cd grad_A = 2.0 * std::conj(W * dP_dA * Q) + dt * grad_z;
+      double grad_dt = 2 * (W * dP_ddt * Q).real() + (std::conj(A) * grad_z).real();
+      g_c[2 * i] += grad_W.real();
+      g_c[2 * i + 1] += grad_W.imag();
+      g_ar[i] += -std::exp(ar[i]) * grad_A.real();
+      g_ai[i] += a_imag_sign * grad_A.imag();
+      g_dt[static_cast<size_t>(h)] += dt * grad_dt;
+    }
+  }
+  ref_store(fn, "dlog_dt", dlog_dt, {H}, std::move(g_dt), true);
+  ref_store(fn, "dC", dC, {H, M, 2}, std::move(g_c), true);
+  ref_store(fn, "dlog_A_real", dlog_A_real, {H, M}, std::move(g_ar), true);
+  ref_store(fn, "dA_imag", dA_imag, {H, M}, std::move(g_ai), true);
+}
+
+// ----------------------------------------------------------------------------------------------------------
+// initializers (§1.2)
+
+void s4d_init(Tensor& log_dt, Tensor& C, Tensor& log_A_real, Tensor& A_imag, S4DInit init, uint64_t seed,
+              double dt_min, double dt_max) {
+  const char* fn = "s4d_init()";
+  auto [H, M] = check_s4d_inputs(fn, log_dt, C, log_A_real, A_imag, kS4DSignMinimal);
+  SSMKIT_CHECK(0 < dt_min && dt_min <= dt_max, fn, ": need 0 < dt_min <= dt_max, got dt_min = ", dt_min,
+               ", dt_max = ", dt_max);
+  const double pi = std::numbers::pi, N = static_cast<double>(2 * M);
+  std::vector<double> ar(static_cast<size_t>(H * M)), ai(static_cast<size_t>(H * M));
+  for (int64_t h = 0; h < H; ++h) {
+    for (int64_t n = 0; n < M; ++n) {
+      size_t i = static_cast<size_t>(h * M + n);
+      ar[i] = std::log(0.5);
+      ai[i] = init == S4DInit::Lin ? pi * n : N / pi * (N / (2 * n + 1) - 1);
+    }
+  }
+  std::mt19937_64 rng(seed);
+  std::uniform_real_distribution<double> uniform(std::log(dt_min), std::log(dt_max));
+  std::normal_distribution<double> normal(0.0, std::sqrt(0.5));
+  std::vector<double> ldt(static_cast<size_t>(H)), c(static_cast<size_t>(H * M * 2));
+  for (double& v : ldt) v = uniform(rng);
+  for (double& v : c) v = normal(rng);
+  log_dt.copy_from(Tensor::from_vector({H}, ldt));
+  C.copy_from(Tensor::from_vector({H, M, 2}, c));
+  log_A_real.copy_from(Tensor::from_vector({H, M}, ar));
+  A_imag.copy_from(Tensor::from_vector({H, M}, ai));
+}
+
+}  // namespace ssmkit::core
