@@ -383,6 +383,40 @@ void Tensor::fill(double value) {
   for_each_offset(shape_, strides_, [&](int64_t o) { store_from_double(d + o * static_cast<int64_t>(ds), dtype_, value); });
 }
 
+void Tensor::add_(const Tensor& other) {
+  SSMKIT_CHECK(other.shape_ == shape_ && other.dtype_ == dtype_ && (dtype_ == DType::F32 || dtype_ == DType::F64),
+               "Tensor::add_(): ", shape_str(other.shape_), " ", dtype_name(other.dtype_), " into ", shape_str(shape_),
+               " ", dtype_name(dtype_));
+  if (is_contiguous() && other.is_contiguous()) {
+    const int64_t n = numel();
+    if (dtype_ == DType::F32) {
+      float* d = data<float>();
+      const float* s = other.data<float>();
+#pragma omp parallel for schedule(static) if (n > 65536)
+      for (int64_t i = 0; i < n; ++i) d[i] += s[i];
+    } else {
+      double* d = data<double>();
+      const double* s = other.data<double>();
+#pragma omp parallel for schedule(static) if (n > 65536)
+      for (int64_t i = 0; i < n; ++i) d[i] += s[i];
+    }
+    return;
+  }
+  std::vector<int64_t> src_offsets;
+  src_offsets.reserve(static_cast<size_t>(numel()));
+  for_each_offset(other.shape_, other.strides_, [&](int64_t o) { src_offsets.push_back(o); });
+  size_t k = 0;
+  if (dtype_ == DType::F32) {
+    float* d = data<float>();
+    const float* s = other.data<float>();
+    for_each_offset(shape_, strides_, [&](int64_t o) { d[o] += s[src_offsets[k++]]; });
+  } else {
+    double* d = data<double>();
+    const double* s = other.data<double>();
+    for_each_offset(shape_, strides_, [&](int64_t o) { d[o] += s[src_offsets[k++]]; });
+  }
+}
+
 Tensor Tensor::contiguous() const {
   if (is_contiguous()) return *this;
   return clone();

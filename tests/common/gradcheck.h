@@ -3,6 +3,7 @@
 // the tensors to perturb, and the analytic gradients; every element is perturbed by +-eps.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <functional>
 #include <string>
@@ -10,6 +11,7 @@
 
 #include <gtest/gtest.h>
 
+#include "ssmkit/core/autograd/var.h"
 #include "ssmkit/core/tensor.h"
 
 namespace ssmkit::test {
@@ -62,6 +64,33 @@ inline core::Tensor random_tensor(const core::Shape& shape, uint64_t seed, doubl
     p[i] = lo + (hi - lo) * static_cast<double>(s >> 11) / 9007199254740992.0;
   }
   return dt == core::DType::F64 ? t : t.to(dt);
+}
+
+// Checks an autograd op (or any composition of ops) end to end: fn maps Vars made from `inputs` (F64,
+// all requiring grad) to one output; the analytic gradients from backward(w) with a random seed w are
+// compared by central differences with d/dx sum(fn(x) * w). Inputs listed in `skip` are not perturbed
+// (integer-like arguments, say). Returns the worst error.
+inline double gradcheck_op(const std::function<core::Var(const std::vector<core::Var>&)>& fn,
+                           std::vector<core::Tensor> inputs, const std::string& name, double eps = 1e-6,
+                           double atol = 1e-7, double rtol = 1e-5, const std::vector<size_t>& skip = {}) {
+  std::vector<core::Var> vars;
+  for (auto& t : inputs) vars.emplace_back(t, true);
+  core::Var out = fn(vars);
+  core::Tensor w = random_tensor(out.shape(), 977, -1, 1, out.dtype());
+  out.backward(w);
+  auto loss = [&] {
+    core::NoGradGuard ng;
+    std::vector<core::Var> fresh;
+    for (auto& t : inputs) fresh.emplace_back(t, false);
+    return dot(fn(fresh).value(), w);
+  };
+  double worst = 0;
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    if (std::find(skip.begin(), skip.end(), i) != skip.end()) continue;
+    core::Tensor g = vars[i].grad().defined() ? vars[i].grad() : core::Tensor::zeros(inputs[i].shape(), inputs[i].dtype());
+    worst = std::max(worst, gradcheck(loss, inputs[i], g, name + " input " + std::to_string(i), eps, atol, rtol));
+  }
+  return worst;
 }
 
 // Path of the golden directory: $SSMKIT_GOLDEN_DIR or ../shared/golden relative to the source tree.

@@ -67,6 +67,7 @@ class Tensor {
   size_t nbytes() const { return static_cast<size_t>(numel()) * dtype_size(dtype_); }
   bool is_contiguous() const;
   bool same_storage(const Tensor& o) const { return storage_ == o.storage_; }
+  bool storage_unique() const { return storage_ && storage_.use_count() == 1; }  // no other tensor shares it
 
   // Typed pointer to element 0 of this view; throws if T does not match dtype().
   template <class T> T* data() { check_dtype(dtype_of<T>::value); return static_cast<T*>(raw()); }
@@ -92,6 +93,7 @@ class Tensor {
   Tensor to(DType dt) const;  // converted contiguous copy (F32/F64/F16/BF16/I64/I32/U8)
   void copy_from(const Tensor& src);  // same shape; converts dtype; any strides
   void fill(double value);
+  void add_(const Tensor& other);  // *this += other (same shape and dtype F32/F64; any strides)
 
   // Values as double, in row-major order (any dtype, any strides). For tests and tools.
   std::vector<double> to_double_vector() const;
