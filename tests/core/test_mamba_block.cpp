@@ -104,3 +104,34 @@ TEST(MambaBlock, BadInputsGiveClearErrors) {
         << e.what();
   }
 }
+
+TEST(MambaBlock, StepAndChunkedForwardEqualOneShot) {
+  MambaConfig cfg;
+  cfg.d_model = 6;
+  cfg.d_state = 4;
+  cfg.d_conv = 4;
+  cfg.dt_rank = 2;
+  MambaParams p = random_params(cfg, 11);
+  const int64_t B = 2, L = 9;
+  Tensor x = random_tensor({B, L, cfg.d_model}, 3);
+  Tensor full;
+  mamba_block_forward(full, nullptr, x, p, cfg);
+  // decode one token at a time
+  MambaState st = MambaState::zeros(B, cfg, DType::F64);
+  for (int64_t t = 0; t < L; ++t) {
+    Tensor out;
+    mamba_block_step(out, st, x.select(1, t).contiguous(), p, cfg);
+    EXPECT_LT(max_abs_diff(out, full.select(1, t)), 1e-12) << "t=" << t;
+  }
+  // chunks of 3, 1 and 5 with carried state (chunk of 1 is shorter than d_conv - 1)
+  MambaState cs = MambaState::zeros(B, cfg, DType::F64);
+  int64_t t0 = 0;
+  for (int64_t len : {3, 1, 5}) {
+    Tensor out;
+    mamba_block_forward(out, nullptr, x.slice(1, t0, t0 + len).contiguous(), p, cfg, &cs);
+    EXPECT_LT(max_abs_diff(out, full.slice(1, t0, t0 + len)), 1e-12) << "chunk at " << t0;
+    t0 += len;
+  }
+  EXPECT_LT(max_abs_diff(cs.ssm, st.ssm), 1e-12);
+  EXPECT_LT(max_abs_diff(cs.conv, st.conv), 1e-12);
+}

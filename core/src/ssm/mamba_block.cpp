@@ -135,13 +135,33 @@ void check_params(const MambaParams& p, const MambaConfig& cfg) {
   }
 }
 
+// With a carried state, the conv sees the previous K-1 inputs before this chunk: x_ext = [state, x]
+// (B,E,K-1+L); the conv runs over x_ext and the first K-1 outputs are dropped. The state then keeps the
+// last K columns of x_ext.
 template <class T>
-void forward_impl(Tensor& out, MambaCache& c, const Tensor& hidden, const MambaParams& p, const MambaConfig& cfg) {
+Tensor conv_with_state(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& conv_state) {
+  const int64_t Bn = x.size(0), E = x.size(1), L = x.size(2), K = w.size(2);
+  Tensor ext = Tensor::empty({Bn, E, K - 1 + L}, x.dtype());
+  ext.slice(2, 0, K - 1).copy_from(conv_state.slice(2, 1, K));
+  ext.slice(2, K - 1, K - 1 + L).copy_from(x);
+  Tensor y_ext;
+  causal_conv_forward<T>(y_ext, ext, w, bias);
+  conv_state.copy_from(ext.slice(2, L - 1, K - 1 + L));
+  return y_ext.slice(2, K - 1, K - 1 + L).contiguous();
+}
+
+template <class T>
+void forward_impl(Tensor& out, MambaCache& c, const Tensor& hidden, const MambaParams& p, const MambaConfig& cfg,
+                  MambaState* state) {
   const int64_t E = cfg.d_inner(), R = cfg.rank(), N = cfg.d_state;
   c.hidden = hidden;
   linear_forward(c.xz, hidden, p.in_proj_weight, cfg.bias ? p.in_proj_bias : Tensor{});  // (B,L,2E)
   c.x_conv = to_channel_major<T>(c.xz, 0, E);                                              // (B,E,L)
-  causal_conv_forward<T>(c.x_pre, c.x_conv, p.conv1d_weight, cfg.conv_bias ? p.conv1d_bias : Tensor{});
+  const Tensor conv_bias = cfg.conv_bias ? p.conv1d_bias : Tensor{};
+  if (state)
+    c.x_pre = conv_with_state<T>(c.x_conv, p.conv1d_weight, conv_bias, state->conv);
+  else
+    causal_conv_forward<T>(c.x_pre, c.x_conv, p.conv1d_weight, conv_bias);
   Tensor u = Tensor::empty(c.x_pre.shape(), c.x_pre.dtype());
   {
     const T* s = c.x_pre.data<T>();
@@ -170,7 +190,12 @@ void forward_impl(Tensor& out, MambaCache& c, const Tensor& hidden, const MambaP
   s.D = p.D;
   s.delta_bias = p.dt_proj_bias;
   s.delta_softplus = true;
-  selective_scan_forward(c.y_scan, nullptr, &c.saved, s);
+  if (state) {
+    s.h0 = state->ssm;
+    selective_scan_forward(c.y_scan, &state->ssm, nullptr, s);
+  } else {
+    selective_scan_forward(c.y_scan, nullptr, &c.saved, s);
+  }
   Tensor y_cl = c.y_scan.transpose(1, 2).contiguous();  // (B,L,E)
   linear_forward(out, y_cl, p.out_proj_weight, cfg.bias ? p.out_proj_bias : Tensor{});
 }
@@ -288,20 +313,97 @@ void MambaParams::load(const SafetensorsFile& f, const std::string& prefix, cons
   SSMKIT_CHECK(problems.empty(), f.path, ": cannot load the Mamba block (d_model ", cfg.d_model, "):", problems);
 }
 
+MambaState MambaState::zeros(int64_t batch, const MambaConfig& cfg, DType dt) {
+  return {Tensor::zeros({batch, cfg.d_inner(), cfg.d_conv}, dt), Tensor::zeros({batch, cfg.d_inner(), cfg.d_state}, dt)};
+}
+
+static void check_state(const MambaState& st, int64_t batch, const MambaConfig& cfg, DType dt) {
+  SSMKIT_CHECK(st.conv.defined() && st.conv.shape() == Shape({batch, cfg.d_inner(), cfg.d_conv}) &&
+                   st.conv.dtype() == dt && st.conv.is_contiguous(),
+               "mamba_block: state.conv must be a contiguous (", batch, ",", cfg.d_inner(), ",", cfg.d_conv, ") ",
+               dtype_name(dt), " tensor (MambaState::zeros makes one)");
+  SSMKIT_CHECK(st.ssm.defined() && st.ssm.shape() == Shape({batch, cfg.d_inner(), cfg.d_state}) && st.ssm.dtype() == dt,
+               "mamba_block: state.ssm must be (", batch, ",", cfg.d_inner(), ",", cfg.d_state, ") ", dtype_name(dt));
+}
+
 void mamba_block_forward(Tensor& out, MambaCache* cache, const Tensor& hidden, const MambaParams& p,
-                         const MambaConfig& cfg) {
+                         const MambaConfig& cfg, MambaState* state) {
   check_params(p, cfg);
   SSMKIT_CHECK(hidden.ndim() == 3 && hidden.size(2) == cfg.d_model, "mamba_block_forward: hidden must be (B,L,",
                cfg.d_model, "), got ", shape_str(hidden.shape()));
   SSMKIT_CHECK(hidden.dtype() == p.in_proj_weight.dtype(), "mamba_block_forward: input dtype ",
                dtype_name(hidden.dtype()), " differs from the parameters' ", dtype_name(p.in_proj_weight.dtype()));
+  SSMKIT_CHECK(!(cache && state), "mamba_block_forward: a carried state is for inference only (no backward cache)");
+  if (state) check_state(*state, hidden.size(0), cfg, hidden.dtype());
   MambaCache local;
   MambaCache& c = cache ? *cache : local;
   const Tensor h = hidden.contiguous();
   if (h.dtype() == DType::F64)
-    forward_impl<double>(out, c, h, p, cfg);
+    forward_impl<double>(out, c, h, p, cfg, state);
   else
-    forward_impl<float>(out, c, h, p, cfg);
+    forward_impl<float>(out, c, h, p, cfg, state);
+}
+
+// The official Mamba.step: roll the conv state, convolve, then one scan step, all in plain loops.
+template <class T>
+void step_impl(Tensor& out, MambaState& st, const Tensor& x, const MambaParams& p, const MambaConfig& cfg) {
+  const int64_t Bn = x.size(0), E = cfg.d_inner(), R = cfg.rank(), N = cfg.d_state, K = cfg.d_conv;
+  Tensor xz;
+  linear_forward(xz, x, p.in_proj_weight, cfg.bias ? p.in_proj_bias : Tensor{});  // (B,2E)
+  Tensor u = Tensor::empty({Bn, E}, x.dtype());
+  T* cs = st.conv.data<T>();
+  const T* pxz = xz.data<T>();
+  const T* w = p.conv1d_weight.data<T>();
+  const T* cb = cfg.conv_bias ? p.conv1d_bias.data<T>() : nullptr;
+  T* pu = u.data<T>();
+  for (int64_t b = 0; b < Bn; ++b)
+    for (int64_t e = 0; e < E; ++e) {
+      T* row = cs + (b * E + e) * K;
+      for (int64_t k = 0; k + 1 < K; ++k) row[k] = row[k + 1];
+      row[K - 1] = pxz[b * 2 * E + e];
+      T acc = cb ? cb[e] : T(0);
+      for (int64_t k = 0; k < K; ++k) acc += row[k] * w[e * K + k];
+      pu[b * E + e] = acc * sigmoid(acc);
+    }
+  Tensor x_db, dt;
+  linear_forward(x_db, u, p.x_proj_weight, Tensor{});  // (B,R+2N)
+  linear_forward(dt, x_db.slice(1, 0, R).contiguous(), p.dt_proj_weight, p.dt_proj_bias);  // (B,E)
+  Tensor y = Tensor::empty({Bn, E}, x.dtype());
+  const T* pdb = x_db.data<T>();
+  const T* pdt = dt.data<T>();
+  const T* Alog = p.A_log.data<T>();
+  const T* Dp = p.D.data<T>();
+  T* hs = st.ssm.data<T>();
+  T* py = y.data<T>();
+  for (int64_t b = 0; b < Bn; ++b)
+    for (int64_t e = 0; e < E; ++e) {
+      const T xd = pdt[b * E + e];
+      const T d = xd > T(20) ? xd : std::log1p(std::exp(xd));
+      const T uv = pu[b * E + e];
+      const T* Bv = pdb + b * (R + 2 * N) + R;
+      const T* Cv = Bv + N;
+      T* h = hs + (b * E + e) * N;
+      T acc = 0;
+      for (int64_t n = 0; n < N; ++n) {
+        h[n] = std::exp(d * -std::exp(Alog[e * N + n])) * h[n] + d * Bv[n] * uv;
+        acc += h[n] * Cv[n];
+      }
+      const T zv = pxz[b * 2 * E + E + e];
+      py[b * E + e] = (acc + Dp[e] * uv) * zv * sigmoid(zv);
+    }
+  linear_forward(out, y, p.out_proj_weight, cfg.bias ? p.out_proj_bias : Tensor{});
+}
+
+void mamba_block_step(Tensor& out, MambaState& state, const Tensor& x, const MambaParams& p, const MambaConfig& cfg) {
+  check_params(p, cfg);
+  SSMKIT_CHECK(x.ndim() == 2 && x.size(1) == cfg.d_model, "mamba_block_step: x must be (B,", cfg.d_model, "), got ",
+               shape_str(x.shape()));
+  check_state(state, x.size(0), cfg, x.dtype());
+  const Tensor xc = x.contiguous();
+  if (xc.dtype() == DType::F64)
+    step_impl<double>(out, state, xc, p, cfg);
+  else
+    step_impl<float>(out, state, xc, p, cfg);
 }
 
 void mamba_block_backward(Tensor& dhidden, MambaParams& grads, const Tensor& dout, const MambaCache& cache,

@@ -3,8 +3,9 @@
 // -> x_proj -> (dt, B, C) -> dt_proj (its bias is the scan's delta_bias) -> selective scan with z gating
 // -> out_proj. Parameters live under their official state_dict keys, so official weights load 1:1.
 // Shapes: B batch, L length, M d_model, E d_inner = expand*M, R dt_rank, N d_state, K d_conv.
-// F32 for real use, F64 for gradient checks. Not here: step()/decode mode and the module system
-// (training-engine issue).
+// F32 for real use, F64 for gradient checks. Also the recurrent (decode) step and chunked inference with
+// carried state, both equal to the full forward over the same sequence. The Module with registration,
+// initialization and autograd lives in nn/mamba.h.
 #pragma once
 
 #include <cstdint>
@@ -65,9 +66,21 @@ struct MambaCache {
   Tensor y_scan;     // (B,E,L)   scan output (gated)
 };
 
-// hidden (B,L,M) -> out (B,L,M). Fills *cache when non-null (needed by the backward).
+// Recurrent state carried between chunks or decode steps (the official `conv_state`, `ssm_state`).
+struct MambaState {
+  Tensor conv;  // (B,E,K)  the last K conv inputs, newest last
+  Tensor ssm;   // (B,E,N)  the scan state
+  static MambaState zeros(int64_t batch, const MambaConfig& cfg, DType dt = DType::F32);
+};
+
+// hidden (B,L,M) -> out (B,L,M). Fills *cache when non-null (needed by the backward). With `state`
+// (inference only: no cache), the sequence continues from *state and *state is advanced to its end, so
+// running a sequence in chunks gives the one-shot result.
 void mamba_block_forward(Tensor& out, MambaCache* cache, const Tensor& hidden, const MambaParams& p,
-                         const MambaConfig& cfg);
+                         const MambaConfig& cfg, MambaState* state = nullptr);
+
+// One decode step: x (B,M) -> out (B,M), advancing `state` (the official Mamba.step).
+void mamba_block_step(Tensor& out, MambaState& state, const Tensor& x, const MambaParams& p, const MambaConfig& cfg);
 
 // dout (B,L,M) -> dhidden (B,L,M) (written), parameter gradients added into `grads` (same layout as
 // params; see MambaParams::zeros).
