@@ -124,4 +124,32 @@ Var direction_merge(const Var& ys, ScanDirection k, int64_t H, int64_t W) {
   }, "direction_merge");
 }
 
+Var mamba_block(const Var& hidden, const std::vector<Var>& params, const MambaConfig& cfg) {
+  // Bind the Vars' values to a MambaParams in names() order.
+  MambaParams p = MambaParams::zeros(cfg, hidden.dtype());
+  auto slots = p.names();
+  SSMKIT_CHECK(params.size() == slots.size(), "mamba_block: ", params.size(), " parameters given, the configuration has ",
+               slots.size());
+  for (size_t i = 0; i < slots.size(); ++i) {
+    SSMKIT_CHECK(params[i].defined(), "mamba_block: parameter ", slots[i].first, " is undefined");
+    *slots[i].second = params[i].value();
+  }
+  auto cache = std::make_shared<MambaCache>();
+  Tensor out;
+  mamba_block_forward(out, grad_enabled() ? cache.get() : nullptr, hidden.value(), p, cfg);
+  std::vector<Var> inputs = {hidden};
+  inputs.insert(inputs.end(), params.begin(), params.end());
+  return make_result(out, inputs,
+                     [cache, p, cfg](const Tensor& g, const std::vector<bool>& need) {
+                       MambaParams grads = MambaParams::zeros(cfg, g.dtype());
+                       Tensor dhidden;
+                       mamba_block_backward(dhidden, grads, g, *cache, p, cfg);
+                       std::vector<Tensor> r = {need[0] ? dhidden : Tensor{}};
+                       size_t i = 1;
+                       for (auto& [key, t] : grads.names()) r.push_back(need[i++] ? *t : Tensor{});
+                       return r;
+                     },
+                     "mamba_block");
+}
+
 }  // namespace ssmkit::core

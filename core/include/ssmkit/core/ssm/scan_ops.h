@@ -11,6 +11,7 @@
 
 #include "ssmkit/core/autograd/var.h"
 #include "ssmkit/core/ssm/cross_scan.h"
+#include "ssmkit/core/ssm/mamba_block.h"
 #include "ssmkit/core/ssm/s4d.h"
 
 namespace ssmkit::core {
@@ -32,5 +33,10 @@ Var cross_scan(const Var& x);                               // (B,C,H,W) -> (B,4
 Var cross_merge(const Var& ys, int64_t H, int64_t W);       // (B,4,C,H*W) -> (B,C,H*W)
 Var direction_scan(const Var& x, ScanDirection k);          // (B,C,H,W) -> (B,C,H*W)
 Var direction_merge(const Var& ys, ScanDirection k, int64_t H, int64_t W);  // (B,C,H*W) -> (B,C,H*W)
+
+// The whole Mamba-1 block as one op (fused forward and backward of ssm/mamba_block.h). `params` lists
+// the block's parameters in MambaParams::names() order (undefined Vars for absent biases).
+// hidden (B,L,M) -> (B,L,M).
+Var mamba_block(const Var& hidden, const std::vector<Var>& params, const MambaConfig& cfg);
 
 }  // namespace ssmkit::core
