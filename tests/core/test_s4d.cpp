@@ -10,6 +10,7 @@
 
 #include "gradcheck.h"
 #include "ssmkit/core/io/safetensors.h"
+#include "ssmkit/core/ssm/fftconv.h"
 #include "ssmkit/core/ssm/s4d.h"
 
 using namespace ssmkit::core;
@@ -321,4 +322,23 @@ TEST(S4DKernel, ShapeAndArgumentErrors) {
                                   p.log_A_real, p.A_imag);
             }),
             "s4d_kernel_backward(): dlog_A_real must be (2,3), got (2,2)");
+}
+
+TEST(S4DStep, RecurrenceEqualsConvolution) {
+  using ssmkit::test::random_tensor;
+  const int64_t Bn = 2, H = 3, M = 4, L = 40;
+  for (S4DDisc disc : {S4DDisc::ZOH, S4DDisc::Bilinear}) {
+    Tensor log_dt = random_tensor({H}, 1, std::log(0.01), std::log(0.2)), C = random_tensor({H, M, 2}, 2);
+    Tensor lar = random_tensor({H, M}, 3, -1.5, 0.5), ai = random_tensor({H, M}, 4, 0, 6);
+    Tensor D = random_tensor({H}, 5), u = random_tensor({Bn, H, L}, 6);
+    Tensor K, y;
+    s4d_kernel_forward(K, log_dt, C, lar, ai, L, disc);
+    fftconv_forward(y, u, K, D);
+    Tensor state = Tensor::zeros({Bn, H, M, 2}, DType::F64);
+    for (int64_t t = 0; t < L; ++t) {
+      Tensor yt;
+      s4d_step(yt, state, u.select(2, t).contiguous(), log_dt, C, lar, ai, D, disc);
+      EXPECT_LT(max_abs_diff(yt, y.select(2, t)), 1e-10) << "t=" << t;
+    }
+  }
 }

@@ -401,6 +401,44 @@ void s4d_kernel_ref_backward(Tensor& dlog_dt, Tensor& dC, Tensor& dlog_A_real, T
 // ----------------------------------------------------------------------------------------------------------
 // initializers (§1.2)
 
+void s4d_step(Tensor& y, Tensor& state, const Tensor& u0, const Tensor& log_dt0, const Tensor& C0,
+              const Tensor& log_A_real0, const Tensor& A_imag0, const Tensor& D0, S4DDisc disc, int sign) {
+  SSMKIT_CHECK(u0.ndim() == 2, "s4d_step: u must be (B,H), got ", shape_str(u0.shape()));
+  const int64_t Bn = u0.size(0), H = u0.size(1);
+  SSMKIT_CHECK(C0.ndim() == 3 && C0.size(0) == H && C0.size(2) == 2, "s4d_step: C must be (", H, ",M,2), got ",
+               shape_str(C0.shape()));
+  const int64_t M = C0.size(1);
+  check_shape("s4d_step", "log_dt", log_dt0, {H});
+  check_shape("s4d_step", "log_A_real", log_A_real0, {H, M});
+  check_shape("s4d_step", "A_imag", A_imag0, {H, M});
+  if (D0.defined()) check_shape("s4d_step", "D", D0, {H});
+  SSMKIT_CHECK(state.defined() && state.shape() == Shape({Bn, H, M, 2}) && state.is_contiguous(),
+               "s4d_step: state must be a contiguous (", Bn, ",", H, ",", M, ",2) tensor (start from zeros)");
+  const std::vector<double> u = u0.to_double_vector(), log_dt = log_dt0.to_double_vector(),
+                            C = C0.to_double_vector(), lar = log_A_real0.to_double_vector(),
+                            ai = A_imag0.to_double_vector();
+  const std::vector<double> D = D0.defined() ? D0.to_double_vector() : std::vector<double>(H, 0.0);
+  std::vector<double> st = state.to_double_vector(), out(static_cast<size_t>(Bn * H));
+  for (int64_t h = 0; h < H; ++h) {
+    const double dt = std::exp(log_dt[h]);
+    for (int64_t n = 0; n < M; ++n) {
+      const int64_t i = h * M + n;
+      const S4DMode m = s4d_mode(dt, lar[i], ai[i], C[2 * i], C[2 * i + 1], disc, sign);
+      const cd w = std::exp(m.g);
+      for (int64_t b = 0; b < Bn; ++b) {
+        const size_t si = static_cast<size_t>(((b * H + h) * M + n) * 2);
+        cd x = w * cd(st[si], st[si + 1]) + m.P * u[b * H + h];
+        st[si] = x.real();
+        st[si + 1] = x.imag();
+        out[b * H + h] += 2 * (m.C * x).real();
+      }
+    }
+    for (int64_t b = 0; b < Bn; ++b) out[b * H + h] += D[h] * u[b * H + h];
+  }
+  state.copy_from(Tensor::from_vector(state.shape(), st));
+  y = Tensor::from_vector({Bn, H}, out).to(u0.dtype());
+}
+
 void s4d_init(Tensor& log_dt, Tensor& C, Tensor& log_A_real, Tensor& A_imag, S4DInit init, uint64_t seed,
               double dt_min, double dt_max) {
   const char* fn = "s4d_init()";

@@ -47,6 +47,15 @@ void s4d_kernel_ref_backward(Tensor& dlog_dt, Tensor& dC, Tensor& dlog_A_real, T
                              const Tensor& A_imag, S4DDisc disc = S4DDisc::ZOH,
                              int a_imag_sign = kS4DSignMinimal);
 
+// Recurrent (step) mode, equal to the convolution with the kernel above: per mode n the state follows
+//   x_t = exp(g_n) x_{t-1} + P_n u_t,  y_t = 2 Re sum_n C_n x_t[n] + D u_t
+// with exp(g_n) = exp(dt A_n) and P_n = (exp(dt A_n) - 1)/A_n (ZOH; bilinear: its dA and dB).
+// u (B,H) -> y (B,H); state (B,H,M,2) complex as re/im pairs (zeros to start), advanced in place;
+// D (H) optional. Parameters as s4d_kernel_forward. Inference only (no backward).
+void s4d_step(Tensor& y, Tensor& state, const Tensor& u, const Tensor& log_dt, const Tensor& C,
+              const Tensor& log_A_real, const Tensor& A_imag, const Tensor& D, S4DDisc disc = S4DDisc::ZOH,
+              int a_imag_sign = kS4DSignMinimal);
+
 // Fills existing tensors log_dt (H), C (H,M,2), log_A_real (H,M), A_imag (H,M) (F32 or F64, contiguous):
 //   log_A_real = log(1/2), A_imag[h,n] = pi n (Lin) or (N/pi)(N/(2n+1) - 1) with N = 2M (Inv);
 //   log_dt ~ U[log dt_min, log dt_max] per channel, then C re/im ~ N(0, 1/2) each, in that order from one
