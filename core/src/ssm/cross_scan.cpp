@@ -54,7 +54,7 @@ bool prepare_out(Tensor& out, const Shape& shape, DType dt, const char* fn, cons
 template <class T>
 void gather_rows(T* dst, const T* src, int64_t n_rows, int64_t L, const int64_t* idx, int64_t dst_stride,
                  int64_t src_stride, bool accumulate) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n_rows * L > 32768)
   for (int64_t r = 0; r < n_rows; ++r) {
     T* d = dst + r * dst_stride;
     const T* s = src + r * src_stride;
@@ -68,7 +68,7 @@ void gather_rows(T* dst, const T* src, int64_t n_rows, int64_t L, const int64_t*
 template <class T>
 void scatter_add_rows(T* dst, const T* src, int64_t n_rows, int64_t L, const int64_t* idx, int64_t dst_stride,
                       int64_t src_stride) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n_rows * L > 32768)
   for (int64_t r = 0; r < n_rows; ++r) {
     T* d = dst + r * dst_stride;
     const T* s = src + r * src_stride;

@@ -11,6 +11,9 @@ namespace ssmkit::core {
 
 namespace {
 
+// Below this many elements a loop runs on one thread: waking a team costs more.
+constexpr int64_t kParallelMinWork = 32768;
+
 // (B,L,C) slice [c0, c0+n) of the last axis -> (B,n,L) contiguous.
 template <class T>
 Tensor to_channel_major(const Tensor& x, int64_t c0, int64_t n) {
@@ -18,7 +21,7 @@ Tensor to_channel_major(const Tensor& x, int64_t c0, int64_t n) {
   Tensor out = Tensor::empty({Bn, n, L}, x.dtype());
   const T* s = x.data<T>();
   T* d = out.data<T>();
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (Bn * L * n > kParallelMinWork)
   for (int64_t b = 0; b < Bn; ++b)
     for (int64_t l = 0; l < L; ++l)
       for (int64_t c = 0; c < n; ++c) d[(b * n + c) * L + l] = s[(b * L + l) * C + c0 + c];
@@ -31,7 +34,7 @@ void from_channel_major(Tensor& dst, const Tensor& x, int64_t c0, bool add) {
   const int64_t Bn = x.size(0), n = x.size(1), L = x.size(2), C = dst.size(2);
   const T* s = x.data<T>();
   T* d = dst.data<T>();
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (Bn * L * n > kParallelMinWork)
   for (int64_t b = 0; b < Bn; ++b)
     for (int64_t l = 0; l < L; ++l)
       for (int64_t c = 0; c < n; ++c) {
@@ -55,7 +58,7 @@ void causal_conv_forward(Tensor& y, const Tensor& x, const Tensor& w, const Tens
   const T* pw = w.data<T>();
   const T* pb = bias.defined() ? bias.data<T>() : nullptr;
   T* py = y.data<T>();
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (Bn * E * L * K > kParallelMinWork)
   for (int64_t row = 0; row < Bn * E; ++row) {
     const int64_t c = row % E;
     const T* xr = px + row * L;
@@ -84,7 +87,7 @@ void causal_conv_backward(Tensor& dx, Tensor& dw, Tensor& dbias, const Tensor& d
   T* pdw = dw.data<T>();
   T* pdb = dbias.defined() ? dbias.data<T>() : nullptr;
   // channels outer so each channel's weight gradient has one writer
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (Bn * E * L * K > kParallelMinWork)
   for (int64_t c = 0; c < E; ++c) {
     const T* wc = pw + c * K;
     for (int64_t b = 0; b < Bn; ++b) {
@@ -240,7 +243,7 @@ void backward_impl(Tensor& dhidden, MambaParams& g, const Tensor& dout, const Ma
     const T* ducl = du_cl.data<T>();
     const T* xp = c.x_pre.data<T>();
     T* d = dpre.data<T>();
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (Bn * E * L > kParallelMinWork)
     for (int64_t row = 0; row < Bn * E; ++row) {
       const int64_t b = row / E, e = row % E;
       for (int64_t l = 0; l < L; ++l) {

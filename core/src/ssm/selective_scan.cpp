@@ -16,6 +16,9 @@ namespace ssmkit::core {
 
 namespace {
 
+// Below this much work (elements x state), a kernel runs on one thread: waking a team costs more.
+constexpr int64_t kParallelMinWork = 32768;
+
 // Sizes of one scan, checked once at the entry point.
 struct ScanDims {
   int64_t n_batch = 0, n_chan = 0, n_state = 0, n_len = 0, n_group = 1;
@@ -71,7 +74,7 @@ std::vector<T> transpose_nl(const Tensor& bc, const ScanDims& s) {
   std::vector<T> out(static_cast<size_t>(s.n_batch * s.n_group * s.n_len * s.n_state));
   const T* src = bc.data<T>();
   const int64_t NL = s.n_state * s.n_len;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (s.n_batch * s.n_group * NL > kParallelMinWork)
   for (int64_t bg = 0; bg < s.n_batch * s.n_group; ++bg)
     for (int64_t n = 0; n < s.n_state; ++n)
       for (int64_t l = 0; l < s.n_len; ++l) out[bg * NL + l * s.n_state + n] = src[bg * NL + n * s.n_len + l];
@@ -128,7 +131,7 @@ void scan_forward_impl(Tensor& y_out, Tensor* last_state, ScanSaved* saved, cons
   T* plast = last_state ? last_state->data<T>() : nullptr;
   const bool softplus_on = in0.delta_softplus;
 
-#pragma omp parallel
+#pragma omp parallel if (Bn * Dn * L * N > kParallelMinWork)
   {
     std::vector<T> h(static_cast<size_t>(N));
 #pragma omp for schedule(static)
@@ -238,7 +241,7 @@ void scan_backward_impl(ScanGrads& gr, const Tensor& dy0, const Tensor& dlast0, 
   std::vector<std::vector<T>> part_dB(n_threads), part_dC(n_threads);
   int used_threads = 1;
 
-#pragma omp parallel num_threads(n_threads)
+#pragma omp parallel num_threads(n_threads) if (Bn * Dn * L * N > kParallelMinWork)
   {
     const int ith = omp_get_thread_num();
 #pragma omp single
@@ -352,7 +355,7 @@ void scan_backward_impl(ScanGrads& gr, const Tensor& dy0, const Tensor& dlast0, 
       if (gbias) gbias[c] += part_dbias[t][c];
     }
     // partials are (B,G,L,N); gradients are (B,G,N,L)
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (Bn * G * NL > kParallelMinWork)
     for (int64_t bg = 0; bg < Bn * G; ++bg)
       for (int64_t l = 0; l < L; ++l)
         for (int64_t n = 0; n < N; ++n) {

@@ -1,0 +1,604 @@
+// 2-D selective scan (Chimera's Roesser-form SSM, ../shared/specs/timeseries.md §3), the production CPU
+// path: forward, then backward, for F32 and F64, plus the autograd op. The forward runs the grid row by row
+// in scan order (§3.1: per row, the variate step h2 then the time step h1, both elementwise over n) and saves
+// the states of the row entering every segment of seg_rows rows (§3.3). The backward walks the segments in
+// reverse, recomputes each segment's rows into per-thread scratch and sweeps them with the adjoints of §3.2.
+// Work is split over (batch, channel) rows in contiguous ranges; B/C gradients of a batch split between
+// threads go through small per-thread partials, summed in thread order (deterministic per thread count).
+#include "ssmkit/core/ssm/scan2d.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <memory>
+#include <vector>
+
+namespace ssmkit::core {
+
+namespace {
+
+// Below this many state updates (B·D·V·T·N) a call runs on one thread: spawning a team costs more.
+constexpr int64_t kParallelMinWork = int64_t(1) << 15;
+
+// Sizes of one scan, checked once at the entry point.
+struct Dims {
+  int64_t n_batch = 0, n_chan = 0, n_var = 0, n_time = 0, n_state = 0;
+};
+
+void check_shape(const Tensor& t, const Shape& want, const char* name) {
+  SSMKIT_CHECK(t.shape() == want, "scan2d: ", name, " has shape ", shape_str(t.shape()), ", expected ",
+               shape_str(want));
+}
+
+Dims check_inputs(const Scan2dInputs& in) {
+  SSMKIT_CHECK(in.x.defined() && in.delta1.defined() && in.delta2.defined() && in.A1.defined() &&
+                   in.A2.defined() && in.A3.defined() && in.A4.defined() && in.B1.defined() && in.B2.defined() &&
+                   in.C1.defined() && in.C2.defined(),
+               "scan2d: x, delta1, delta2, A1..A4, B1, B2, C1 and C2 are required");
+  SSMKIT_CHECK(in.x.ndim() == 4, "scan2d: x must be (B,D,V,T), got ", shape_str(in.x.shape()));
+  SSMKIT_CHECK(in.A1.ndim() == 2, "scan2d: A1 must be (D,N), got ", shape_str(in.A1.shape()));
+  Dims s;
+  s.n_batch = in.x.size(0);
+  s.n_chan = in.x.size(1);
+  s.n_var = in.x.size(2);
+  s.n_time = in.x.size(3);
+  s.n_state = in.A1.size(1);
+  SSMKIT_CHECK(s.n_var > 0 && s.n_time > 0, "scan2d: x ", shape_str(in.x.shape()),
+               " needs at least one variate and one time step");
+  SSMKIT_CHECK(in.opt.lag >= 1, "scan2d: lag must be >= 1, got ", in.opt.lag);
+  check_shape(in.delta1, in.x.shape(), "delta1");
+  check_shape(in.delta2, in.x.shape(), "delta2");
+  const Shape a_shape{s.n_chan, s.n_state};
+  check_shape(in.A1, a_shape, "A1");
+  check_shape(in.A2, a_shape, "A2");
+  check_shape(in.A3, a_shape, "A3");
+  check_shape(in.A4, a_shape, "A4");
+  const Shape bc_shape{s.n_batch, s.n_var, s.n_time, s.n_state};
+  check_shape(in.B1, bc_shape, "B1");
+  check_shape(in.B2, bc_shape, "B2");
+  check_shape(in.C1, bc_shape, "C1");
+  check_shape(in.C2, bc_shape, "C2");
+  if (in.Dskip.defined()) check_shape(in.Dskip, {s.n_chan}, "Dskip");
+  if (in.delta_bias1.defined()) check_shape(in.delta_bias1, {s.n_chan}, "delta_bias1");
+  if (in.delta_bias2.defined()) check_shape(in.delta_bias2, {s.n_chan}, "delta_bias2");
+  const DType dt = in.x.dtype();
+  SSMKIT_CHECK(dt == DType::F32 || dt == DType::F64, "scan2d: dtype ", dtype_name(dt),
+               " not supported (F32 or F64)");
+  for (const Tensor* t : {&in.delta1, &in.delta2, &in.A1, &in.A2, &in.A3, &in.A4, &in.B1, &in.B2, &in.C1, &in.C2,
+                          &in.Dskip, &in.delta_bias1, &in.delta_bias2})
+    SSMKIT_CHECK(!t->defined() || t->dtype() == dt, "scan2d: all inputs must share x's dtype ", dtype_name(dt),
+                 ", got ", dtype_name(t->dtype()));
+  return s;
+}
+
+template <class T>
+inline T softplus(T x) {
+  return x > T(20) ? x : std::log1p(std::exp(x));
+}
+
+template <class T>
+inline T sigmoid(T x) {
+  return T(1) / (T(1) + std::exp(-x));
+}
+
+// ZOH input coefficient (exp(d A) - 1) / A, and its derivative in A: d² g(dA) with
+// g(z) = (z e^z - expm1 z) / z² = Σ_j (j+1)/(j+2)! z^j (series near 0, where the closed form cancels).
+template <class T>
+inline T zoh_coef(T d, T A) {
+  const T z = d * A;
+  return z == T(0) ? d : d * std::expm1(z) / z;
+}
+
+template <class T>
+inline T zoh_coef_dA(T d, T A) {
+  const T z = d * A;
+  T g;
+  if (std::abs(z) < T(0.5)) {
+    static constexpr std::array<double, 12> c = {1.0 / 2,        2.0 / 6,         3.0 / 24,        4.0 / 120,
+                                                 5.0 / 720,      6.0 / 5040,      7.0 / 40320,     8.0 / 362880,
+                                                 9.0 / 3628800,  10.0 / 39916800, 11.0 / 479001600, 12.0 / 6227020800};
+    g = T(c[11]);
+    for (int j = 10; j >= 0; --j) g = g * z + T(c[j]);
+  } else {
+    g = (z * std::exp(z) - std::expm1(z)) / (z * z);
+  }
+  return d * d * g;
+}
+
+// The inputs of one (batch, channel) row, contiguous.
+template <class T>
+struct RowInputs {
+  const T *x, *del1, *del2;         // (V,T)
+  const T *A1, *A2, *A3, *A4;       // (N)
+  const T *B1, *B2, *C1, *C2;       // (V,T,N)
+  T bias1, bias2, Dskip;
+};
+
+// Per-row scratch of the discretization: decays a1..a4 (T,N) and steps Δ1, Δ2 (T).
+template <class T>
+struct RowDisc {
+  T *a1, *a2, *a3, *a4, *d1, *d2;
+};
+
+// One row vm (memory index) from the previous row's states h1p, h2p (T,N) to this row's h1, h2 (T,N).
+// Fills the row's decays and steps into `rd`; writes y (T) when non-null.
+template <class T>
+void row_forward(T* h1, T* h2, T* y, const T* h1p, const T* h2p, const RowDisc<T>& rd, const RowInputs<T>& r,
+                 int64_t vm, const Dims& s, const Scan2dOptions& o) {
+  const int64_t Tn = s.n_time, N = s.n_state, lag = o.lag;
+  const bool state_pair = o.discretization == Scan2dDiscretization::StateEuler ||
+                          o.discretization == Scan2dDiscretization::StateZoh;
+  const bool zoh = o.discretization == Scan2dDiscretization::AxisZoh ||
+                   o.discretization == Scan2dDiscretization::StateZoh;
+  const T* xr = r.x + vm * Tn;
+  const T* d1r = r.del1 + vm * Tn;
+  const T* d2r = r.del2 + vm * Tn;
+  for (int64_t t = 0; t < Tn; ++t) {
+    T d1 = d1r[t] + r.bias1, d2 = d2r[t] + r.bias2;
+    if (o.delta_softplus) {
+      d1 = softplus(d1);
+      d2 = softplus(d2);
+    }
+    rd.d1[t] = d1;
+    rd.d2[t] = d2;
+    const T p2 = state_pair ? d2 : d1, p3 = state_pair ? d1 : d2;
+    const T xv = xr[t];
+    const int64_t cell = (vm * Tn + t) * N, tn = t * N;
+    const T* B1c = r.B1 + cell;
+    const T* B2c = r.B2 + cell;
+    const T* C1c = r.C1 + cell;
+    const T* C2c = r.C2 + cell;
+    T acc = 0;
+    for (int64_t n = 0; n < N; ++n) {
+      const T a1 = std::exp(d1 * r.A1[n]), a2 = std::exp(p2 * r.A2[n]);
+      const T a3 = std::exp(p3 * r.A3[n]), a4 = std::exp(d2 * r.A4[n]);
+      rd.a1[tn + n] = a1;
+      rd.a2[tn + n] = a2;
+      rd.a3[tn + n] = a3;
+      rd.a4[tn + n] = a4;
+      const T k1 = zoh ? zoh_coef(d1, r.A1[n]) : d1;
+      const T k2 = zoh ? zoh_coef(d2, r.A4[n]) : d2;
+      // variate step: from the previous row at the same t
+      const T v2 = a3 * h1p[tn + n] + a4 * h2p[tn + n] + k2 * B2c[n] * xv;
+      h2[tn + n] = v2;
+      // time step: from this row at t - lag (h2 there is already final)
+      T v1 = k1 * B1c[n] * xv;
+      if (t >= lag) v1 += a1 * h1[tn - lag * N + n] + a2 * h2[tn - lag * N + n];
+      h1[tn + n] = v1;
+      acc += C1c[n] * v1 + C2c[n] * v2;
+    }
+    if (y) y[t] = acc + r.Dskip * xv;
+  }
+}
+
+template <class T>
+const T* ptr_or_null(const Tensor& t) {
+  return t.defined() ? t.data<T>() : nullptr;
+}
+
+Tensor contig(const Tensor& t) { return t.defined() ? t.contiguous() : Tensor{}; }
+
+// Contiguous copies of every input, kept alive while raw pointers into them are used.
+struct Contig {
+  Tensor x, del1, del2, A1, A2, A3, A4, B1, B2, C1, C2, Dskip, bias1, bias2;
+  explicit Contig(const Scan2dInputs& in)
+      : x(in.x.contiguous()), del1(in.delta1.contiguous()), del2(in.delta2.contiguous()), A1(in.A1.contiguous()),
+        A2(in.A2.contiguous()), A3(in.A3.contiguous()), A4(in.A4.contiguous()), B1(in.B1.contiguous()),
+        B2(in.B2.contiguous()), C1(in.C1.contiguous()), C2(in.C2.contiguous()), Dskip(contig(in.Dskip)),
+        bias1(contig(in.delta_bias1)), bias2(contig(in.delta_bias2)) {}
+
+  template <class T>
+  RowInputs<T> row(int64_t b, int64_t c, const Dims& s) const {
+    const int64_t VT = s.n_var * s.n_time, VTN = VT * s.n_state, N = s.n_state;
+    const int64_t rowi = b * s.n_chan + c;
+    const T* pD = ptr_or_null<T>(Dskip);
+    const T* pb1 = ptr_or_null<T>(bias1);
+    const T* pb2 = ptr_or_null<T>(bias2);
+    return RowInputs<T>{x.data<T>() + rowi * VT,  del1.data<T>() + rowi * VT, del2.data<T>() + rowi * VT,
+                        A1.data<T>() + c * N,     A2.data<T>() + c * N,       A3.data<T>() + c * N,
+                        A4.data<T>() + c * N,     B1.data<T>() + b * VTN,     B2.data<T>() + b * VTN,
+                        C1.data<T>() + b * VTN,   C2.data<T>() + b * VTN,     pb1 ? pb1[c] : T(0),
+                        pb2 ? pb2[c] : T(0),      pD ? pD[c] : T(0)};
+  }
+};
+
+// --------------------------------------------------------------------------------------------------
+// forward
+
+template <class T>
+void scan2d_forward_impl(Tensor& y_out, Scan2dSaved* saved, const Scan2dInputs& in, int64_t seg_rows) {
+  const Dims s = check_inputs(in);
+  const int64_t Bn = s.n_batch, Dn = s.n_chan, V = s.n_var, Tn = s.n_time, N = s.n_state;
+  const int64_t k = seg_rows > 0 ? std::min(seg_rows, V) : scan2d_default_seg_rows(V);
+  const int64_t n_seg = (V + k - 1) / k, TN = Tn * N;
+  const Contig c(in);
+  const DType dt = dtype_of<T>::value;
+  if (!y_out.defined()) y_out = Tensor::empty({Bn, Dn, V, Tn}, dt);
+  SSMKIT_CHECK(y_out.shape() == in.x.shape() && y_out.dtype() == dt && y_out.is_contiguous(),
+               "scan2d: y must be a contiguous ", shape_str(in.x.shape()), " tensor of the inputs' dtype");
+  if (saved) {
+    saved->seg_rows = k;
+    saved->h1_rows = Tensor::empty({Bn, Dn, n_seg, Tn, N}, dt);
+    saved->h2_rows = Tensor::empty({Bn, Dn, n_seg, Tn, N}, dt);
+  }
+  T* py = y_out.data<T>();
+  T* ps1 = saved ? saved->h1_rows.data<T>() : nullptr;
+  T* ps2 = saved ? saved->h2_rows.data<T>() : nullptr;
+  const bool rev = in.opt.reverse_variates;
+  const bool par = Bn * Dn * V * TN >= kParallelMinWork;
+
+#pragma omp parallel if (par)
+  {
+    // previous and current row states, and the row's discretization
+    std::vector<T> h1a(static_cast<size_t>(TN)), h1b(h1a.size()), h2a(h1a.size()), h2b(h1a.size());
+    std::vector<T> abuf(static_cast<size_t>(4 * TN)), dbuf(static_cast<size_t>(2 * Tn));
+    const RowDisc<T> rd{abuf.data(), abuf.data() + TN, abuf.data() + 2 * TN, abuf.data() + 3 * TN, dbuf.data(),
+                        dbuf.data() + Tn};
+#pragma omp for schedule(static)
+    for (int64_t row = 0; row < Bn * Dn; ++row) {
+      const RowInputs<T> r = c.row<T>(row / Dn, row % Dn, s);
+      T *h1p = h1a.data(), *h2p = h2a.data(), *h1 = h1b.data(), *h2 = h2b.data();
+      std::fill(h1a.begin(), h1a.end(), T(0));
+      std::fill(h2a.begin(), h2a.end(), T(0));
+      for (int64_t i = 0; i < V; ++i) {
+        const int64_t vm = rev ? V - 1 - i : i;
+        if (saved && i % k == 0) {
+          std::copy(h1p, h1p + TN, ps1 + (row * n_seg + i / k) * TN);
+          std::copy(h2p, h2p + TN, ps2 + (row * n_seg + i / k) * TN);
+        }
+        row_forward(h1, h2, py + (row * V + vm) * Tn, h1p, h2p, rd, r, vm, s, in.opt);
+        std::swap(h1, h1p);
+        std::swap(h2, h2p);
+      }
+    }
+  }
+}
+
+// --------------------------------------------------------------------------------------------------
+// backward
+
+// Allocates `g` as zeros of `shape` when undefined; checks it otherwise.
+void prepare_grad(Tensor& g, const Shape& shape, DType dt, const char* name) {
+  if (!g.defined()) {
+    g = Tensor::zeros(shape, dt);
+    return;
+  }
+  SSMKIT_CHECK(g.shape() == shape && g.dtype() == dt && g.is_contiguous(), "scan2d_backward: ", name,
+               " must be a contiguous ", shape_str(shape), " ", dtype_name(dt), " tensor to accumulate into, got ",
+               shape_str(g.shape()), " ", dtype_name(g.dtype()));
+}
+
+// Where one thread writes the B/C gradients of a batch: straight into the result when the thread holds the
+// batch's first (b, channel) row (exactly one thread does), else into a partial summed after the parallel
+// region in thread order. With contiguous row ranges only a thread's first batch can need the partial.
+template <class T>
+struct ThreadBC {
+  int64_t edge_b = -1;  // the batch this thread shares but did not start, or -1
+  std::vector<T> edge;  // (4, V, T, N): dB1, dB2, dC1, dC2 of batch edge_b
+  std::vector<T> dA, dDskip, dbias1, dbias2;  // (4,D,N), (D), (D), (D)
+};
+
+template <class T>
+void scan2d_backward_impl(Scan2dGrads& gr, const Tensor& dy0, const Scan2dInputs& in, const Scan2dSaved& saved) {
+  const Dims s = check_inputs(in);
+  const int64_t Bn = s.n_batch, Dn = s.n_chan, V = s.n_var, Tn = s.n_time, N = s.n_state;
+  const int64_t k = saved.seg_rows;
+  const int64_t n_seg = k > 0 ? (V + k - 1) / k : 0, TN = Tn * N, VTN = V * TN, DN = Dn * N;
+  const DType dt = dtype_of<T>::value;
+  const Shape rows_shape{Bn, Dn, n_seg, Tn, N};
+  SSMKIT_CHECK(k > 0 && saved.h1_rows.defined() && saved.h2_rows.defined() && saved.h1_rows.shape() == rows_shape &&
+                   saved.h2_rows.shape() == rows_shape && saved.h1_rows.dtype() == dt && saved.h2_rows.dtype() == dt,
+               "scan2d_backward: saved rows do not match the inputs (run scan2d_forward with a Scan2dSaved)");
+  check_shape(dy0, in.x.shape(), "dy");
+  SSMKIT_CHECK(dy0.dtype() == dt, "scan2d_backward: dy must have the inputs' dtype ", dtype_name(dt), ", got ",
+               dtype_name(dy0.dtype()));
+
+  const Contig c(in);
+  const Tensor dy = dy0.contiguous();
+  const Tensor s1 = saved.h1_rows.contiguous(), s2 = saved.h2_rows.contiguous();
+  const Shape xs = in.x.shape(), as{Dn, N}, bcs{Bn, V, Tn, N};
+  prepare_grad(gr.dx, xs, dt, "dx");
+  prepare_grad(gr.ddelta1, xs, dt, "ddelta1");
+  prepare_grad(gr.ddelta2, xs, dt, "ddelta2");
+  prepare_grad(gr.dA1, as, dt, "dA1");
+  prepare_grad(gr.dA2, as, dt, "dA2");
+  prepare_grad(gr.dA3, as, dt, "dA3");
+  prepare_grad(gr.dA4, as, dt, "dA4");
+  prepare_grad(gr.dB1, bcs, dt, "dB1");
+  prepare_grad(gr.dB2, bcs, dt, "dB2");
+  prepare_grad(gr.dC1, bcs, dt, "dC1");
+  prepare_grad(gr.dC2, bcs, dt, "dC2");
+  if (c.Dskip.defined()) prepare_grad(gr.dDskip, {Dn}, dt, "dDskip");
+  if (c.bias1.defined()) prepare_grad(gr.ddelta_bias1, {Dn}, dt, "ddelta_bias1");
+  if (c.bias2.defined()) prepare_grad(gr.ddelta_bias2, {Dn}, dt, "ddelta_bias2");
+
+  const T* pdy = dy.data<T>();
+  const T* ps1 = s1.data<T>();
+  const T* ps2 = s2.data<T>();
+  T* pdx = gr.dx.data<T>();
+  T* pdd1 = gr.ddelta1.data<T>();
+  T* pdd2 = gr.ddelta2.data<T>();
+  T* gB1 = gr.dB1.data<T>();
+  T* gB2 = gr.dB2.data<T>();
+  T* gC1 = gr.dC1.data<T>();
+  T* gC2 = gr.dC2.data<T>();
+  const Scan2dOptions& o = in.opt;
+  const bool rev = o.reverse_variates, softplus_on = o.delta_softplus;
+  const bool state_pair = o.discretization == Scan2dDiscretization::StateEuler ||
+                          o.discretization == Scan2dDiscretization::StateZoh;
+  const bool zoh = o.discretization == Scan2dDiscretization::AxisZoh ||
+                   o.discretization == Scan2dDiscretization::StateZoh;
+  const int64_t lag = o.lag;
+
+  const int max_threads = Bn * Dn * V * TN >= kParallelMinWork ? omp_get_max_threads() : 1;
+  std::vector<ThreadBC<T>> parts(static_cast<size_t>(max_threads));
+  int used_threads = 1;
+
+#pragma omp parallel num_threads(max_threads)
+  {
+    const int ith = omp_get_thread_num(), nth = omp_get_num_threads();
+#pragma omp single
+    used_threads = nth;
+    ThreadBC<T>& part = parts[static_cast<size_t>(ith)];
+    part.dA.assign(static_cast<size_t>(4 * DN), T(0));
+    part.dDskip.assign(static_cast<size_t>(Dn), T(0));
+    part.dbias1.assign(static_cast<size_t>(Dn), T(0));
+    part.dbias2.assign(static_cast<size_t>(Dn), T(0));
+    // This thread's (batch, channel) rows [r0, r1); a batch started by an earlier thread goes to the partial.
+    const int64_t R = Bn * Dn;
+    const int64_t r0 = R * ith / nth, r1 = R * (ith + 1) / nth;
+    if (r1 > r0 && r0 % Dn != 0) {
+      part.edge_b = r0 / Dn;
+      part.edge.assign(static_cast<size_t>(4 * VTN), T(0));
+    }
+    // Segment scratch: states and decays of up to k rows, steps; adjoint rows.
+    std::vector<T> H1(static_cast<size_t>(k * TN)), H2(H1.size()), Aseg(static_cast<size_t>(4 * k * TN));
+    std::vector<T> Dseg(static_cast<size_t>(2 * k * Tn));
+    std::vector<T> lam1(static_cast<size_t>(TN)), carry1(lam1.size()), carry2(lam1.size());
+    T* dA1 = part.dA.data();
+    T* dA2 = dA1 + DN;
+    T* dA3 = dA2 + DN;
+    T* dA4 = dA3 + DN;
+
+    for (int64_t row = r0; row < r1; ++row) {
+      const int64_t b = row / Dn, ch = row % Dn;
+      const RowInputs<T> r = c.row<T>(b, ch, s);
+      // destinations of this batch's B/C gradients
+      T *dB1, *dB2, *dC1, *dC2;
+      if (b == part.edge_b) {
+        T* base = part.edge.data();
+        dB1 = base;
+        dB2 = base + VTN;
+        dC1 = base + 2 * VTN;
+        dC2 = base + 3 * VTN;
+      } else {
+        dB1 = gB1 + b * VTN;
+        dB2 = gB2 + b * VTN;
+        dC1 = gC1 + b * VTN;
+        dC2 = gC2 + b * VTN;
+      }
+      const T* A1 = r.A1;
+      const T* A2 = r.A2;
+      const T* A3 = r.A3;
+      const T* A4 = r.A4;
+      T* gA1 = dA1 + ch * N;
+      T* gA2 = dA2 + ch * N;
+      T* gA3 = dA3 + ch * N;
+      T* gA4 = dA4 + ch * N;
+      const T* dyr = pdy + row * V * Tn;
+      T* dxr = pdx + row * V * Tn;
+      T* dd1r = pdd1 + row * V * Tn;
+      T* dd2r = pdd2 + row * V * Tn;
+      std::fill(carry1.begin(), carry1.end(), T(0));
+      std::fill(carry2.begin(), carry2.end(), T(0));
+
+      for (int64_t seg = n_seg - 1; seg >= 0; --seg) {
+        const int64_t i0 = seg * k, i1 = std::min(V, i0 + k);
+        const T* bp1 = ps1 + (row * n_seg + seg) * TN;
+        const T* bp2 = ps2 + (row * n_seg + seg) * TN;
+        // Recompute the segment's rows from the boundary row.
+        for (int64_t i = i0; i < i1; ++i) {
+          const int64_t j = i - i0, vm = rev ? V - 1 - i : i;
+          const RowDisc<T> rd{Aseg.data() + (4 * j) * TN,     Aseg.data() + (4 * j + 1) * TN,
+                              Aseg.data() + (4 * j + 2) * TN, Aseg.data() + (4 * j + 3) * TN,
+                              Dseg.data() + (2 * j) * Tn,     Dseg.data() + (2 * j + 1) * Tn};
+          row_forward(H1.data() + j * TN, H2.data() + j * TN, static_cast<T*>(nullptr),
+                      j > 0 ? H1.data() + (j - 1) * TN : bp1, j > 0 ? H2.data() + (j - 1) * TN : bp2, rd, r, vm, s,
+                      o);
+        }
+        // Sweep the segment backwards. carry1/carry2 hold a3·λ2 and a4·λ2 of the row scanned after this one.
+        for (int64_t i = i1 - 1; i >= i0; --i) {
+          const int64_t j = i - i0, vm = rev ? V - 1 - i : i;
+          const T* h1 = H1.data() + j * TN;
+          const T* h2 = H2.data() + j * TN;
+          const T* h1p = j > 0 ? h1 - TN : bp1;
+          const T* h2p = j > 0 ? h2 - TN : bp2;
+          const T* a1 = Aseg.data() + (4 * j) * TN;
+          const T* a2 = a1 + TN;
+          const T* a3 = a2 + TN;
+          const T* a4 = a3 + TN;
+          const T* d1r = Dseg.data() + (2 * j) * Tn;
+          const T* d2r = d1r + Tn;
+          const T* gyr = dyr + vm * Tn;
+          const T* xr = r.x + vm * Tn;
+          // λ1 along time, newest first: λ1[t] = C1·gy + a3'·λ2' + a1[t+s]·λ1[t+s]
+          for (int64_t t = Tn - 1; t >= 0; --t) {
+            const T gy = gyr[t];
+            const T* C1c = r.C1 + (vm * Tn + t) * N;
+            const int64_t tn = t * N;
+            if (t + lag < Tn) {
+              const int64_t un = tn + lag * N;
+              for (int64_t n = 0; n < N; ++n) lam1[tn + n] = C1c[n] * gy + carry1[tn + n] + a1[un + n] * lam1[un + n];
+            } else {
+              for (int64_t n = 0; n < N; ++n) lam1[tn + n] = C1c[n] * gy + carry1[tn + n];
+            }
+          }
+          // λ2 and every gradient of the row's cells.
+          for (int64_t t = 0; t < Tn; ++t) {
+            const int64_t cell = (vm * Tn + t) * N, tn = t * N;
+            const T gy = gyr[t], xv = xr[t], d1 = d1r[t], d2 = d2r[t];
+            const T p2 = state_pair ? d2 : d1, p3 = state_pair ? d1 : d2;
+            const bool has_next = t + lag < Tn, has_prev = t >= lag;
+            T dd1 = 0, dd2 = 0, dxv = gy * r.Dskip;
+            T& dp2 = state_pair ? dd2 : dd1;
+            T& dp3 = state_pair ? dd1 : dd2;
+            for (int64_t n = 0; n < N; ++n) {
+              const T l1 = lam1[tn + n];
+              T l2 = r.C2[cell + n] * gy + carry2[tn + n];
+              if (has_next) l2 += a2[tn + lag * N + n] * lam1[tn + lag * N + n];
+              // decays: ∂a = λ·(state it multiplies); a = exp(p·A) gives ∂p += ∂a·a·A, ∂A += ∂a·a·p
+              const T av1 = a1[tn + n], av2 = a2[tn + n], av3 = a3[tn + n], av4 = a4[tn + n];
+              if (has_prev) {
+                const T e1 = l1 * h1[tn - lag * N + n] * av1, e2 = l1 * h2[tn - lag * N + n] * av2;
+                dd1 += e1 * A1[n];
+                gA1[n] += e1 * d1;
+                dp2 += e2 * A2[n];
+                gA2[n] += e2 * p2;
+              }
+              const T e3 = l2 * h1p[tn + n] * av3, e4 = l2 * h2p[tn + n] * av4;
+              dp3 += e3 * A3[n];
+              gA3[n] += e3 * p3;
+              dd2 += e4 * A4[n];
+              gA4[n] += e4 * d2;
+              // inputs u1 = k1·B1·x, u2 = k2·B2·x with ∂u = λ
+              const T b1 = r.B1[cell + n], b2 = r.B2[cell + n];
+              const T k1 = zoh ? zoh_coef(d1, A1[n]) : d1;
+              const T k2 = zoh ? zoh_coef(d2, A4[n]) : d2;
+              dB1[cell + n] += l1 * k1 * xv;
+              dB2[cell + n] += l2 * k2 * xv;
+              dxv += l1 * k1 * b1 + l2 * k2 * b2;
+              const T gk1 = l1 * b1 * xv, gk2 = l2 * b2 * xv;
+              if (zoh) {  // ∂k/∂Δ = exp(Δ A) = the matching decay
+                dd1 += gk1 * av1;
+                dd2 += gk2 * av4;
+                gA1[n] += gk1 * zoh_coef_dA(d1, A1[n]);
+                gA4[n] += gk2 * zoh_coef_dA(d2, A4[n]);
+              } else {
+                dd1 += gk1;
+                dd2 += gk2;
+              }
+              // readouts
+              dC1[cell + n] += gy * h1[tn + n];
+              dC2[cell + n] += gy * h2[tn + n];
+              // what the row scanned before this one receives through a3, a4
+              carry1[tn + n] = av3 * l2;
+              carry2[tn + n] = av4 * l2;
+            }
+            const int64_t xi = vm * Tn + t;
+            dxr[xi] += dxv;
+            part.dDskip[static_cast<size_t>(ch)] += gy * xv;
+            if (softplus_on) {
+              const T pre1 = r.del1[xi] + r.bias1, pre2 = r.del2[xi] + r.bias2;
+              if (pre1 <= T(20)) dd1 *= sigmoid(pre1);
+              if (pre2 <= T(20)) dd2 *= sigmoid(pre2);
+            }
+            dd1r[xi] += dd1;
+            dd2r[xi] += dd2;
+            part.dbias1[static_cast<size_t>(ch)] += dd1;
+            part.dbias2[static_cast<size_t>(ch)] += dd2;
+          }
+        }
+      }
+    }
+  }
+
+  // Reduce the per-thread partials in thread order (deterministic for a fixed thread count).
+  T* gA[4] = {gr.dA1.data<T>(), gr.dA2.data<T>(), gr.dA3.data<T>(), gr.dA4.data<T>()};
+  T* gD = c.Dskip.defined() ? gr.dDskip.data<T>() : nullptr;
+  T* gb1 = c.bias1.defined() ? gr.ddelta_bias1.data<T>() : nullptr;
+  T* gb2 = c.bias2.defined() ? gr.ddelta_bias2.data<T>() : nullptr;
+  T* gBC[4] = {gB1, gB2, gC1, gC2};
+  for (int t = 0; t < used_threads; ++t) {
+    const ThreadBC<T>& part = parts[static_cast<size_t>(t)];
+    for (int q = 0; q < 4; ++q)
+      for (int64_t i = 0; i < DN; ++i) gA[q][i] += part.dA[static_cast<size_t>(q * DN + i)];
+    for (int64_t ch = 0; ch < Dn; ++ch) {
+      if (gD) gD[ch] += part.dDskip[static_cast<size_t>(ch)];
+      if (gb1) gb1[ch] += part.dbias1[static_cast<size_t>(ch)];
+      if (gb2) gb2[ch] += part.dbias2[static_cast<size_t>(ch)];
+    }
+    if (part.edge_b < 0) continue;
+    for (int q = 0; q < 4; ++q) {
+      const T* src = part.edge.data() + q * VTN;
+      T* dst = gBC[q] + part.edge_b * VTN;
+#pragma omp parallel for schedule(static) if (VTN >= kParallelMinWork)
+      for (int64_t i = 0; i < VTN; ++i) dst[i] += src[i];
+    }
+  }
+}
+
+Tensor value_or_none(const Var& v) { return v.defined() ? v.value() : Tensor{}; }
+
+}  // namespace
+
+int64_t scan2d_default_seg_rows(int64_t V) {
+  int64_t k = static_cast<int64_t>(std::ceil(std::sqrt(static_cast<double>(std::max<int64_t>(V, 1)))));
+  while (k * k < V) ++k;  // guard against rounding
+  return std::max<int64_t>(k, 1);
+}
+
+void scan2d_forward(Tensor& y, Scan2dSaved* saved, const Scan2dInputs& in, int64_t seg_rows) {
+  if (in.x.defined() && in.x.dtype() == DType::F64)
+    scan2d_forward_impl<double>(y, saved, in, seg_rows);
+  else
+    scan2d_forward_impl<float>(y, saved, in, seg_rows);
+}
+
+void scan2d_backward(Scan2dGrads& grads, const Tensor& dy, const Scan2dInputs& in, const Scan2dSaved& saved) {
+  if (in.x.defined() && in.x.dtype() == DType::F64)
+    scan2d_backward_impl<double>(grads, dy, in, saved);
+  else
+    scan2d_backward_impl<float>(grads, dy, in, saved);
+}
+
+// --------------------------------------------------------------------------------------------------
+// autograd op
+
+Var scan2d(const Scan2dVars& v, int64_t seg_rows) {
+  SSMKIT_CHECK(v.x.defined() && v.delta1.defined() && v.delta2.defined() && v.A1.defined() && v.A2.defined() &&
+                   v.A3.defined() && v.A4.defined() && v.B1.defined() && v.B2.defined() && v.C1.defined() &&
+                   v.C2.defined(),
+               "scan2d: x, delta1, delta2, A1..A4, B1, B2, C1 and C2 are required");
+  Scan2dInputs in;
+  in.x = v.x.value();
+  in.delta1 = v.delta1.value();
+  in.delta2 = v.delta2.value();
+  in.A1 = v.A1.value();
+  in.A2 = v.A2.value();
+  in.A3 = v.A3.value();
+  in.A4 = v.A4.value();
+  in.B1 = v.B1.value();
+  in.B2 = v.B2.value();
+  in.C1 = v.C1.value();
+  in.C2 = v.C2.value();
+  in.Dskip = value_or_none(v.Dskip);
+  in.delta_bias1 = value_or_none(v.delta_bias1);
+  in.delta_bias2 = value_or_none(v.delta_bias2);
+  in.opt = v.opt;
+  // Inputs in a fixed order; absent optional ones are passed as empty leaves (never need grad).
+  const std::vector<Var> inputs = {v.x,  v.delta1, v.delta2, v.A1, v.A2,    v.A3,          v.A4,
+                                   v.B1, v.B2,     v.C1,     v.C2, v.Dskip, v.delta_bias1, v.delta_bias2};
+  std::vector<Var> gradable;
+  for (const Var& x : inputs) gradable.push_back(x.defined() ? x : Var(Tensor::empty({0})));
+
+  Tensor y;
+  auto saved = std::make_shared<Scan2dSaved>();
+  scan2d_forward(y, grad_enabled() ? saved.get() : nullptr, in, seg_rows);
+  return make_result(
+      y, gradable,
+      [in, saved](const Tensor& g, const std::vector<bool>& need) {
+        Scan2dGrads gr;
+        scan2d_backward(gr, g, in, *saved);
+        std::vector<Tensor> r = {gr.dx,  gr.ddelta1, gr.ddelta2, gr.dA1,    gr.dA2,          gr.dA3,
+                                 gr.dA4, gr.dB1,     gr.dB2,     gr.dC1,    gr.dC2,          gr.dDskip,
+                                 gr.ddelta_bias1, gr.ddelta_bias2};
+        for (size_t i = 0; i < r.size(); ++i)
+          if (!need[i]) r[i] = Tensor{};
+        return r;
+      },
+      "scan2d");
+}
+
+}  // namespace ssmkit::core
