@@ -26,6 +26,14 @@ Var Module::register_parameter(const std::string& name, Tensor init, bool requir
   return v;
 }
 
+Var Module::register_parameter(const std::string& name, const Var& shared) {
+  check_local_name(name);
+  SSMKIT_CHECK(shared.defined(), "Module: parameter \"", name, "\" is undefined");
+  for (const auto& [n, v] : params_) SSMKIT_CHECK(n != name, "Module: parameter \"", name, "\" registered twice");
+  params_.emplace_back(name, shared);
+  return shared;
+}
+
 Tensor Module::register_buffer(const std::string& name, Tensor init, bool persistent) {
   check_local_name(name);
   for (const auto& b : buffers_) SSMKIT_CHECK(b.name != name, "Module: buffer \"", name, "\" registered twice");
@@ -51,8 +59,11 @@ void Module::collect(const std::string& prefix, std::vector<std::pair<std::strin
 }
 
 std::vector<std::pair<std::string, Var>> Module::named_parameters() const {
-  std::vector<std::pair<std::string, Var>> out;
-  collect("", &out, nullptr, true);
+  std::vector<std::pair<std::string, Var>> all, out;
+  collect("", &all, nullptr, true);
+  std::set<const Node*> seen;
+  for (auto& [n, v] : all)
+    if (seen.insert(v.node().get()).second) out.emplace_back(n, v);
   return out;
 }
 
@@ -122,6 +133,14 @@ void Module::zero_grad() {
   for (auto& [n, v] : named_parameters()) v.zero_grad();
 }
 
+void Module::to(DType dt) {
+  for (auto& [n, v] : params_)
+    if (v.dtype() != dt) v.value() = v.value().to(dt);
+  for (auto& b : buffers_)
+    if ((b.value.dtype() == DType::F32 || b.value.dtype() == DType::F64) && b.value.dtype() != dt) b.value = b.value.to(dt);
+  for (auto& [n, c] : children_) c->to(dt);
+}
+
 Var& Module::param(const std::string& name) {
   for (auto& [n, v] : params_)
     if (n == name) return v;
@@ -130,6 +149,12 @@ Var& Module::param(const std::string& name) {
 
 Tensor& Module::buffer(const std::string& name) {
   for (auto& b : buffers_)
+    if (b.name == name) return b.value;
+  throw Error("Module: no buffer \"" + name + "\"");
+}
+
+Tensor Module::buffer(const std::string& name) const {
+  for (const auto& b : buffers_)
     if (b.name == name) return b.value;
   throw Error("Module: no buffer \"" + name + "\"");
 }

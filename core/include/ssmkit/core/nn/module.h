@@ -38,6 +38,9 @@ class Module {
 
   // Registration (constructors only). Returns a handle sharing the registered storage.
   Var register_parameter(const std::string& name, Tensor init, bool requires_grad = true);
+  // Registers an existing parameter under a second name (tied weights, e.g. lm_head.weight = embedding
+  // weight): state_dict lists both keys, named_parameters() lists it once.
+  Var register_parameter(const std::string& name, const Var& shared);
   Tensor register_buffer(const std::string& name, Tensor init, bool persistent = true);
   template <class M>
   std::shared_ptr<M> register_module(const std::string& name, std::shared_ptr<M> child) {
@@ -45,7 +48,7 @@ class Module {
     return child;
   }
 
-  // Recursive, dotted names, PyTorch order.
+  // Recursive, dotted names, PyTorch order; a tied parameter appears once (under its first name).
   std::vector<std::pair<std::string, Var>> named_parameters() const;
   NamedTensors named_buffers(bool persistent_only = true) const;
   std::vector<std::pair<std::string, std::shared_ptr<Module>>> named_children() const { return children_; }
@@ -62,10 +65,14 @@ class Module {
   void eval() { train(false); }
   bool training() const { return training_; }
   void zero_grad();  // drops every parameter's gradient
+  // Converts every parameter and floating buffer to `dt` in place (handles stay valid), e.g. F64 for
+  // gradient checks. Integer buffers keep their dtype.
+  void to(DType dt);
 
   // Looks up a parameter or buffer of this module (not children) by local name; throws when absent.
   Var& param(const std::string& name);
   Tensor& buffer(const std::string& name);
+  Tensor buffer(const std::string& name) const;  // a handle sharing the buffer's storage
 
  private:
   void add_child(const std::string& name, std::shared_ptr<Module> child);

@@ -1,0 +1,338 @@
+// Activations: pointwise forward/derivative pairs and the softmax family along one dimension, each with
+// its autograd wrapper. Formulas follow PyTorch's CPU kernels (aten/src/ATen/native/Activation.cpp,
+// SoftMax.cpp, GatedLinearUnit.cpp). A tensor is seen as (outer, n, inner) around the reduced dimension;
+// threads split the outer*inner rows. Pointwise backward recomputes the derivative from the saved x and y.
+#include "ssmkit/core/ops/activation.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <numbers>
+
+namespace ssmkit::core {
+
+namespace {
+
+void check_float(const Tensor& t, const char* op, const char* arg) {
+  SSMKIT_CHECK(t.defined(), op, ": ", arg, " is undefined");
+  SSMKIT_CHECK(t.dtype() == DType::F32 || t.dtype() == DType::F64, op, ": ", arg, " must be F32 or F64, got ",
+               dtype_name(t.dtype()));
+}
+
+// Calls fn(float{}) or fn(double{}) by dtype.
+template <class Fn>
+void dispatch(DType dt, Fn fn) {
+  if (dt == DType::F64)
+    fn(double{});
+  else
+    fn(float{});
+}
+
+// ------------------------------------------------------------------------------------------------------
+// pointwise: y = f(x) and dx = dy * d(x, y)
+
+template <class F>
+Tensor pointwise_forward(const Tensor& x, F f) {
+  Tensor y = Tensor::empty(x.shape(), x.dtype());
+  dispatch(x.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    const T* px = x.data<T>();
+    T* py = y.data<T>();
+    const int64_t n = x.numel();
+#pragma omp parallel for schedule(static) if (n > 65536)
+    for (int64_t i = 0; i < n; ++i) py[i] = static_cast<T>(f(px[i]));
+  });
+  return y;
+}
+
+template <class D>
+Tensor pointwise_backward(const Tensor& dy0, const Tensor& x, const Tensor& y, D d) {
+  const Tensor dy = dy0.contiguous();
+  Tensor dx = Tensor::empty(x.shape(), x.dtype());
+  dispatch(x.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    const T *pg = dy.data<T>(), *px = x.data<T>(), *py = y.data<T>();
+    T* pd = dx.data<T>();
+    const int64_t n = x.numel();
+#pragma omp parallel for schedule(static) if (n > 65536)
+    for (int64_t i = 0; i < n; ++i) pd[i] = pg[i] * static_cast<T>(d(px[i], py[i]));
+  });
+  return dx;
+}
+
+// The autograd op of a pointwise function f with derivative d(x, y) = f'(x).
+template <class F, class D>
+Var pointwise_op(const Var& x, const char* op, F f, D d) {
+  check_float(x.value(), op, "input");
+  const Tensor xv = x.value().contiguous();
+  Tensor y = pointwise_forward(xv, f);
+  return make_result(y, {x}, [xv, y, d](const Tensor& g, const std::vector<bool>&) {
+    return std::vector<Tensor>{pointwise_backward(g, xv, y, d)};
+  }, op);
+}
+
+template <class T>
+T sigmoid_of(T v) {
+  // Stable on both sides: never exponentiates a large positive number.
+  if (v >= T(0)) return T(1) / (T(1) + std::exp(-v));
+  const T e = std::exp(v);
+  return e / (T(1) + e);
+}
+
+// ------------------------------------------------------------------------------------------------------
+// layout along one dimension
+
+struct DimLayout {
+  int64_t outer, n, inner;  // x viewed as (outer, n, inner), n the size of dim
+  int64_t dim;              // wrapped to [0, ndim)
+};
+
+DimLayout dim_layout(const Shape& s, int64_t dim, const char* op) {
+  const int64_t nd = static_cast<int64_t>(s.size());
+  const int64_t lim = std::max<int64_t>(nd, 1);  // a 0-d tensor accepts dim 0 or -1, like PyTorch
+  SSMKIT_CHECK(dim >= -lim && dim < lim, op, ": dim ", dim, " out of range for shape ", shape_str(s));
+  DimLayout l{1, 1, 1, dim < 0 ? dim + lim : dim};
+  if (nd == 0) return l;
+  for (int64_t i = 0; i < l.dim; ++i) l.outer *= s[static_cast<size_t>(i)];
+  l.n = s[static_cast<size_t>(l.dim)];
+  for (int64_t i = l.dim + 1; i < nd; ++i) l.inner *= s[static_cast<size_t>(i)];
+  return l;
+}
+
+// Row r of (outer, inner) starts at element (r / inner) * n * inner + r % inner, elements `inner` apart.
+inline int64_t row_start(int64_t r, const DimLayout& l) { return (r / l.inner) * l.n * l.inner + r % l.inner; }
+
+// x (outer, n, inner) -> y: softmax (log_space = false) or log_softmax (true) along n.
+template <class T>
+void softmax_kernel(T* y, const T* x, const DimLayout& l, bool log_space) {
+  const int64_t rows = l.outer * l.inner, n = l.n, st = l.inner;
+#pragma omp parallel for schedule(static) if (rows * n > 32768)
+  for (int64_t r = 0; r < rows; ++r) {
+    const T* px = x + row_start(r, l);
+    T* py = y + row_start(r, l);
+    T mx = -std::numeric_limits<T>::infinity();
+    for (int64_t j = 0; j < n; ++j) mx = std::max(mx, px[j * st]);
+    if (!std::isfinite(mx)) mx = T(0);  // all -inf (or an inf): leave the inf/nan to the arithmetic below
+    double s = 0;
+    for (int64_t j = 0; j < n; ++j) s += std::exp(static_cast<double>(px[j * st] - mx));
+    if (log_space) {
+      const T lse = mx + static_cast<T>(std::log(s));
+      for (int64_t j = 0; j < n; ++j) py[j * st] = px[j * st] - lse;
+    } else {
+      const double inv = 1.0 / s;
+      for (int64_t j = 0; j < n; ++j) py[j * st] = static_cast<T>(std::exp(static_cast<double>(px[j * st] - mx)) * inv);
+    }
+  }
+}
+
+// softmax: dx = y * (dy - sum(dy * y)); log_softmax: dx = dy - exp(y) * sum(dy), along n.
+template <class T>
+void softmax_backward_kernel(T* dx, const T* dy, const T* y, const DimLayout& l, bool log_space) {
+  const int64_t rows = l.outer * l.inner, n = l.n, st = l.inner;
+#pragma omp parallel for schedule(static) if (rows * n > 32768)
+  for (int64_t r = 0; r < rows; ++r) {
+    const int64_t o = row_start(r, l);
+    double s = 0;
+    if (log_space) {
+      for (int64_t j = 0; j < n; ++j) s += dy[o + j * st];
+      for (int64_t j = 0; j < n; ++j) dx[o + j * st] = dy[o + j * st] - std::exp(y[o + j * st]) * static_cast<T>(s);
+    } else {
+      for (int64_t j = 0; j < n; ++j) s += static_cast<double>(dy[o + j * st]) * y[o + j * st];
+      for (int64_t j = 0; j < n; ++j) dx[o + j * st] = y[o + j * st] * (dy[o + j * st] - static_cast<T>(s));
+    }
+  }
+}
+
+Tensor softmax_fwd(const Tensor& x0, int64_t dim, bool log_space, const char* op) {
+  check_float(x0, op, "input");
+  const Tensor x = x0.contiguous();
+  const DimLayout l = dim_layout(x.shape(), dim, op);
+  Tensor y = Tensor::empty(x.shape(), x.dtype());
+  dispatch(x.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    softmax_kernel<T>(y.data<T>(), x.data<T>(), l, log_space);
+  });
+  return y;
+}
+
+Tensor softmax_bwd(const Tensor& dy0, const Tensor& y0, int64_t dim, bool log_space, const char* op) {
+  check_float(y0, op, "output");
+  SSMKIT_CHECK(dy0.shape() == y0.shape() && dy0.dtype() == y0.dtype(), op, ": gradient ", shape_str(dy0.shape()),
+               " does not match the output ", shape_str(y0.shape()));
+  const Tensor dy = dy0.contiguous(), y = y0.contiguous();
+  const DimLayout l = dim_layout(y.shape(), dim, op);
+  Tensor dx = Tensor::empty(y.shape(), y.dtype());
+  dispatch(y.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    softmax_backward_kernel<T>(dx.data<T>(), dy.data<T>(), y.data<T>(), l, log_space);
+  });
+  return dx;
+}
+
+}  // namespace
+
+// ------------------------------------------------------------------------------------------------------
+// pointwise activations
+
+Var relu(const Var& x) {
+  return pointwise_op(
+      x, "relu", [](auto v) { return v < decltype(v)(0) ? decltype(v)(0) : v; },  // keeps NaN, like PyTorch
+      [](auto v, auto) { return v > decltype(v)(0) ? 1 : 0; });
+}
+
+Var gelu(const Var& x, const std::string& approximate) {
+  SSMKIT_CHECK(approximate == "none" || approximate == "tanh", "gelu: approximate must be \"none\" or \"tanh\", got \"",
+               approximate, "\"");
+  if (approximate == "none") {
+    // y = x Phi(x) = x/2 (1 + erf(x / sqrt 2)); y' = Phi(x) + x phi(x)
+    return pointwise_op(
+        x, "gelu",
+        [](auto v) {
+          using T = decltype(v);
+          return T(0.5) * v * (T(1) + std::erf(v * T(std::numbers::sqrt2 / 2)));
+        },
+        [](auto v, auto) {
+          using T = decltype(v);
+          const T cdf = T(0.5) * (T(1) + std::erf(v * T(std::numbers::sqrt2 / 2)));
+          const T pdf = std::exp(T(-0.5) * v * v) * T(std::numbers::inv_sqrtpi / std::numbers::sqrt2);
+          return cdf + v * pdf;
+        });
+  }
+  // y = x/2 (1 + tanh(k (x + c x^3))), k = sqrt(2/pi), c = 0.044715
+  return pointwise_op(
+      x, "gelu",
+      [](auto v) {
+        using T = decltype(v);
+        const T k = T(std::numbers::sqrt2 * std::numbers::inv_sqrtpi), c = T(0.044715);
+        return T(0.5) * v * (T(1) + std::tanh(k * (v + c * v * v * v)));
+      },
+      [](auto v, auto) {
+        using T = decltype(v);
+        const T k = T(std::numbers::sqrt2 * std::numbers::inv_sqrtpi), c = T(0.044715);
+        const T t = std::tanh(k * (v + c * v * v * v));
+        return T(0.5) * (T(1) + t) + T(0.5) * v * (T(1) - t * t) * k * (T(1) + T(3) * c * v * v);
+      });
+}
+
+Var silu(const Var& x) {
+  return pointwise_op(
+      x, "silu", [](auto v) { return v * sigmoid_of(v); },
+      [](auto v, auto) {
+        const auto s = sigmoid_of(v);
+        return s * (decltype(v)(1) + v * (decltype(v)(1) - s));
+      });
+}
+
+Var sigmoid(const Var& x) {
+  return pointwise_op(
+      x, "sigmoid", [](auto v) { return sigmoid_of(v); }, [](auto, auto y) { return y * (decltype(y)(1) - y); });
+}
+
+Var tanh(const Var& x) {
+  return pointwise_op(
+      x, "tanh", [](auto v) { return std::tanh(v); }, [](auto, auto y) { return decltype(y)(1) - y * y; });
+}
+
+Var softplus(const Var& x, double beta, double threshold) {
+  SSMKIT_CHECK(beta != 0.0, "softplus: beta must be nonzero");
+  return pointwise_op(
+      x, "softplus",
+      [beta, threshold](auto v) {
+        using T = decltype(v);
+        const T bx = v * T(beta);
+        return bx > T(threshold) ? v : static_cast<T>(std::log1p(std::exp(bx)) / T(beta));
+      },
+      [beta, threshold](auto v, auto) {
+        using T = decltype(v);
+        const T bx = v * T(beta);
+        return bx > T(threshold) ? T(1) : sigmoid_of(bx);
+      });
+}
+
+Var softshrink(const Var& x, double lambd) {
+  SSMKIT_CHECK(lambd >= 0.0, "softshrink: lambd must be >= 0, got ", lambd);
+  return pointwise_op(
+      x, "softshrink",
+      [lambd](auto v) {
+        using T = decltype(v);
+        const T l = T(lambd);
+        return v > l ? v - l : (v < -l ? v + l : T(0));
+      },
+      [lambd](auto v, auto) {
+        using T = decltype(v);
+        const T l = T(lambd);
+        return (v > l || v < -l) ? T(1) : T(0);
+      });
+}
+
+// ------------------------------------------------------------------------------------------------------
+// softmax family
+
+Tensor softmax_forward(const Tensor& x, int64_t dim) { return softmax_fwd(x, dim, false, "softmax"); }
+Tensor softmax_backward(const Tensor& dy, const Tensor& y, int64_t dim) {
+  return softmax_bwd(dy, y, dim, false, "softmax_backward");
+}
+Tensor log_softmax_forward(const Tensor& x, int64_t dim) { return softmax_fwd(x, dim, true, "log_softmax"); }
+Tensor log_softmax_backward(const Tensor& dy, const Tensor& y, int64_t dim) {
+  return softmax_bwd(dy, y, dim, true, "log_softmax_backward");
+}
+
+Var softmax(const Var& x, int64_t dim) {
+  Tensor y = softmax_forward(x.value(), dim);
+  return make_result(y, {x}, [y, dim](const Tensor& g, const std::vector<bool>&) {
+    return std::vector<Tensor>{softmax_backward(g, y, dim)};
+  }, "softmax");
+}
+
+Var log_softmax(const Var& x, int64_t dim) {
+  Tensor y = log_softmax_forward(x.value(), dim);
+  return make_result(y, {x}, [y, dim](const Tensor& g, const std::vector<bool>&) {
+    return std::vector<Tensor>{log_softmax_backward(g, y, dim)};
+  }, "log_softmax");
+}
+
+// x (outer, 2H, inner) -> y (outer, H, inner): y = a sigmoid(b), a = x[:, :H], b = x[:, H:].
+// Backward: da = dy sigmoid(b), db = dy a sigmoid(b) (1 - sigmoid(b)).
+Var glu(const Var& x, int64_t dim) {
+  check_float(x.value(), "glu", "input");
+  SSMKIT_CHECK(x.ndim() > 0, "glu: input must have at least one dimension");
+  const Tensor xv = x.value().contiguous();
+  const DimLayout l = dim_layout(xv.shape(), dim, "glu");
+  SSMKIT_CHECK(l.n % 2 == 0, "glu: halving dimension must be even, but dimension ", l.dim, " of input ",
+               shape_str(xv.shape()), " has size ", l.n);
+  const int64_t h = l.n / 2, inner = l.inner, outer = l.outer;
+  Shape ys = xv.shape();
+  ys[static_cast<size_t>(l.dim)] = h;
+  Tensor y = Tensor::empty(ys, xv.dtype());
+  dispatch(xv.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    const T* px = xv.data<T>();
+    T* py = y.data<T>();
+#pragma omp parallel for schedule(static) if (outer * h * inner > 65536)
+    for (int64_t o = 0; o < outer; ++o)
+      for (int64_t j = 0; j < h * inner; ++j) {
+        const T a = px[o * 2 * h * inner + j], b = px[o * 2 * h * inner + h * inner + j];
+        py[o * h * inner + j] = a * sigmoid_of(b);
+      }
+  });
+  return make_result(y, {x}, [xv, outer, h, inner](const Tensor& g0, const std::vector<bool>&) {
+    const Tensor g = g0.contiguous();
+    Tensor dx = Tensor::empty(xv.shape(), xv.dtype());
+    dispatch(xv.dtype(), [&](auto tag) {
+      using T = decltype(tag);
+      const T *px = xv.data<T>(), *pg = g.data<T>();
+      T* pd = dx.data<T>();
+#pragma omp parallel for schedule(static) if (outer * h * inner > 65536)
+      for (int64_t o = 0; o < outer; ++o)
+        for (int64_t j = 0; j < h * inner; ++j) {
+          const int64_t ia = o * 2 * h * inner + j, ib = ia + h * inner;
+          const T s = sigmoid_of(px[ib]), gy = pg[o * h * inner + j];
+          pd[ia] = gy * s;
+          pd[ib] = gy * px[ia] * s * (T(1) - s);
+        }
+    });
+    return std::vector<Tensor>{dx};
+  }, "glu");
+}
+
+}  // namespace ssmkit::core
