@@ -1,5 +1,8 @@
 #!/usr/bin/env bash
-# Runs every ssmkit app on bundled sample inputs. Today: the golden check of the core operators.
+# Runs every ssmkit app on bundled sample inputs:
+#  1. ssmkit-golden: the core operators against the reference outputs and gradients (../shared/golden/core)
+#  2. ssm-selective-copy: a short training run of a 2-layer Mamba on the selective-copying task (about a
+#     minute on 2 cores; the full run is in docs/selective_copying.md)
 # Expects a build in ./build (see README quick start); BUILD_DIR overrides.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -7,3 +10,9 @@ bin="${BUILD_DIR:-build}/bin"
 golden="${SSMKIT_GOLDEN_DIR:-$PWD/../shared/golden}"
 echo "== ssmkit-golden: the core operators against the reference outputs and gradients"
 "$bin/ssmkit-golden" "$golden/core"
+echo "== ssm-selective-copy: 300 training steps of a 2-layer Mamba (context 32, 4 tokens to copy)"
+out="${TMPDIR:-/tmp}/ssmkit-demo"
+mkdir -p "$out"
+"$bin/ssm-selective-copy" train --steps 300 --eval-every 100 --context 32 --memorize 4 --d-model 32 \
+  --curve "$out/selective_copy_curve.csv" --out "$out/selective_copy.safetensors"
+echo "learning curve: $out/selective_copy_curve.csv"

@@ -33,6 +33,7 @@ int main(int argc, char** argv) {
   train->add_option("--seed", o.seed, "random seed")->capture_default_str();
   train->add_option("--checkpoint", o.checkpoint, "training checkpoint (written at each evaluation)");
   train->add_flag("--resume", o.resume, "continue exactly from --checkpoint");
+  train->add_option("--stop-after", o.stop_after, "stop once this many steps are done (resume later)");
   train->add_option("--curve", o.curve_csv, "learning curve CSV: step,train_loss,eval_loss,eval_accuracy,lr,seconds");
   train->add_option("--out", o.model_out, "final model (safetensors, official MambaLMHeadModel keys)");
   train->add_option("--threads", threads, "OpenMP threads (default: all cores)");

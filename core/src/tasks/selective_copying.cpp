@@ -168,6 +168,7 @@ SelectiveCopyingResult train_selective_copying(const SelectiveCopyingOptions& op
     if (!opt.quiet)
       std::fprintf(stderr, "eval at step %lld: loss %.4f, accuracy %.4f\n", static_cast<long long>(trainer.global_step()),
                    eval_loss, acc);
+    if (opt.stop_after > 0 && trainer.global_step() >= opt.stop_after) trainer.request_stop();
     return acc;
   };
   trainer.fit();

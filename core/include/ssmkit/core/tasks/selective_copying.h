@@ -40,6 +40,7 @@ struct SelectiveCopyingOptions {
   uint64_t seed = 0;
   std::string checkpoint;      // checkpoint path ("" = none); --resume continues from it
   bool resume = false;
+  int64_t stop_after = 0;      // stop (after the evaluation and checkpoint) once this many steps are done; 0 = never
   std::string curve_csv;       // step,train_loss,eval_loss,eval_accuracy,lr,seconds ("" = none)
   std::string model_out;       // final model (state_dict, official MambaLMHeadModel keys) ("" = none)
   bool quiet = false;
