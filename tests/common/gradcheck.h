@@ -1,6 +1,7 @@
 // Central-difference gradient checks in double precision for kernels with explicit backward passes.
 // Usage: give a function computing the scalar loss from the current contents of some F64 tensors,
 // the tensors to perturb, and the analytic gradients; every element is perturbed by +-eps.
+// Also the small helpers the core tests share: tensor builders, closeness and Error-message checks.
 #pragma once
 
 #include <algorithm>
@@ -12,6 +13,7 @@
 #include <gtest/gtest.h>
 
 #include "ssmkit/core/autograd/var.h"
+#include "ssmkit/core/error.h"
 #include "ssmkit/core/tensor.h"
 
 namespace ssmkit::test {
@@ -64,6 +66,55 @@ inline core::Tensor random_tensor(const core::Shape& shape, uint64_t seed, doubl
     p[i] = lo + (hi - lo) * static_cast<double>(s >> 11) / 9007199254740992.0;
   }
   return dt == core::DType::F64 ? t : t.to(dt);
+}
+
+// An F64 tensor of shape s holding v.
+inline core::Tensor f64(const core::Shape& s, const std::vector<double>& v) { return core::Tensor::from_vector(s, v); }
+
+// An I64 tensor of shape s holding v (class targets, gather indices).
+inline core::Tensor indices(const core::Shape& s, const std::vector<int64_t>& v) {
+  core::Tensor t = core::Tensor::empty(s, core::DType::I64);
+  std::copy(v.begin(), v.end(), t.data<int64_t>());
+  return t;
+}
+
+// A Var of shape s holding v (F64).
+inline core::Var var(const core::Shape& s, const std::vector<double>& v, bool grad = false) {
+  return core::Var(core::Tensor::from_vector(s, v), grad);
+}
+
+// A Var's values in double.
+inline std::vector<double> values(const core::Var& v) { return v.value().to_double_vector(); }
+
+// EXPECT_NEAR on every element of two vectors of the same size; failures name what[i].
+inline void expect_near(const std::vector<double>& got, const std::vector<double>& want, double tol,
+                        const std::string& what) {
+  ASSERT_EQ(got.size(), want.size()) << what;
+  for (size_t i = 0; i < got.size(); ++i) EXPECT_NEAR(got[i], want[i], tol) << what << "[" << i << "]";
+}
+
+// An absolute tolerance rel * max(1, max |ref|).
+inline double tol_of(const core::Tensor& ref, double rel) { return rel * std::max(1.0, core::max_abs(ref)); }
+
+// Runs f, expects an Error whose message contains `needle`.
+inline void expect_error(const std::function<void()>& f, const std::string& needle) {
+  try {
+    f();
+  } catch (const core::Error& e) {
+    EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << "message: " << e.what();
+    return;
+  }
+  ADD_FAILURE() << "no Error thrown (expected one mentioning \"" << needle << "\")";
+}
+
+// The message of the Error that f throws, or "(no error)".
+inline std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const core::Error& e) {
+    return e.what();
+  }
+  return "(no error)";
 }
 
 // Checks an autograd op (or any composition of ops) end to end: fn maps Vars made from `inputs` (F64,

@@ -9,6 +9,7 @@
 #include "ssmkit/core/ops/elementwise.h"
 
 using namespace ssmkit::core;
+using ssmkit::test::expect_error;
 using ssmkit::test::gradcheck_op;
 using ssmkit::test::random_tensor;
 using V = std::vector<Var>;
@@ -21,16 +22,6 @@ void expect_near_all(const Var& y, const std::vector<double>& want, double tol) 
   std::vector<double> got = y.value().to_double_vector();
   ASSERT_EQ(got.size(), want.size());
   for (size_t i = 0; i < got.size(); ++i) EXPECT_NEAR(got[i], want[i], tol) << "element " << i;
-}
-
-template <class F>
-void expect_error(F f, const std::string& needle) {
-  try {
-    f();
-    ADD_FAILURE() << "expected an Error mentioning \"" << needle << "\"";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
-  }
 }
 
 }  // namespace

@@ -14,26 +14,13 @@
 #include "ssmkit/core/ops/elementwise.h"
 
 using namespace ssmkit::core;
+using ssmkit::test::error_of;
+using ssmkit::test::expect_near;
 using ssmkit::test::gradcheck_op;
 using ssmkit::test::random_tensor;
+using ssmkit::test::values;
 
 namespace {
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
-
-std::vector<double> values(const Var& v) { return v.value().to_double_vector(); }
-
-void expect_near(const std::vector<double>& got, const std::vector<double>& want, double tol, const std::string& what) {
-  ASSERT_EQ(got.size(), want.size()) << what;
-  for (size_t i = 0; i < got.size(); ++i) EXPECT_NEAR(got[i], want[i], tol) << what << "[" << i << "]";
-}
 
 struct Case {
   int64_t N, C, O, H, W, KH, KW;

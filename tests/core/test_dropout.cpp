@@ -11,23 +11,10 @@
 #include "ssmkit/core/random.h"
 
 using namespace ssmkit::core;
+using ssmkit::test::expect_error;
 using ssmkit::test::gradcheck_op;
 using ssmkit::test::random_tensor;
 using V = std::vector<Var>;
-
-namespace {
-
-template <class F>
-void expect_error(F f, const std::string& needle) {
-  try {
-    f();
-    ADD_FAILURE() << "expected an Error mentioning \"" << needle << "\"";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
-  }
-}
-
-}  // namespace
 
 TEST(Rng, SeedingMatchesSplitmix64Reference) {
   // splitmix64 from seed 0 (the reference generator's first four outputs) fills the state.

@@ -13,6 +13,7 @@
 #include "ssmkit/core/ops/shape.h"
 
 using namespace ssmkit::core;
+using ssmkit::test::expect_error;
 using ssmkit::test::gradcheck_op;
 using ssmkit::test::random_tensor;
 using V = std::vector<Var>;
@@ -48,16 +49,6 @@ double scale_of(const std::string& norm, int64_t n, bool inverse) {
   if (norm == "ortho") return 1 / std::sqrt(static_cast<double>(n));
   if (norm == "backward") return inverse ? 1.0 / n : 1.0;
   return inverse ? 1.0 : 1.0 / n;
-}
-
-void expect_error(const std::function<void()>& f, const std::string& part) {
-  try {
-    f();
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find(part), std::string::npos) << "message: " << e.what();
-    return;
-  }
-  ADD_FAILURE() << "no Error thrown (expected one mentioning \"" << part << "\")";
 }
 
 }  // namespace

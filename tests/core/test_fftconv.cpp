@@ -12,23 +12,10 @@
 
 using namespace ssmkit::core;
 using ssmkit::test::dot;
+using ssmkit::test::error_of;
 using ssmkit::test::gradcheck;
 using ssmkit::test::random_tensor;
-
-namespace {
-
-double tol_of(const Tensor& ref, double rel) { return rel * std::max(1.0, max_abs(ref)); }
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
-
-}  // namespace
+using ssmkit::test::tol_of;
 
 TEST(FftConv, HandComputedLength3) {
   // u = [1,2,3], k = [1, 1/2, 1/4], D = 2:

@@ -9,33 +9,18 @@
 #include "ssmkit/core/ops/loss.h"
 
 using namespace ssmkit::core;
+using ssmkit::test::expect_error;
+using ssmkit::test::f64;
 using ssmkit::test::gradcheck_op;
+using ssmkit::test::indices;
 using ssmkit::test::random_tensor;
 using V = std::vector<Var>;
 
 namespace {
 
-Tensor f64(const Shape& s, std::vector<double> v) { return Tensor::from_vector(s, v); }
-
-Tensor indices(const Shape& s, std::vector<int64_t> v) {
-  Tensor t = Tensor::empty(s, DType::I64);
-  std::copy(v.begin(), v.end(), t.data<int64_t>());
-  return t;
-}
-
 double scalar(const Var& v) {
   EXPECT_EQ(v.shape(), Shape{});
   return v.value().to_double_vector()[0];
-}
-
-template <class F>
-void expect_error(F f, const std::string& needle) {
-  try {
-    f();
-    ADD_FAILURE() << "expected an Error mentioning \"" << needle << "\"";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
-  }
 }
 
 const Reduction kAll[] = {Reduction::None, Reduction::Mean, Reduction::Sum};

@@ -10,31 +10,12 @@
 #include "ssmkit/core/ops/matmul.h"
 
 using namespace ssmkit::core;
+using ssmkit::test::expect_error;
+using ssmkit::test::f64;
 using ssmkit::test::gradcheck_op;
+using ssmkit::test::indices;
 using ssmkit::test::random_tensor;
 using V = std::vector<Var>;
-
-namespace {
-
-Tensor f64(const Shape& s, std::vector<double> v) { return Tensor::from_vector(s, v); }
-
-Tensor indices(const Shape& s, std::vector<int64_t> v) {
-  Tensor t = Tensor::empty(s, DType::I64);
-  std::copy(v.begin(), v.end(), t.data<int64_t>());
-  return t;
-}
-
-template <class F>
-void expect_error(F f, const std::string& needle) {
-  try {
-    f();
-    ADD_FAILURE() << "expected an Error mentioning \"" << needle << "\"";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
-  }
-}
-
-}  // namespace
 
 TEST(Matmul, TwoByTwoValues) {
   Var a(f64({2, 2}, {1, 2, 3, 4})), b(f64({2, 2}, {5, 6, 7, 8}));

@@ -13,42 +13,24 @@
 #include "ssmkit/core/ops/norm.h"
 
 using namespace ssmkit::core;
+using ssmkit::test::expect_error;
+using ssmkit::test::expect_near;
+using ssmkit::test::f64;
 using ssmkit::test::gradcheck_op;
 using ssmkit::test::random_tensor;
 using V = std::vector<Var>;
 
-namespace {
-
-Tensor T64(const Shape& s, const std::vector<double>& v) { return Tensor::from_vector(s, v); }
-
-void expect_near(const std::vector<double>& got, const std::vector<double>& want, double tol, const std::string& what) {
-  ASSERT_EQ(got.size(), want.size()) << what;
-  for (size_t i = 0; i < got.size(); ++i) EXPECT_NEAR(got[i], want[i], tol) << what << "[" << i << "]";
-}
-
-void expect_error(const std::function<void()>& f, const std::string& part) {
-  try {
-    f();
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find(part), std::string::npos) << "message: " << e.what();
-    return;
-  }
-  ADD_FAILURE() << "no Error thrown (expected one mentioning \"" << part << "\")";
-}
-
-}  // namespace
-
 TEST(Norm, LayerNormByHand) {
   // row [1,2,3,4]: mean 2.5, biased var 1.25; row [2,2,2,2]: var 0 -> y = bias
-  Var x(T64({2, 4}, {1, 2, 3, 4, 2, 2, 2, 2}));
-  Var w(T64({4}, {1, 2, 1, 2})), b(T64({4}, {0, 0, 1, 1}));
+  Var x(f64({2, 4}, {1, 2, 3, 4, 2, 2, 2, 2}));
+  Var w(f64({4}, {1, 2, 1, 2})), b(f64({4}, {0, 0, 1, 1}));
   const double e = 1e-5, re = 1 / std::sqrt(1.25 + e);
   expect_near(layer_norm(x, {4}).value().to_double_vector(), {-1.5 * re, -0.5 * re, 0.5 * re, 1.5 * re, 0, 0, 0, 0},
               1e-14, "plain");
   expect_near(layer_norm(x, {4}, w, b, e).value().to_double_vector(),
               {-1.5 * re, -1.0 * re, 0.5 * re + 1, 3.0 * re + 1, 0, 0, 1, 1}, 1e-14, "affine");
   // normalized over the last two dims (2,4): all 8 values of one sample
-  Var x3(T64({1, 2, 4}, {1, 2, 3, 4, 5, 6, 7, 8}));
+  Var x3(f64({1, 2, 4}, {1, 2, 3, 4, 5, 6, 7, 8}));
   Tensor y, mean, rstd;
   layer_norm_forward(y, mean, rstd, x3.value(), {2, 4}, Tensor{}, Tensor{}, 0.0);
   EXPECT_EQ(mean.shape(), (Shape{1}));
@@ -88,7 +70,7 @@ TEST(Norm, KernelsAccumulateAndSkip) {
 
 TEST(Norm, RmsNorm) {
   // mean(x^2) of [1,2,3,4] = 7.5
-  Var x(T64({1, 4}, {1, 2, 3, 4})), w(T64({4}, {1, 2, 3, 4}));
+  Var x(f64({1, 4}, {1, 2, 3, 4})), w(f64({4}, {1, 2, 3, 4}));
   const double r = 1 / std::sqrt(7.5 + 1e-5);
   expect_near(rms_norm(x, w).value().to_double_vector(), {r, 4 * r, 9 * r, 16 * r}, 1e-14, "rms_norm");
   expect_near(rms_norm(x, {}, 0.0).value().to_double_vector(),
@@ -96,14 +78,14 @@ TEST(Norm, RmsNorm) {
   gradcheck_op([](const V& v) { return rms_norm(v[0], v[1]); },
                {random_tensor({2, 3, 5}, 9), random_tensor({5}, 10, 0.5, 1.5)}, "rms_norm");
   gradcheck_op([](const V& v) { return rms_norm(v[0]); }, {random_tensor({4, 3}, 11)}, "rms_norm no weight");
-  expect_error([&] { rms_norm(x, Var(T64({3}, {1, 1, 1}))); }, "rms_norm_forward: weight must be (4), got (3)");
+  expect_error([&] { rms_norm(x, Var(f64({3}, {1, 1, 1}))); }, "rms_norm_forward: weight must be (4), got (3)");
 }
 
 TEST(Norm, BatchNormRunningStatsFollowPyTorch) {
   // x (N=2, C=2, L=2). Channel 0 holds {1,2,3,4}: mean 2.5, biased var 1.25, unbiased 5/3.
   // Channel 1 holds {0,4,2,2}: mean 2, biased var 2, unbiased 8/3.
-  Var x(T64({2, 2, 2}, {1, 2, 0, 4, 3, 4, 2, 2}));
-  Tensor rm = T64({2}, {0, 1}), rv = T64({2}, {1, 2});
+  Var x(f64({2, 2, 2}, {1, 2, 0, 4, 3, 4, 2, 2}));
+  Tensor rm = f64({2}, {0, 1}), rv = f64({2}, {1, 2});
   const double eps = 1e-5;
   Var y = batch_norm(x, rm, rv, {}, {}, true, 0.1, eps);
   expect_near(rm.to_double_vector(), {0.9 * 0 + 0.1 * 2.5, 0.9 * 1 + 0.1 * 2}, 1e-14, "running_mean");
@@ -116,7 +98,7 @@ TEST(Norm, BatchNormRunningStatsFollowPyTorch) {
   expect_near(rm.to_double_vector(), {0.5 * 0.25 + 0.5 * 2.5, 0.5 * 1.1 + 0.5 * 2}, 1e-14, "running_mean 2");
   // eval: the running statistics normalize, nothing is updated
   const std::vector<double> rm_before = rm.to_double_vector(), rv_before = rv.to_double_vector();
-  Var w(T64({2}, {2, 3})), b(T64({2}, {0.5, -1}));
+  Var w(f64({2}, {2, 3})), b(f64({2}, {0.5, -1}));
   Var ye = batch_norm(x, rm, rv, w, b, false, 0.1, eps);
   EXPECT_EQ(rm.to_double_vector(), rm_before);
   EXPECT_EQ(rv.to_double_vector(), rv_before);
@@ -153,8 +135,8 @@ TEST(Norm, BatchNormGradients) {
 
 TEST(Norm, GroupNorm) {
   // x (1, 4, 1), 2 groups: {1,3} mean 2 var 1; {2,6} mean 4 var 4
-  Var x(T64({1, 4, 1}, {1, 3, 2, 6}));
-  Var w(T64({4}, {1, 2, 3, 4})), b(T64({4}, {0, 1, 0, 1}));
+  Var x(f64({1, 4, 1}, {1, 3, 2, 6}));
+  Var w(f64({4}, {1, 2, 3, 4})), b(f64({4}, {0, 1, 0, 1}));
   const double r0 = 1 / std::sqrt(1 + 1e-5), r1 = 1 / std::sqrt(4 + 1e-5);
   expect_near(group_norm(x, 2, w, b).value().to_double_vector(), {-r0, 2 * r0 + 1, -2 * 3 * r1, 2 * 4 * r1 + 1},
               1e-14, "group_norm");

@@ -10,32 +10,12 @@
 #include "ssmkit/core/ops/pool.h"
 
 using namespace ssmkit::core;
+using ssmkit::test::error_of;
+using ssmkit::test::expect_near;
 using ssmkit::test::gradcheck_op;
 using ssmkit::test::random_tensor;
-
-namespace {
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
-
-Var var(const Shape& s, const std::vector<double>& v, bool grad = false) {
-  return Var(Tensor::from_vector(s, v), grad);
-}
-
-std::vector<double> values(const Var& v) { return v.value().to_double_vector(); }
-
-void expect_near(const std::vector<double>& got, const std::vector<double>& want, double tol, const std::string& what) {
-  ASSERT_EQ(got.size(), want.size()) << what;
-  for (size_t i = 0; i < got.size(); ++i) EXPECT_NEAR(got[i], want[i], tol) << what << "[" << i << "]";
-}
-
-}  // namespace
+using ssmkit::test::values;
+using ssmkit::test::var;
 
 TEST(Pool, MaxPool2dByHandWithTies) {
   Var x = var({1, 1, 4, 4}, {1, 2, 5, 3,  //

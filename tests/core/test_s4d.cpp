@@ -15,8 +15,10 @@
 
 using namespace ssmkit::core;
 using ssmkit::test::dot;
+using ssmkit::test::error_of;
 using ssmkit::test::gradcheck;
 using ssmkit::test::random_tensor;
+using ssmkit::test::tol_of;
 
 namespace {
 
@@ -32,8 +34,6 @@ S4DParams random_params(int64_t H, int64_t M, uint64_t seed, DType dt = DType::F
   p.A_imag = random_tensor({H, M}, seed + 4, 0, imag_max, dt);
   return p;
 }
-
-double tol_of(const Tensor& ref, double rel) { return rel * std::max(1.0, max_abs(ref)); }
 
 const char* disc_name(S4DDisc d) { return d == S4DDisc::ZOH ? "zoh" : "bilinear"; }
 
@@ -287,37 +287,29 @@ TEST(S4DInit, SeededDtAndComplexNormalC) {
 TEST(S4DKernel, ShapeAndArgumentErrors) {
   S4DParams p = random_params(2, 3, 1);
   Tensor K;
-  auto message = [](const std::function<void()>& f) {
-    try {
-      f();
-    } catch (const Error& e) {
-      return std::string(e.what());
-    }
-    return std::string("(no error)");
-  };
   Tensor badC = Tensor::empty({2, 3}, DType::F64);
-  EXPECT_EQ(message([&] { s4d_kernel_forward(K, p.log_dt, badC, p.log_A_real, p.A_imag, 5); }),
+  EXPECT_EQ(error_of([&] { s4d_kernel_forward(K, p.log_dt, badC, p.log_A_real, p.A_imag, 5); }),
             "s4d_kernel_forward(): C must be (2,3,2), got (2,3)");
   Tensor bad_dt = Tensor::empty({3}, DType::F64);
-  EXPECT_EQ(message([&] { s4d_kernel_forward(K, bad_dt, p.C, p.log_A_real, p.A_imag, 5); }),
+  EXPECT_EQ(error_of([&] { s4d_kernel_forward(K, bad_dt, p.C, p.log_A_real, p.A_imag, 5); }),
             "s4d_kernel_forward(): log_dt must be (2), got (3)");
-  EXPECT_NE(message([&] { s4d_kernel_forward(K, p.log_dt, p.C, p.log_A_real, p.A_imag.to(DType::F32), 5); })
+  EXPECT_NE(error_of([&] { s4d_kernel_forward(K, p.log_dt, p.C, p.log_A_real, p.A_imag.to(DType::F32), 5); })
                 .find("must share one dtype"),
             std::string::npos);
-  EXPECT_NE(message([&] { s4d_kernel_forward(K, p.log_dt, p.C, p.log_A_real, p.A_imag, 5, S4DDisc::ZOH, 0); })
+  EXPECT_NE(error_of([&] { s4d_kernel_forward(K, p.log_dt, p.C, p.log_A_real, p.A_imag, 5, S4DDisc::ZOH, 0); })
                 .find("a_imag_sign must be +1"),
             std::string::npos);
   Tensor wrongK = Tensor::empty({2, 4}, DType::F64);
-  EXPECT_EQ(message([&] { s4d_kernel_forward(wrongK, p.log_dt, p.C, p.log_A_real, p.A_imag, 5); }),
+  EXPECT_EQ(error_of([&] { s4d_kernel_forward(wrongK, p.log_dt, p.C, p.log_A_real, p.A_imag, 5); }),
             "s4d_kernel_forward(): K must be (2,5), got (2,4)");
   Tensor d1, d2, d3, d4;
-  EXPECT_EQ(message([&] {
+  EXPECT_EQ(error_of([&] {
               s4d_kernel_backward(d1, d2, d3, d4, Tensor::empty({3, 5}, DType::F64), p.log_dt, p.C, p.log_A_real,
                                   p.A_imag);
             }),
             "s4d_kernel_backward(): dK must be (H,L) with H = 2, got (3,5)");
   Tensor wrong_grad = Tensor::empty({2, 2}, DType::F64);
-  EXPECT_EQ(message([&] {
+  EXPECT_EQ(error_of([&] {
               s4d_kernel_backward(d1, d2, wrong_grad, d4, Tensor::empty({2, 5}, DType::F64), p.log_dt, p.C,
                                   p.log_A_real, p.A_imag);
             }),

@@ -9,24 +9,14 @@
 #include <limits>
 #include <numbers>
 
+#include "dtype_dispatch.h"
+
 namespace ssmkit::core {
 
 namespace {
 
-void check_float(const Tensor& t, const char* op, const char* arg) {
-  SSMKIT_CHECK(t.defined(), op, ": ", arg, " is undefined");
-  SSMKIT_CHECK(t.dtype() == DType::F32 || t.dtype() == DType::F64, op, ": ", arg, " must be F32 or F64, got ",
-               dtype_name(t.dtype()));
-}
-
-// Calls fn(float{}) or fn(double{}) by dtype.
-template <class Fn>
-void dispatch(DType dt, Fn fn) {
-  if (dt == DType::F64)
-    fn(double{});
-  else
-    fn(float{});
-}
+using detail::check_float;
+using detail::dispatch_float;
 
 // ------------------------------------------------------------------------------------------------------
 // pointwise: y = f(x) and dx = dy * d(x, y)
@@ -34,7 +24,7 @@ void dispatch(DType dt, Fn fn) {
 template <class F>
 Tensor pointwise_forward(const Tensor& x, F f) {
   Tensor y = Tensor::empty(x.shape(), x.dtype());
-  dispatch(x.dtype(), [&](auto tag) {
+  dispatch_float(x.dtype(), [&](auto tag) {
     using T = decltype(tag);
     const T* px = x.data<T>();
     T* py = y.data<T>();
@@ -49,7 +39,7 @@ template <class D>
 Tensor pointwise_backward(const Tensor& dy0, const Tensor& x, const Tensor& y, D d) {
   const Tensor dy = dy0.contiguous();
   Tensor dx = Tensor::empty(x.shape(), x.dtype());
-  dispatch(x.dtype(), [&](auto tag) {
+  dispatch_float(x.dtype(), [&](auto tag) {
     using T = decltype(tag);
     const T *pg = dy.data<T>(), *px = x.data<T>(), *py = y.data<T>();
     T* pd = dx.data<T>();
@@ -148,7 +138,7 @@ Tensor softmax_fwd(const Tensor& x0, int64_t dim, bool log_space, const char* op
   const Tensor x = x0.contiguous();
   const DimLayout l = dim_layout(x.shape(), dim, op);
   Tensor y = Tensor::empty(x.shape(), x.dtype());
-  dispatch(x.dtype(), [&](auto tag) {
+  dispatch_float(x.dtype(), [&](auto tag) {
     using T = decltype(tag);
     softmax_kernel<T>(y.data<T>(), x.data<T>(), l, log_space);
   });
@@ -162,7 +152,7 @@ Tensor softmax_bwd(const Tensor& dy0, const Tensor& y0, int64_t dim, bool log_sp
   const Tensor dy = dy0.contiguous(), y = y0.contiguous();
   const DimLayout l = dim_layout(y.shape(), dim, op);
   Tensor dx = Tensor::empty(y.shape(), y.dtype());
-  dispatch(y.dtype(), [&](auto tag) {
+  dispatch_float(y.dtype(), [&](auto tag) {
     using T = decltype(tag);
     softmax_backward_kernel<T>(dx.data<T>(), dy.data<T>(), y.data<T>(), l, log_space);
   });
@@ -304,7 +294,7 @@ Var glu(const Var& x, int64_t dim) {
   Shape ys = xv.shape();
   ys[static_cast<size_t>(l.dim)] = h;
   Tensor y = Tensor::empty(ys, xv.dtype());
-  dispatch(xv.dtype(), [&](auto tag) {
+  dispatch_float(xv.dtype(), [&](auto tag) {
     using T = decltype(tag);
     const T* px = xv.data<T>();
     T* py = y.data<T>();
@@ -318,7 +308,7 @@ Var glu(const Var& x, int64_t dim) {
   return make_result(y, {x}, [xv, outer, h, inner](const Tensor& g0, const std::vector<bool>&) {
     const Tensor g = g0.contiguous();
     Tensor dx = Tensor::empty(xv.shape(), xv.dtype());
-    dispatch(xv.dtype(), [&](auto tag) {
+    dispatch_float(xv.dtype(), [&](auto tag) {
       using T = decltype(tag);
       const T *px = xv.data<T>(), *pg = g.data<T>();
       T* pd = dx.data<T>();

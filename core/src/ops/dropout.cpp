@@ -4,24 +4,20 @@
 // and timm.layers.drop_path.
 #include "ssmkit/core/ops/dropout.h"
 
+#include "dtype_dispatch.h"
+
 namespace ssmkit::core {
 
 namespace {
 
-template <class Fn>
-void dispatch(DType dt, Fn fn) {
-  if (dt == DType::F64)
-    fn(double{});
-  else
-    fn(float{});
-}
+using detail::dispatch_float;
 
 // y[g, i] = x[g, i] * m[g] for x viewed as (G, inner).
 Tensor scale_groups(const Tensor& x0, const Tensor& m) {
   const Tensor x = x0.contiguous();
   const int64_t G = m.numel(), inner = G > 0 ? x.numel() / G : 0;
   Tensor y = Tensor::empty(x.shape(), x.dtype());
-  dispatch(x.dtype(), [&](auto tag) {
+  dispatch_float(x.dtype(), [&](auto tag) {
     using T = decltype(tag);
     const T *px = x.data<T>(), *pm = m.data<T>();
     T* py = y.data<T>();
@@ -37,7 +33,7 @@ Tensor draw_mask(int64_t G, double p, bool scale, DType dt, Rng& rng) {
   Tensor m = Tensor::empty({G}, dt);  // zeros
   if (p >= 1.0) return m;
   const double keep = 1.0 - p, value = scale ? 1.0 / keep : 1.0;
-  dispatch(dt, [&](auto tag) {
+  dispatch_float(dt, [&](auto tag) {
     using T = decltype(tag);
     T* pm = m.data<T>();
     for (int64_t g = 0; g < G; ++g) pm[g] = rng.uniform() < keep ? static_cast<T>(value) : T(0);
@@ -53,9 +49,7 @@ Var masked_op(const Var& x, double p, int64_t G, bool scale, Rng& rng, const cha
 }
 
 void check_args(const Var& x, double p, const char* op) {
-  SSMKIT_CHECK(x.defined(), op, ": input is undefined");
-  SSMKIT_CHECK(x.dtype() == DType::F32 || x.dtype() == DType::F64, op, ": input must be F32 or F64, got ",
-               dtype_name(x.dtype()));
+  detail::check_float(x, op, "input");
   SSMKIT_CHECK(p >= 0.0 && p <= 1.0, op, ": probability p must be in [0, 1], got ", p);
 }
 

@@ -7,6 +7,8 @@
 #include <cmath>
 #include <numeric>
 
+#include "dtype_dispatch.h"
+
 namespace ssmkit::core {
 
 Shape broadcast_shapes(const Shape& a, const Shape& b) {
@@ -103,9 +105,8 @@ void check_float_pair(const Tensor& a, const Tensor& b, const char* op) {
 // Dispatches a generic lambda on F32/F64.
 template <class Fn>
 Tensor dispatch(DType dt, Fn fn) {
-  if (dt == DType::F64) return fn(double{});
-  SSMKIT_CHECK(dt == DType::F32, "elementwise op: needs F32 or F64, got ", dtype_name(dt));
-  return fn(float{});
+  SSMKIT_CHECK(dt == DType::F32 || dt == DType::F64, "elementwise op: needs F32 or F64, got ", dtype_name(dt));
+  return detail::dispatch_float(dt, fn);
 }
 
 Tensor map2(const Tensor& a, const Tensor& b, const char* name, auto op) {

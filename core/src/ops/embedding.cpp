@@ -7,17 +7,13 @@
 #include <cstring>
 #include <vector>
 
+#include "dtype_dispatch.h"
+
 namespace ssmkit::core {
 
 namespace {
 
-template <class Fn>
-void dispatch(DType dt, Fn fn) {
-  if (dt == DType::F64)
-    fn(double{});
-  else
-    fn(float{});
-}
+using detail::dispatch_float;
 
 // The indices as int64 values, checked against [0, V).
 std::vector<int64_t> read_indices(const Tensor& indices, int64_t V) {
@@ -39,8 +35,7 @@ std::vector<int64_t> read_indices(const Tensor& indices, int64_t V) {
 Var embedding(const Var& weight, const Tensor& indices, std::optional<int64_t> padding_idx) {
   SSMKIT_CHECK(weight.defined() && weight.ndim() == 2, "embedding: weight must be (V,D), got ",
                weight.defined() ? shape_str(weight.shape()) : "undefined");
-  SSMKIT_CHECK(weight.dtype() == DType::F32 || weight.dtype() == DType::F64,
-               "embedding: weight must be F32 or F64, got ", dtype_name(weight.dtype()));
+  detail::check_float_dtype(weight, "embedding", "weight");
   const int64_t V = weight.size(0), D = weight.size(1);
   int64_t pad = -1;  // none
   if (padding_idx) {
@@ -54,7 +49,7 @@ Var embedding(const Var& weight, const Tensor& indices, std::optional<int64_t> p
   out_shape.push_back(D);
   Tensor y = Tensor::empty(out_shape, W.dtype());
   const int64_t n = static_cast<int64_t>(idx->size());
-  dispatch(W.dtype(), [&](auto tag) {
+  dispatch_float(W.dtype(), [&](auto tag) {
     using T = decltype(tag);
     const T* pw = W.data<T>();
     T* py = y.data<T>();
@@ -67,7 +62,7 @@ Var embedding(const Var& weight, const Tensor& indices, std::optional<int64_t> p
     const Tensor g = g0.contiguous();
     Tensor dW = Tensor::empty(wshape, g.dtype());  // zeros
     const int64_t D = wshape[1], n = static_cast<int64_t>(idx->size());
-    dispatch(g.dtype(), [&](auto tag) {
+    dispatch_float(g.dtype(), [&](auto tag) {
       using T = decltype(tag);
       const T* pg = g.data<T>();
       T* pd = dW.data<T>();

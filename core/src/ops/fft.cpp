@@ -20,6 +20,7 @@
 #include "ssmkit/core/ops/elementwise.h"
 #include "ssmkit/core/ops/shape.h"
 #include "ssmkit/core/ssm/fftconv.h"
+#include "dtype_dispatch.h"
 
 namespace ssmkit::core {
 
@@ -202,15 +203,13 @@ Tensor fft_kernel(const Tensor& x0, int64_t d, Kind kind, int64_t n, double scal
 // argument checks
 
 void check_real(const char* op, const Var& x) {
-  SSMKIT_CHECK(x.dtype() == DType::F32 || x.dtype() == DType::F64, op, ": input must be F32 or F64, got ",
-               dtype_name(x.dtype()));
+  detail::check_float_dtype(x, op, "input");
   SSMKIT_CHECK(x.ndim() >= 1, op, ": input must have at least one dim, got ", shape_str(x.shape()));
 }
 
 // A complex (view_as_real) tensor: F32/F64 with a trailing dim of 2 and at least `min_logical` dims before it.
 void check_complex(const char* op, const Var& X, int64_t min_logical = 1) {
-  SSMKIT_CHECK(X.dtype() == DType::F32 || X.dtype() == DType::F64, op, ": input must be F32 or F64, got ",
-               dtype_name(X.dtype()));
+  detail::check_float_dtype(X, op, "input");
   SSMKIT_CHECK(X.ndim() >= min_logical + 1 && X.shape().back() == 2, op,
                ": input must be complex, i.e. (..., 2) with the (re, im) pair last and at least ", min_logical,
                " dim(s) before it, got ", shape_str(X.shape()));
@@ -320,8 +319,7 @@ Var irfft2(const Var& X, int64_t n, const std::string& norm) {
 // complex helpers
 
 Var to_complex(const Var& x) {
-  SSMKIT_CHECK(x.dtype() == DType::F32 || x.dtype() == DType::F64, "to_complex: input must be F32 or F64, got ",
-               dtype_name(x.dtype()));
+  detail::check_float_dtype(x, "to_complex", "input");
   Shape s = x.shape();
   s.push_back(2);
   Tensor y = Tensor::zeros(s, x.dtype());

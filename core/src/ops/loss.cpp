@@ -10,18 +10,14 @@
 
 #include "ssmkit/core/ops/activation.h"
 #include "ssmkit/core/ops/elementwise.h"
+#include "dtype_dispatch.h"
 
 namespace ssmkit::core {
 
 namespace {
 
-template <class Fn>
-void dispatch(DType dt, Fn fn) {
-  if (dt == DType::F64)
-    fn(double{});
-  else
-    fn(float{});
-}
+using detail::check_float;
+using detail::dispatch_float;
 
 template <class T>
 T sigmoid_of(T v) {
@@ -34,12 +30,6 @@ T sigmoid_of(T v) {
 template <class T>
 T softplus_neg(T x) {
   return std::log1p(std::exp(-std::abs(x))) + std::max(-x, T(0));
-}
-
-void check_float(const Tensor& t, const char* op, const char* arg) {
-  SSMKIT_CHECK(t.defined(), op, ": ", arg, " is undefined");
-  SSMKIT_CHECK(t.dtype() == DType::F32 || t.dtype() == DType::F64, op, ": ", arg, " must be F32 or F64, got ",
-               dtype_name(t.dtype()));
 }
 
 void check_reduction(Reduction r, const char* op) {
@@ -76,7 +66,7 @@ Tensor upstream(const Tensor& g, Reduction r, const Shape& s, double divisor) {
 
 Tensor negated(const Tensor& a) {
   Tensor out = Tensor::empty(a.shape(), a.dtype());
-  dispatch(a.dtype(), [&](auto tag) {
+  dispatch_float(a.dtype(), [&](auto tag) {
     using T = decltype(tag);
     const T* p = a.data<T>();
     T* o = out.data<T>();
@@ -127,7 +117,7 @@ Var mse_loss(const Var& input, const Var& target, Reduction reduction) {
   const Tensor x = input.value().contiguous(), t = target.value().contiguous();
   const double div = static_cast<double>(x.numel());
   Tensor l = Tensor::empty(x.shape(), x.dtype());
-  dispatch(x.dtype(), [&](auto tag) {
+  dispatch_float(x.dtype(), [&](auto tag) {
     using T = decltype(tag);
     const T *px = x.data<T>(), *pt = t.data<T>();
     T* pl = l.data<T>();
@@ -137,7 +127,7 @@ Var mse_loss(const Var& input, const Var& target, Reduction reduction) {
                      [x, t, reduction, div](const Tensor& g, const std::vector<bool>& need) {
     const Tensor u = upstream(g, reduction, x.shape(), div);
     Tensor dx = Tensor::empty(x.shape(), x.dtype());
-    dispatch(x.dtype(), [&](auto tag) {
+    dispatch_float(x.dtype(), [&](auto tag) {
       using T = decltype(tag);
       const T *px = x.data<T>(), *pt = t.data<T>(), *pu = u.data<T>();
       T* pd = dx.data<T>();
@@ -153,7 +143,7 @@ Var l1_loss(const Var& input, const Var& target, Reduction reduction) {
   const Tensor x = input.value().contiguous(), t = target.value().contiguous();
   const double div = static_cast<double>(x.numel());
   Tensor l = Tensor::empty(x.shape(), x.dtype());
-  dispatch(x.dtype(), [&](auto tag) {
+  dispatch_float(x.dtype(), [&](auto tag) {
     using T = decltype(tag);
     const T *px = x.data<T>(), *pt = t.data<T>();
     T* pl = l.data<T>();
@@ -163,7 +153,7 @@ Var l1_loss(const Var& input, const Var& target, Reduction reduction) {
                      [x, t, reduction, div](const Tensor& g, const std::vector<bool>& need) {
     const Tensor u = upstream(g, reduction, x.shape(), div);
     Tensor dx = Tensor::empty(x.shape(), x.dtype());
-    dispatch(x.dtype(), [&](auto tag) {
+    dispatch_float(x.dtype(), [&](auto tag) {
       using T = decltype(tag);
       const T *px = x.data<T>(), *pt = t.data<T>(), *pu = u.data<T>();
       T* pd = dx.data<T>();
@@ -208,7 +198,7 @@ Var cross_entropy(const Var& logits, const Tensor& target0, int64_t ignore_index
   const double eps = label_smoothing, div = static_cast<double>(count);
   const Tensor logp = log_softmax_forward(logits.value(), L.class_dim);
   Tensor l = Tensor::empty(L.pos_shape, logp.dtype());
-  dispatch(logp.dtype(), [&](auto tag) {
+  dispatch_float(logp.dtype(), [&](auto tag) {
     using T = decltype(tag);
     const T* lp = logp.data<T>();
     T* pl = l.data<T>();
@@ -228,7 +218,7 @@ Var cross_entropy(const Var& logits, const Tensor& target0, int64_t ignore_index
     Tensor dz = Tensor::empty(logp.shape(), logp.dtype());  // zeros: ignored positions get no gradient
     const int64_t P = L.N * L.S, C = L.C, S = L.S;
     const int64_t* py = y.data<int64_t>();
-    dispatch(logp.dtype(), [&](auto tag) {
+    dispatch_float(logp.dtype(), [&](auto tag) {
       using T = decltype(tag);
       const T *lp = logp.data<T>(), *pu = u.data<T>();
       T* pd = dz.data<T>();
@@ -262,7 +252,7 @@ Var cross_entropy(const Var& logits, const Var& target_probs, double label_smoot
   const int64_t P = L.N * L.S, C = L.C, S = L.S;
   const double eps = label_smoothing, div = static_cast<double>(P);
   Tensor l = Tensor::empty(L.pos_shape, logp.dtype());
-  dispatch(logp.dtype(), [&](auto tag) {
+  dispatch_float(logp.dtype(), [&](auto tag) {
     using T = decltype(tag);
     const T *lp = logp.data<T>(), *pt = t.data<T>();
     T* pl = l.data<T>();
@@ -284,7 +274,7 @@ Var cross_entropy(const Var& logits, const Var& target_probs, double label_smoot
     Tensor dz, dt;
     if (need[0]) dz = Tensor::empty(logp.shape(), logp.dtype());
     if (need[1]) dt = Tensor::empty(logp.shape(), logp.dtype());
-    dispatch(logp.dtype(), [&](auto tag) {
+    dispatch_float(logp.dtype(), [&](auto tag) {
       using T = decltype(tag);
       const T *lp = logp.data<T>(), *pt = t.data<T>(), *pu = u.data<T>();
       T* pdz = need[0] ? dz.data<T>() : nullptr;
@@ -323,7 +313,7 @@ Var binary_cross_entropy_with_logits(const Var& input, const Var& target, const 
   const Tensor w = expand_to(weight, x.shape(), x.dtype(), op, "weight");
   const double div = static_cast<double>(x.numel());
   Tensor l = Tensor::empty(x.shape(), x.dtype());
-  dispatch(x.dtype(), [&](auto tag) {
+  dispatch_float(x.dtype(), [&](auto tag) {
     using T = decltype(tag);
     const T *px = x.data<T>(), *pt = t.data<T>(), *ppw = pw.data<T>(), *pw8 = w.data<T>();
     T* pl = l.data<T>();
@@ -338,7 +328,7 @@ Var binary_cross_entropy_with_logits(const Var& input, const Var& target, const 
     Tensor dx, dt;
     if (need[0]) dx = Tensor::empty(x.shape(), x.dtype());
     if (need[1]) dt = Tensor::empty(x.shape(), x.dtype());
-    dispatch(x.dtype(), [&](auto tag) {
+    dispatch_float(x.dtype(), [&](auto tag) {
       using T = decltype(tag);
       const T *px = x.data<T>(), *pt = t.data<T>(), *ppw = pw.data<T>(), *pw8 = w.data<T>(), *pu = u.data<T>();
       T* pdx = need[0] ? dx.data<T>() : nullptr;
@@ -367,7 +357,7 @@ Var kl_div(const Var& input, const Var& target, Reduction reduction, bool log_ta
   const double div = reduction == Reduction::BatchMean ? static_cast<double>(x.ndim() > 0 ? x.size(0) : 1)
                                                        : static_cast<double>(x.numel());
   Tensor l = Tensor::empty(x.shape(), x.dtype());
-  dispatch(x.dtype(), [&](auto tag) {
+  dispatch_float(x.dtype(), [&](auto tag) {
     using T = decltype(tag);
     const T *px = x.data<T>(), *pt = t.data<T>();
     T* pl = l.data<T>();
@@ -384,7 +374,7 @@ Var kl_div(const Var& input, const Var& target, Reduction reduction, bool log_ta
     Tensor dx, dt;
     if (need[0]) dx = Tensor::empty(x.shape(), x.dtype());
     if (need[1]) dt = Tensor::empty(x.shape(), x.dtype());
-    dispatch(x.dtype(), [&](auto tag) {
+    dispatch_float(x.dtype(), [&](auto tag) {
       using T = decltype(tag);
       const T *px = x.data<T>(), *pt = t.data<T>(), *pu = u.data<T>();
       T* pdx = need[0] ? dx.data<T>() : nullptr;

@@ -11,6 +11,7 @@
 
 #include "ssmkit/core/ops/elementwise.h"
 #include "ssmkit/core/ops/linear.h"
+#include "dtype_dispatch.h"
 
 namespace ssmkit::core {
 
@@ -24,13 +25,7 @@ using ConstRowMat = Eigen::Map<const Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dyn
 // Multiply-adds below which a batched product stays on one thread (a parallel region costs more).
 constexpr int64_t kThreadWork = 1 << 17;
 
-template <class Fn>
-void dispatch(DType dt, Fn fn) {
-  if (dt == DType::F64)
-    fn(double{});
-  else
-    fn(float{});
-}
+using detail::dispatch_float;
 
 // Everything about one matmul's shapes.
 struct Plan {
@@ -152,7 +147,7 @@ Tensor matmul_forward(const Tensor& a0, const Tensor& b0) {
   const Tensor a = a0.contiguous(), b = b0.contiguous();
   Tensor c = Tensor::empty(p.out2, a.dtype());
   const bool fold = p.b2.size() == 2;
-  dispatch(a.dtype(), [&](auto tag) {
+  dispatch_float(a.dtype(), [&](auto tag) {
     using T = decltype(tag);
     forward_impl<T>(c.data<T>(), a.data<T>(), b.data<T>(), p, fold);
   });
@@ -167,7 +162,7 @@ void matmul_backward(Tensor* da, Tensor* db, const Tensor& dc0, const Tensor& a0
   const bool fold = p.b2.size() == 2;
   if (da) *da = Tensor::empty(a.shape(), a.dtype());  // zeros
   if (db) *db = Tensor::empty(b.shape(), b.dtype());
-  dispatch(a.dtype(), [&](auto tag) {
+  dispatch_float(a.dtype(), [&](auto tag) {
     using T = decltype(tag);
     backward_impl<T>(da ? da->data<T>() : nullptr, db ? db->data<T>() : nullptr, dc.data<T>(), a.data<T>(),
                      b.data<T>(), p, fold);

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "ssmkit/core/ops/elementwise.h"
+#include "dtype_dispatch.h"
 
 namespace ssmkit::core {
 
@@ -21,12 +22,8 @@ constexpr int64_t kColBlock = 64;          // columns per task in the parameter-
 
 std::string shape_or_undefined(const Tensor& t) { return t.defined() ? shape_str(t.shape()) : "undefined"; }
 
-// x: defined, F32 or F64.
-void check_input(const char* op, const char* name, const Tensor& t) {
-  SSMKIT_CHECK(t.defined(), op, ": ", name, " is undefined");
-  SSMKIT_CHECK(t.dtype() == DType::F32 || t.dtype() == DType::F64, op, ": ", name, " must be F32 or F64, got ",
-               dtype_name(t.dtype()));
-}
+using detail::check_float;
+using detail::dispatch_float;
 
 // A tensor that must have this shape and dtype (optional ones may be undefined).
 void check_tensor(const char* op, const char* name, const Tensor& t, const Shape& want, DType dt, bool optional) {
@@ -66,15 +63,6 @@ void deliver(Tensor* out, Tensor buf) {
 
 template <class T> T* ptr(Tensor& t) { return t.defined() ? t.data<T>() : nullptr; }
 template <class T> const T* cptr(const Tensor& t) { return t.defined() ? t.data<T>() : nullptr; }
-
-// Calls fn(tag) with float or double.
-template <class Fn>
-void dispatch_float(DType dt, Fn fn) {
-  if (dt == DType::F64)
-    fn(double{});
-  else
-    fn(float{});
-}
 
 // ----------------------------------------------------------------------------------------------------------
 // row kernels shared by layer_norm and rms_norm: x (R, C) contiguous
@@ -182,7 +170,7 @@ Rows layer_norm_rows(const char* op, const Tensor& x, const Shape& ns) {
 void layer_norm_forward(Tensor& y, Tensor& mean, Tensor& rstd, const Tensor& x, const Shape& normalized_shape,
                         const Tensor& weight, const Tensor& bias, double eps) {
   const char* op = "layer_norm_forward";
-  check_input(op, "x", x);
+  check_float(x, op, "x");
   const Rows z = layer_norm_rows(op, x, normalized_shape);
   const DType dt = x.dtype();
   check_tensor(op, "weight", weight, normalized_shape, dt, true);
@@ -204,7 +192,7 @@ void layer_norm_forward(Tensor& y, Tensor& mean, Tensor& rstd, const Tensor& x, 
 void layer_norm_backward(Tensor* dx, Tensor* dweight, Tensor* dbias, const Tensor& dy, const Tensor& x,
                          const Tensor& mean, const Tensor& rstd, const Tensor& weight, const Shape& normalized_shape) {
   const char* op = "layer_norm_backward";
-  check_input(op, "x", x);
+  check_float(x, op, "x");
   const Rows z = layer_norm_rows(op, x, normalized_shape);
   const DType dt = x.dtype();
   check_tensor(op, "dy", dy, x.shape(), dt, false);
@@ -238,7 +226,7 @@ void layer_norm_backward(Tensor* dx, Tensor* dweight, Tensor* dbias, const Tenso
 
 void rms_norm_forward(Tensor& y, Tensor& rstd, const Tensor& x, const Tensor& weight, double eps) {
   const char* op = "rms_norm_forward";
-  check_input(op, "x", x);
+  check_float(x, op, "x");
   SSMKIT_CHECK(x.ndim() >= 1, op, ": x must have at least one dim, got ", shape_str(x.shape()));
   const Rows z = layer_norm_rows(op, x, {x.shape().back()});
   const DType dt = x.dtype();
@@ -257,7 +245,7 @@ void rms_norm_forward(Tensor& y, Tensor& rstd, const Tensor& x, const Tensor& we
 void rms_norm_backward(Tensor* dx, Tensor* dweight, const Tensor& dy, const Tensor& x, const Tensor& rstd,
                        const Tensor& weight) {
   const char* op = "rms_norm_backward";
-  check_input(op, "x", x);
+  check_float(x, op, "x");
   SSMKIT_CHECK(x.ndim() >= 1, op, ": x must have at least one dim, got ", shape_str(x.shape()));
   const Rows z = layer_norm_rows(op, x, {x.shape().back()});
   const DType dt = x.dtype();
@@ -366,7 +354,7 @@ void batch_norm_forward(Tensor& y, Tensor& save_mean, Tensor& save_rstd, const T
                         Tensor running_var, const Tensor& weight, const Tensor& bias, bool training, double momentum,
                         double eps) {
   const char* op = "batch_norm_forward";
-  check_input(op, "x", x);
+  check_float(x, op, "x");
   const NCS z = ncs_of(op, x);
   const DType dt = x.dtype();
   check_tensor(op, "weight", weight, {z.C}, dt, true);
@@ -375,7 +363,7 @@ void batch_norm_forward(Tensor& y, Tensor& save_mean, Tensor& save_rstd, const T
     const char* name = t == &running_mean ? "running_mean" : "running_var";
     if (!t->defined()) continue;
     SSMKIT_CHECK(t->shape() == Shape{z.C}, op, ": ", name, " must be (", z.C, "), got ", shape_str(t->shape()));
-    check_input(op, name, *t);
+    check_float(*t, op, name);
   }
   SSMKIT_CHECK(training || (running_mean.defined() && running_var.defined()), op,
                ": eval mode needs running_mean and running_var (got ", shape_or_undefined(running_mean), " and ",
@@ -423,7 +411,7 @@ void batch_norm_forward(Tensor& y, Tensor& save_mean, Tensor& save_rstd, const T
 void batch_norm_backward(Tensor* dx, Tensor* dweight, Tensor* dbias, const Tensor& dy, const Tensor& x,
                          const Tensor& save_mean, const Tensor& save_rstd, const Tensor& weight, bool training) {
   const char* op = "batch_norm_backward";
-  check_input(op, "x", x);
+  check_float(x, op, "x");
   const NCS z = ncs_of(op, x);
   const DType dt = x.dtype();
   check_tensor(op, "dy", dy, x.shape(), dt, false);
@@ -545,7 +533,7 @@ void group_norm_backward_impl(T* dx, T* dw, T* db, const T* dy, const T* x, cons
 void group_norm_forward(Tensor& y, Tensor& mean, Tensor& rstd, const Tensor& x, int64_t num_groups,
                         const Tensor& weight, const Tensor& bias, double eps) {
   const char* op = "group_norm_forward";
-  check_input(op, "x", x);
+  check_float(x, op, "x");
   const NCS z = group_sizes(op, x, num_groups);
   const DType dt = x.dtype();
   check_tensor(op, "weight", weight, {z.C}, dt, true);
@@ -567,7 +555,7 @@ void group_norm_forward(Tensor& y, Tensor& mean, Tensor& rstd, const Tensor& x, 
 void group_norm_backward(Tensor* dx, Tensor* dweight, Tensor* dbias, const Tensor& dy, const Tensor& x,
                          const Tensor& mean, const Tensor& rstd, const Tensor& weight, int64_t num_groups) {
   const char* op = "group_norm_backward";
-  check_input(op, "x", x);
+  check_float(x, op, "x");
   const NCS z = group_sizes(op, x, num_groups);
   const DType dt = x.dtype();
   check_tensor(op, "dy", dy, x.shape(), dt, false);

@@ -11,6 +11,8 @@
 #include <limits>
 #include <vector>
 
+#include "dtype_dispatch.h"
+
 namespace ssmkit::core {
 
 namespace {
@@ -65,8 +67,7 @@ struct Planes {
 Planes planes_of(const Tensor& x, const char* op) {
   SSMKIT_CHECK(x.defined() && x.ndim() >= 2, op, ": input must have at least 2 dims (...,H,W), got ",
                x.defined() ? shape_str(x.shape()) : "undefined");
-  SSMKIT_CHECK(x.dtype() == DType::F32 || x.dtype() == DType::F64, op, ": input must be F32 or F64, got ",
-               dtype_name(x.dtype()));
+  detail::check_float_dtype(x, op, "input");
   const int64_t H = x.size(-2), W = x.size(-1);
   SSMKIT_CHECK(H >= 1 && W >= 1, op, ": input ", shape_str(x.shape()), " has an empty spatial size");
   return {x.numel() / (H * W), H, W};
@@ -100,13 +101,7 @@ void check_adaptive(int64_t out_h, int64_t out_w, const char* op) {
   SSMKIT_CHECK(out_h >= 1 && out_w >= 1, op, ": output_size must be >= 1, got (", out_h, ",", out_w, ")");
 }
 
-template <class Fn>
-void dispatch(DType dt, Fn fn) {
-  if (dt == DType::F64)
-    fn(double{});
-  else
-    fn(float{});
-}
+using detail::dispatch_float;
 
 // Makes `dx` a contiguous zero-or-accumulating gradient of `shape`.
 void prepare_dx(Tensor& dx, const Shape& shape, DType dt, const char* op) {
@@ -203,7 +198,7 @@ void max_forward_any(Tensor& y, Tensor* indices, const Tensor& x0, const Planes&
   const Shape ys = with_hw(x.shape(), OH, OW);
   y = Tensor::empty(ys, x.dtype());
   if (indices) *indices = Tensor::empty(ys, DType::I64);
-  dispatch(x.dtype(), [&](auto tag) {
+  dispatch_float(x.dtype(), [&](auto tag) {
     using T = decltype(tag);
     max_kernel<T>(y.data<T>(), indices ? indices->data<int64_t>() : nullptr, x.data<T>(), p, wh, ww);
   });
@@ -214,7 +209,7 @@ void avg_forward_any(Tensor& y, const Tensor& x0, const Planes& p, const Windows
   const Tensor x = x0.contiguous();
   y = Tensor::empty(with_hw(x.shape(), static_cast<int64_t>(wh.start.size()), static_cast<int64_t>(ww.start.size())),
                     x.dtype());
-  dispatch(x.dtype(), [&](auto tag) {
+  dispatch_float(x.dtype(), [&](auto tag) {
     using T = decltype(tag);
     avg_kernel<T>(y.data<T>(), x.data<T>(), p, wh, ww, include_pad);
   });
@@ -232,7 +227,7 @@ void avg_backward_any(Tensor& dx, const Tensor& dy0, const Shape& x_shape, const
   prepare_dx(dx, x_shape, dy.dtype(), op);
   const int64_t H = x_shape[x_shape.size() - 2], W = x_shape.back();
   const Planes p{shape_numel(x_shape) / std::max<int64_t>(H * W, 1), H, W};
-  dispatch(dy.dtype(), [&](auto tag) {
+  dispatch_float(dy.dtype(), [&](auto tag) {
     using T = decltype(tag);
     avg_backward_kernel<T>(dx.data<T>(), dy.data<T>(), p, wh, ww, include_pad);
   });
@@ -277,7 +272,7 @@ void max_pool2d_backward(Tensor& dx, const Tensor& dy0, const Tensor& indices0, 
   const int64_t HW = x_shape[x_shape.size() - 2] * x_shape.back();
   const int64_t OP = dy.size(-2) * dy.size(-1), P = dy.numel() / std::max<int64_t>(OP, 1);
   const int64_t* ip = indices.data<int64_t>();
-  dispatch(dy.dtype(), [&](auto tag) {
+  dispatch_float(dy.dtype(), [&](auto tag) {
     using T = decltype(tag);
     T* dxp = dx.data<T>();
     const T* g = dy.data<T>();

@@ -13,6 +13,7 @@
 #include <numeric>
 
 #include "ssmkit/core/ops/elementwise.h"
+#include "dtype_dispatch.h"
 
 namespace ssmkit::core {
 
@@ -27,10 +28,8 @@ int64_t wrap_dim(const char* op, int64_t dim, int64_t nd) {
   return d;
 }
 
-void check_float(const char* op, const char* name, const Tensor& t) {
-  SSMKIT_CHECK(t.dtype() == DType::F32 || t.dtype() == DType::F64, op, ": ", name, " must be F32 or F64, got ",
-               dtype_name(t.dtype()));
-}
+using detail::check_float_dtype;
+using detail::dispatch_float;
 
 // Calls fn(tag) with an unsigned integer type of the element size (elements are moved as bits).
 template <class Fn>
@@ -41,15 +40,6 @@ void dispatch_bytes(DType dt, Fn fn) {
     case 4: fn(uint32_t{}); break;
     default: fn(uint64_t{}); break;
   }
-}
-
-// Calls fn(tag) with float or double.
-template <class Fn>
-void dispatch_float(DType dt, Fn fn) {
-  if (dt == DType::F64)
-    fn(double{});
-  else
-    fn(float{});
 }
 
 // Strides of t seen with the broadcast shape `out` (0 on broadcast and missing dims).
@@ -590,7 +580,7 @@ Var gather(const Var& x, int64_t dim, const Tensor& index) {
 Var scatter_add(const Var& x, int64_t dim, const Tensor& index, const Var& src) {
   SSMKIT_CHECK(x.ndim() >= 1, "scatter_add: needs a tensor of rank >= 1, got shape ", shape_str(x.shape()));
   const int64_t d = wrap_dim("scatter_add", dim, x.ndim());
-  check_float("scatter_add", "x", x.value());
+  check_float_dtype(x.value(), "scatter_add", "x");
   SSMKIT_CHECK(src.dtype() == x.dtype(), "scatter_add: src has dtype ", dtype_name(src.dtype()), " but x has ",
                dtype_name(x.dtype()));
   check_gather_args("scatter_add", x.value(), d, index);
@@ -694,7 +684,7 @@ Var index_select(const Var& x, int64_t dim, const Tensor& index) {
 Var index_add(const Var& x, int64_t dim, const Tensor& index, const Var& source, double alpha) {
   SSMKIT_CHECK(x.ndim() >= 1, "index_add: needs a tensor of rank >= 1, got shape ", shape_str(x.shape()));
   const int64_t d = wrap_dim("index_add", dim, x.ndim());
-  check_float("index_add", "x", x.value());
+  check_float_dtype(x.value(), "index_add", "x");
   SSMKIT_CHECK(source.dtype() == x.dtype(), "index_add: source has dtype ", dtype_name(source.dtype()),
                " but x has ", dtype_name(x.dtype()));
   check_index_vector("index_add", index, x.shape()[d], dim);
@@ -755,7 +745,7 @@ Tensor masked_grad(const Tensor& g0, const Tensor& mask, bool keep_set, const Sh
 
 Var where(const Tensor& mask, const Var& a, const Var& b) {
   check_mask("where", mask);
-  check_float("where", "a", a.value());
+  check_float_dtype(a.value(), "where", "a");
   SSMKIT_CHECK(a.dtype() == b.dtype(), "where: a has dtype ", dtype_name(a.dtype()), " but b has ",
                dtype_name(b.dtype()));
   const Shape out = broadcast_shapes(broadcast_shapes(mask.shape(), a.shape()), b.shape());
@@ -782,7 +772,7 @@ Var where(const Tensor& mask, const Var& a, const Var& b) {
 
 Var masked_fill(const Var& x, const Tensor& mask, double value) {
   check_mask("masked_fill", mask);
-  check_float("masked_fill", "x", x.value());
+  check_float_dtype(x.value(), "masked_fill", "x");
   const Shape out = broadcast_shapes(x.shape(), mask.shape());
   Tensor y = Tensor::empty(out, x.dtype());
   const Tensor xv = x.value();
@@ -805,7 +795,7 @@ Var masked_fill(const Var& x, const Tensor& mask, double value) {
 
 Var clamp(const Var& x, std::optional<double> min, std::optional<double> max) {
   SSMKIT_CHECK(min || max, "clamp: at least one of min and max must be given");
-  check_float("clamp", "x", x.value());
+  check_float_dtype(x.value(), "clamp", "x");
   const Tensor xv = x.value().contiguous();
   Tensor y = Tensor::empty(xv.shape(), xv.dtype());
   const double lo = min ? *min : -INFINITY, hi = max ? *max : INFINITY;

@@ -8,6 +8,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include "dtype_dispatch.h"
+
 namespace ssmkit::core {
 
 namespace {
@@ -82,8 +84,7 @@ Shape with_hw(const Shape& s, int64_t h, int64_t w) {
 void check_input(const Tensor& x, int64_t out_h, int64_t out_w, const char* op) {
   SSMKIT_CHECK(x.defined() && x.ndim() >= 2, op, ": input must have at least 2 dims (...,H,W), got ",
                x.defined() ? shape_str(x.shape()) : "undefined");
-  SSMKIT_CHECK(x.dtype() == DType::F32 || x.dtype() == DType::F64, op, ": input must be F32 or F64, got ",
-               dtype_name(x.dtype()));
+  detail::check_float_dtype(x, op, "input");
   SSMKIT_CHECK(x.size(-2) >= 1 && x.size(-1) >= 1 && out_h >= 1 && out_w >= 1, op,
                ": input and output sizes must be > 0, got input ", shape_str(x.shape()), " and output size (", out_h,
                ",", out_w, ")");
@@ -105,13 +106,7 @@ void check_backward(Tensor& dx, const Tensor& dy, const Shape& x_shape, const ch
                shape_str(x_shape), " ", dtype_name(dy.dtype()), " tensor, got ", shape_str(dx.shape()));
 }
 
-template <class Fn>
-void dispatch(DType dt, Fn fn) {
-  if (dt == DType::F64)
-    fn(double{});
-  else
-    fn(float{});
-}
+using detail::dispatch_float;
 
 }  // namespace
 
@@ -122,7 +117,7 @@ void upsample_nearest2d_forward(Tensor& y, const Tensor& x0, int64_t out_h, int6
   const Planes p = planes_of(x.shape());
   const std::vector<int64_t> ih = nearest_axis(p.H, out_h, scale_h), iw = nearest_axis(p.W, out_w, scale_w);
   y = Tensor::empty(with_hw(x.shape(), out_h, out_w), x.dtype());
-  dispatch(x.dtype(), [&](auto tag) {
+  dispatch_float(x.dtype(), [&](auto tag) {
     using T = decltype(tag);
     const T* xp = x.data<T>();
     T* yp = y.data<T>();
@@ -144,7 +139,7 @@ void upsample_nearest2d_backward(Tensor& dx, const Tensor& dy0, const Shape& x_s
   const Planes p = planes_of(x_shape);
   const int64_t out_h = dy.size(-2), out_w = dy.size(-1);
   const std::vector<int64_t> ih = nearest_axis(p.H, out_h, scale_h), iw = nearest_axis(p.W, out_w, scale_w);
-  dispatch(dy.dtype(), [&](auto tag) {
+  dispatch_float(dy.dtype(), [&](auto tag) {
     using T = decltype(tag);
     const T* g = dy.data<T>();
     T* dxp = dx.data<T>();
@@ -165,7 +160,7 @@ void upsample_bilinear2d_forward(Tensor& y, const Tensor& x0, int64_t out_h, int
   const Tensor x = x0.contiguous();
   const Planes p = planes_of(x.shape());
   y = Tensor::empty(with_hw(x.shape(), out_h, out_w), x.dtype());
-  dispatch(x.dtype(), [&](auto tag) {
+  dispatch_float(x.dtype(), [&](auto tag) {
     using T = decltype(tag);
     const LinearAxis<T> ah = linear_axis<T>(p.H, out_h, align_corners, scale_h);
     const LinearAxis<T> aw = linear_axis<T>(p.W, out_w, align_corners, scale_w);
@@ -194,7 +189,7 @@ void upsample_bilinear2d_backward(Tensor& dx, const Tensor& dy0, const Shape& x_
   const Tensor dy = dy0.contiguous();
   const Planes p = planes_of(x_shape);
   const int64_t out_h = dy.size(-2), out_w = dy.size(-1);
-  dispatch(dy.dtype(), [&](auto tag) {
+  dispatch_float(dy.dtype(), [&](auto tag) {
     using T = decltype(tag);
     const LinearAxis<T> ah = linear_axis<T>(p.H, out_h, align_corners, scale_h);
     const LinearAxis<T> aw = linear_axis<T>(p.W, out_w, align_corners, scale_w);

@@ -5,6 +5,8 @@
 
 #include <vector>
 
+#include "../ops/dtype_dispatch.h"
+
 namespace ssmkit::core {
 
 int64_t scan_direction_index(ScanDirection k, int64_t l, int64_t H, int64_t W) {
@@ -76,14 +78,7 @@ void scatter_add_rows(T* dst, const T* src, int64_t n_rows, int64_t L, const int
   }
 }
 
-// Dispatch on dtype.
-template <class Fn>
-void with_dtype(DType dt, Fn fn) {
-  if (dt == DType::F64)
-    fn(double{});
-  else
-    fn(float{});
-}
+using detail::dispatch_float;
 
 }  // namespace
 
@@ -93,7 +88,7 @@ void cross_scan_forward(Tensor& xs, const Tensor& x0) {
   const Tensor x = x0.contiguous();
   const int64_t B = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3), L = H * W;
   xs = Tensor::empty({B, 4, C, L}, x.dtype());
-  with_dtype(x.dtype(), [&](auto tag) {
+  dispatch_float(x.dtype(), [&](auto tag) {
     using T = decltype(tag);
     for (int k = 0; k < 4; ++k) {
       const std::vector<int64_t> idx = direction_table(kAllDirections[k], H, W);
@@ -110,7 +105,7 @@ void cross_scan_backward(Tensor& dx, const Tensor& dxs0, int64_t H, int64_t W) {
   const Tensor dxs = dxs0.contiguous();
   const int64_t B = dxs.size(0), C = dxs.size(2), L = H * W;
   prepare_out(dx, {B, C, H, W}, dxs.dtype(), "cross_scan_backward", "dx");
-  with_dtype(dxs.dtype(), [&](auto tag) {
+  dispatch_float(dxs.dtype(), [&](auto tag) {
     using T = decltype(tag);
     for (int k = 0; k < 4; ++k) {
       const std::vector<int64_t> idx = direction_table(kAllDirections[k], H, W);
@@ -127,7 +122,7 @@ void cross_merge_forward(Tensor& y, const Tensor& ys0, int64_t H, int64_t W) {
   const Tensor ys = ys0.contiguous();
   const int64_t B = ys.size(0), C = ys.size(2), L = H * W;
   y = Tensor::zeros({B, C, L}, ys.dtype());
-  with_dtype(ys.dtype(), [&](auto tag) {
+  dispatch_float(ys.dtype(), [&](auto tag) {
     using T = decltype(tag);
     for (int k = 0; k < 4; ++k) {
       const std::vector<int64_t> idx = direction_table(kAllDirections[k], H, W);
@@ -144,7 +139,7 @@ void cross_merge_backward(Tensor& dys, const Tensor& dy0, int64_t H, int64_t W) 
   const Tensor dy = dy0.contiguous();
   const int64_t B = dy.size(0), C = dy.size(1), L = H * W;
   const bool acc = prepare_out(dys, {B, 4, C, L}, dy.dtype(), "cross_merge_backward", "dys");
-  with_dtype(dy.dtype(), [&](auto tag) {
+  dispatch_float(dy.dtype(), [&](auto tag) {
     using T = decltype(tag);
     for (int k = 0; k < 4; ++k) {
       const std::vector<int64_t> idx = direction_table(kAllDirections[k], H, W);
@@ -161,7 +156,7 @@ void direction_scan_forward(Tensor& xs, const Tensor& x0, ScanDirection k) {
   const int64_t B = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3), L = H * W;
   xs = Tensor::empty({B, C, L}, x.dtype());
   const std::vector<int64_t> idx = direction_table(k, H, W);
-  with_dtype(x.dtype(), [&](auto tag) {
+  dispatch_float(x.dtype(), [&](auto tag) {
     using T = decltype(tag);
     gather_rows<T>(xs.data<T>(), x.data<T>(), B * C, L, idx.data(), L, L, false);
   });
@@ -175,7 +170,7 @@ void direction_scan_backward(Tensor& dx, const Tensor& dxs0, ScanDirection k, in
   const int64_t B = dxs.size(0), C = dxs.size(1), L = H * W;
   prepare_out(dx, {B, C, H, W}, dxs.dtype(), "direction_scan_backward", "dx");
   const std::vector<int64_t> idx = direction_table(k, H, W);
-  with_dtype(dxs.dtype(), [&](auto tag) {
+  dispatch_float(dxs.dtype(), [&](auto tag) {
     using T = decltype(tag);
     scatter_add_rows<T>(dx.data<T>(), dxs.data<T>(), B * C, L, idx.data(), L, L);
   });
@@ -189,7 +184,7 @@ void direction_merge_forward(Tensor& y, const Tensor& ys0, ScanDirection k, int6
   const int64_t B = ys.size(0), C = ys.size(1), L = H * W;
   y = Tensor::zeros({B, C, L}, ys.dtype());
   const std::vector<int64_t> idx = direction_table(k, H, W);
-  with_dtype(ys.dtype(), [&](auto tag) {
+  dispatch_float(ys.dtype(), [&](auto tag) {
     using T = decltype(tag);
     scatter_add_rows<T>(y.data<T>(), ys.data<T>(), B * C, L, idx.data(), L, L);
   });
@@ -203,7 +198,7 @@ void direction_merge_backward(Tensor& dys, const Tensor& dy0, ScanDirection k, i
   const int64_t B = dy.size(0), C = dy.size(1), L = H * W;
   const bool acc = prepare_out(dys, {B, C, L}, dy.dtype(), "direction_merge_backward", "dys");
   const std::vector<int64_t> idx = direction_table(k, H, W);
-  with_dtype(dy.dtype(), [&](auto tag) {
+  dispatch_float(dy.dtype(), [&](auto tag) {
     using T = decltype(tag);
     gather_rows<T>(dys.data<T>(), dy.data<T>(), B * C, L, idx.data(), L, L, acc);
   });
