@@ -23,7 +23,7 @@ golden="${SSMKIT_GOLDEN_DIR:-$PWD/../shared/golden}"
 build-test/example/scan_example "$golden/core/selective_scan_plain.safetensors"
 
 echo "== core tests under ASan + UBSan"
-cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DSSMKIT_SANITIZE=ON -DSSMKIT_WERROR=ON > /dev/null
+cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DSSMKIT_SANITIZE=ON -DSSMKIT_WERROR=ON -DSSMKIT_BUILD_APPS=OFF > /dev/null
 cmake --build build-asan -j "$jobs"
 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
   ctest --test-dir build-asan --output-on-failure -j "$jobs" -L core

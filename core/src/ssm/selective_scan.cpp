@@ -223,6 +223,97 @@ void scan_forward_impl(Tensor& y_out, Tensor* last_state, ScanSaved* saved, cons
 // --------------------------------------------------------------------------------------------------
 // backward
 
+// One (batch, channel) row of the backward: walks the chunks newest first, recomputes each chunk's states
+// from its saved boundary state into scratch, then runs the adjoint recurrence (spec §2.3). lam (N) holds
+// dLoss/dh entering from later steps (dlast_state at the start) and leaves as dLoss/dh0.
+template <class T>
+struct BackwardRow {
+  const T *urow, *drow, *zrow, *dyrow, *Bl, *Cl, *Ac, *states;  // inputs; Bl, Cl (L,N); states (n_chunks,N)
+  T Dc, bc;
+  T *dBl, *dCl, *dAc, *dDc, *dbiasc, *durow, *ddrow, *dzrow;    // gradients (+=)
+  T *H, *Abar, *dsp, *ypre, *lam, *h;                          // scratch: (chunk,N) x2, (chunk) x2, (N) x2
+  bool softplus_on;
+  int64_t L, N, chunk, n_chunks;
+};
+
+template <class T>
+__attribute__((always_inline)) inline void backward_row(const BackwardRow<T>& r) {
+  const int64_t L = r.L, N = r.N, chunk = r.chunk;
+  const T *urow = r.urow, *drow = r.drow, *zrow = r.zrow, *dyrow = r.dyrow, *Bl = r.Bl, *Cl = r.Cl, *Ac = r.Ac;
+  const T Dc = r.Dc, bc = r.bc;
+  T *dBl = r.dBl, *dCl = r.dCl, *dAc = r.dAc, *durow = r.durow, *ddrow = r.ddrow, *dzrow = r.dzrow;
+  T *H = r.H, *Abar = r.Abar, *dsp = r.dsp, *ypre = r.ypre, *lam = r.lam, *h = r.h;
+  for (int64_t k = r.n_chunks - 1; k >= 0; --k) {
+    const int64_t l0 = k * chunk, l1 = std::min(L, l0 + chunk);
+    // Recompute the chunk's states from its boundary state.
+    const T* hstart = r.states + k * N;
+    std::copy(hstart, hstart + N, h);
+    for (int64_t l = l0; l < l1; ++l) {
+      const int64_t j = l - l0;
+      T d = drow[l] + bc;
+      if (r.softplus_on) d = softplus(d);
+      dsp[j] = d;
+      const T du = d * urow[l];
+      T* aj = &Abar[j * N];
+#pragma omp simd
+      for (int64_t n = 0; n < N; ++n) aj[n] = exp_vec(d * Ac[n]);
+      T acc = 0;
+#pragma omp simd reduction(+ : acc)
+      for (int64_t n = 0; n < N; ++n) {
+        h[n] = aj[n] * h[n] + du * Bl[l * N + n];
+        H[j * N + n] = h[n];
+        acc += h[n] * Cl[l * N + n];
+      }
+      ypre[j] = acc + Dc * urow[l];
+    }
+    // Adjoint recurrence, newest step first. lam holds dLoss/dh_l excluding step l's own output.
+    for (int64_t l = l1 - 1; l >= l0; --l) {
+      const int64_t j = l - l0;
+      T gy = dyrow[l];
+      if (zrow) {
+        const T zv = zrow[l], sg = sigmoid(zv);
+        dzrow[l] += gy * ypre[j] * sg * (T(1) + zv * (T(1) - sg));
+        gy *= zv * sg;
+      }
+      *r.dDc += gy * urow[l];
+      const T d = dsp[j], uv = urow[l];
+      const T* hprev = j > 0 ? &H[(j - 1) * N] : hstart;
+      const T* Hj = &H[j * N];
+      const T* aj = &Abar[j * N];
+      const T* Bn = Bl + l * N;
+      const T* Cn = Cl + l * N;
+      T* dBn = dBl + l * N;
+      T* dCn = dCl + l * N;
+      T dd = 0, du = 0;
+#pragma omp simd reduction(+ : dd, du)
+      for (int64_t n = 0; n < N; ++n) {
+        const T lm = lam[n] + gy * Cn[n];
+        dCn[n] += gy * Hj[n];
+        const T da_term = lm * hprev[n] * aj[n];  // dLoss/d(d*A_n) through exp
+        dAc[n] += da_term * d;
+        dd += da_term * Ac[n] + lm * Bn[n] * uv;
+        du += lm * Bn[n] * d;
+        dBn[n] += lm * d * uv;
+        lam[n] = lm * aj[n];
+      }
+      durow[l] += du + Dc * gy;
+      if (r.softplus_on) {
+        const T x = drow[l] + bc;
+        if (x <= T(20)) dd *= sigmoid(x);
+      }
+      ddrow[l] += dd;
+      *r.dbiasc += dd;
+    }
+  }
+}
+
+__attribute__((target_clones("arch=haswell", "default"))) void backward_row_f32(const BackwardRow<float>& r) {
+  backward_row<float>(r);
+}
+inline void backward_row_dispatch(const BackwardRow<float>& r) { backward_row_f32(r); }
+inline void backward_row_dispatch(const BackwardRow<double>& r) { backward_row<double>(r); }
+
+
 // Allocates `g` as zeros of `shape` when undefined; checks it otherwise. Returns it as contiguous storage
 // that the kernel adds into.
 void prepare_grad(Tensor& g, const Shape& shape, DType dt, const char* name) {
@@ -315,80 +406,39 @@ void scan_backward_impl(ScanGrads& gr, const Tensor& dy0, const Tensor& dlast0, 
 #pragma omp for schedule(static)
     for (int64_t row = 0; row < Bn * Dn; ++row) {
       const int64_t b = row / Dn, c = row % Dn, g = c / (Dn / G);
-      const T* urow = pu + row * L;
-      const T* drow = pdelta + row * L;
-      const T* zrow = pz ? pz + row * L : nullptr;
-      const T* dyrow = pdy + row * L;
       const int64_t bc_off = (b * G + g) * L * N;
-      const T* Bl = Bt.data() + bc_off;
-      const T* Cl = Ct.data() + bc_off;
-      T* dBl = dB.data() + bc_off;
-      T* dCl = dC.data() + bc_off;
-      const T* Ac = pA + c * N;
-      T* dAc = dA.data() + c * N;
-      const T Dc = pD ? pD[c] : T(0);
-      const T bc = pbias ? pbias[c] : T(0);
-      T* durow = pdu + row * L;
-      T* ddrow = pddelta + row * L;
-      T* dzrow = pdz ? pdz + row * L : nullptr;
-
+      BackwardRow<T> r;
+      r.urow = pu + row * L;
+      r.drow = pdelta + row * L;
+      r.zrow = pz ? pz + row * L : nullptr;
+      r.dyrow = pdy + row * L;
+      r.Bl = Bt.data() + bc_off;
+      r.Cl = Ct.data() + bc_off;
+      r.Ac = pA + c * N;
+      r.states = pstates + row * n_chunks * N;
+      r.Dc = pD ? pD[c] : T(0);
+      r.bc = pbias ? pbias[c] : T(0);
+      r.dBl = dB.data() + bc_off;
+      r.dCl = dC.data() + bc_off;
+      r.dAc = dA.data() + c * N;
+      r.dDc = &dDp[c];
+      r.dbiasc = &dbias[c];
+      r.durow = pdu + row * L;
+      r.ddrow = pddelta + row * L;
+      r.dzrow = pdz ? pdz + row * L : nullptr;
+      r.H = H.data();
+      r.Abar = Abar.data();
+      r.dsp = dsp.data();
+      r.ypre = ypre.data();
+      r.lam = lam.data();
+      r.h = h.data();
+      r.softplus_on = softplus_on;
+      r.L = L;
+      r.N = N;
+      r.chunk = chunk;
+      r.n_chunks = n_chunks;
       for (int64_t n = 0; n < N; ++n) lam[n] = pdlast ? pdlast[row * N + n] : T(0);
-      for (int64_t k = n_chunks - 1; k >= 0; --k) {
-        const int64_t l0 = k * chunk, l1 = std::min(L, l0 + chunk);
-        // Recompute the chunk's states from its boundary state.
-        const T* hstart = pstates + (row * n_chunks + k) * N;
-        std::copy(hstart, hstart + N, h.begin());
-        for (int64_t l = l0; l < l1; ++l) {
-          const int64_t j = l - l0;
-          T d = drow[l] + bc;
-          if (softplus_on) d = softplus(d);
-          dsp[j] = d;
-          const T du = d * urow[l];
-          T* aj = &Abar[j * N];
-#pragma omp simd
-          for (int64_t n = 0; n < N; ++n) aj[n] = exp_vec(d * Ac[n]);
-          T acc = 0;
-#pragma omp simd reduction(+ : acc)
-          for (int64_t n = 0; n < N; ++n) {
-            h[n] = aj[n] * h[n] + du * Bl[l * N + n];
-            H[j * N + n] = h[n];
-            acc += h[n] * Cl[l * N + n];
-          }
-          ypre[j] = acc + Dc * urow[l];
-        }
-        // Adjoint recurrence, newest step first. lam holds dLoss/dh_l excluding step l's own output.
-        for (int64_t l = l1 - 1; l >= l0; --l) {
-          const int64_t j = l - l0;
-          T gy = dyrow[l];
-          if (zrow) {
-            const T zv = zrow[l], sg = sigmoid(zv);
-            dzrow[l] += gy * ypre[j] * sg * (T(1) + zv * (T(1) - sg));
-            gy *= zv * sg;
-          }
-          dDp[c] += gy * urow[l];
-          const T d = dsp[j], uv = urow[l];
-          const T* hprev = j > 0 ? &H[(j - 1) * N] : hstart;
-          T dd = 0, du = Dc * gy;
-          for (int64_t n = 0; n < N; ++n) {
-            const T lm = lam[n] + gy * Cl[l * N + n];
-            dCl[l * N + n] += gy * H[j * N + n];
-            const T a = Abar[j * N + n];
-            const T da_term = lm * hprev[n] * a;  // dLoss/d(d*A_n) through exp
-            dAc[n] += da_term * d;
-            dd += da_term * Ac[n] + lm * Bl[l * N + n] * uv;
-            du += lm * Bl[l * N + n] * d;
-            dBl[l * N + n] += lm * d * uv;
-            lam[n] = lm * a;
-          }
-          durow[l] += du;
-          if (softplus_on) {
-            const T x = drow[l] + bc;
-            if (x <= T(20)) dd *= sigmoid(x);
-          }
-          ddrow[l] += dd;
-          dbias[c] += dd;
-        }
-      }
+      backward_row_dispatch(r);
       if (pdh0)
         for (int64_t n = 0; n < N; ++n) pdh0[row * N + n] += lam[n];
     }
