@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "gradcheck.h"
+#include "ssmkit/core/eigen_map.h"
 #include "ssmkit/core/ops/linear.h"
 #include "ssmkit/core/tensor.h"
 
@@ -84,8 +85,8 @@ TEST(Tensor, EigenMatrixAndLinear) {
   Tensor x = iota({2, 3}), W = iota({4, 3});
   Tensor y;
   linear_forward(y, x, W, Tensor::full({4}, 1.0));
-  auto X = x.matrix<float>();
-  auto Wm = W.matrix<float>();
+  auto X = as_matrix<float>(x);
+  auto Wm = as_matrix<float>(W);
   Eigen::MatrixXf ref = X * Wm.transpose();
   for (int i = 0; i < 2; ++i)
     for (int j = 0; j < 4; ++j) EXPECT_FLOAT_EQ(y.at<float>({i, j}), ref(i, j) + 1);

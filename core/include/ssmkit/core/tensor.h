@@ -12,8 +12,6 @@
 #include <string>
 #include <vector>
 
-#include <Eigen/Core>
-
 #include "ssmkit/core/error.h"
 
 namespace ssmkit::core {
@@ -97,14 +95,6 @@ class Tensor {
 
   // Values as double, in row-major order (any dtype, any strides). For tests and tools.
   std::vector<double> to_double_vector() const;
-
-  // Eigen view of a contiguous 2-D tensor as a row-major matrix (rows = size(0), cols = size(1)).
-  template <class T>
-  Eigen::Map<Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>> matrix() {
-    SSMKIT_CHECK(ndim() == 2 && is_contiguous(), "Tensor::matrix(): needs a contiguous 2-D tensor, got ",
-                 shape_str(shape_));
-    return {data<T>(), shape_[0], shape_[1]};
-  }
 
  private:
   void check_dtype(DType want) const;
