@@ -4,6 +4,8 @@
 // the conjugate spectrum). Shapes: B batch, H channels, L length; u, y (B,H,L), k (H,L), D (H).
 #include "ssmkit/core/ssm/fftconv.h"
 
+#include "kernel_buffers.h"
+
 #include <fftw3.h>
 
 #include <algorithm>
@@ -130,10 +132,12 @@ template <class T> std::complex<T> cmul_conj(std::complex<T> a, std::complex<T> 
 // ----------------------------------------------------------------------------------------------------------
 // argument checks and output buffers
 
-void check_shape(const char* fn, const char* name, const Tensor& t, const Shape& want) {
-  SSMKIT_CHECK(t.defined(), fn, ": ", name, " is undefined, expected ", shape_str(want));
-  SSMKIT_CHECK(t.shape() == want, fn, ": ", name, " must be ", shape_str(want), ", got ", shape_str(t.shape()));
-}
+using detail::check_grad;
+using detail::check_shape;
+using detail::copy_back;
+using detail::grad_buffer;
+using detail::output_buffer;
+using detail::ref_store;
 
 struct ConvSizes {
   int64_t B, H, L;
@@ -155,52 +159,6 @@ ConvSizes check_conv_inputs(const char* fn, const Tensor& u, const Tensor& k, co
   return {B, H, L};
 }
 
-// An output the kernel overwrites: allocated when undefined, else checked; a contiguous tensor to write.
-Tensor output_buffer(const char* fn, const char* name, Tensor& out, const Shape& shape, DType dt) {
-  if (!out.defined()) {
-    out = Tensor::empty(shape, dt);
-    return out;
-  }
-  check_shape(fn, name, out, shape);
-  SSMKIT_CHECK(out.dtype() == dt, fn, ": ", name, " has dtype ", dtype_name(out.dtype()), ", expected ",
-               dtype_name(dt));
-  return out.is_contiguous() ? out : Tensor::empty(shape, dt);
-}
-
-// A gradient the kernel adds into, when defined on entry: must have this shape and dtype. Checked for every
-// gradient before any is allocated, so a bad call changes nothing.
-void check_grad(const char* fn, const char* name, const Tensor& g, const Shape& shape, DType dt) {
-  if (!g.defined()) return;
-  check_shape(fn, name, g, shape);
-  SSMKIT_CHECK(g.dtype() == dt, fn, ": ", name, " has dtype ", dtype_name(g.dtype()), ", expected ",
-               dtype_name(dt));
-}
-
-// The gradient to add into: allocated (zeros) when undefined, else a contiguous tensor holding its values;
-// when that is not `g` itself the caller copies it back (copy_back).
-Tensor grad_buffer(Tensor& g, const Shape& shape, DType dt) {
-  if (!g.defined()) g = Tensor::zeros(shape, dt);
-  return g.contiguous();
-}
-
-void copy_back(Tensor& dst, const Tensor& buf) {
-  if (dst.defined() && !dst.same_storage(buf)) dst.copy_from(buf);
-}
-
-// Reference outputs: F64 when `g` is undefined, else added into (accumulate) or written into `g`.
-void ref_store(const char* fn, const char* name, Tensor& g, const Shape& shape, std::vector<double> v,
-               bool accumulate) {
-  if (!g.defined()) {
-    g = Tensor::from_vector(shape, v);
-    return;
-  }
-  check_shape(fn, name, g, shape);
-  if (accumulate) {
-    std::vector<double> cur = g.to_double_vector();
-    for (size_t i = 0; i < v.size(); ++i) v[i] += cur[i];
-  }
-  g.copy_from(Tensor::from_vector(shape, v));
-}
 
 // ----------------------------------------------------------------------------------------------------------
 // fast path

@@ -7,6 +7,8 @@
 //   bilinear: z = dt A, coef = C dt/(1 - z/2),  g = log((1 + z/2)/(1 - z/2))  (any branch: l is an integer)
 #include "ssmkit/core/ssm/s4d.h"
 
+#include "kernel_buffers.h"
+
 #include <algorithm>
 #include <cmath>
 #include <complex>
@@ -25,10 +27,12 @@ constexpr int64_t kAnchor = 64;  // steps between direct evaluations of exp(g l)
 // ----------------------------------------------------------------------------------------------------------
 // argument checks and output buffers
 
-void check_shape(const char* fn, const char* name, const Tensor& t, const Shape& want) {
-  SSMKIT_CHECK(t.defined(), fn, ": ", name, " is undefined, expected ", shape_str(want));
-  SSMKIT_CHECK(t.shape() == want, fn, ": ", name, " must be ", shape_str(want), ", got ", shape_str(t.shape()));
-}
+using detail::check_grad;
+using detail::check_shape;
+using detail::copy_back;
+using detail::grad_buffer;
+using detail::output_buffer;
+using detail::ref_store;
 
 struct S4DSizes {
   int64_t H, M;
@@ -54,53 +58,6 @@ S4DSizes check_s4d_inputs(const char* fn, const Tensor& log_dt, const Tensor& C,
   return {H, M};
 }
 
-// An output the kernel overwrites: allocated when undefined, else checked. Returns a contiguous tensor to
-// write; when it is not `out` itself the caller copies it back (out.copy_from).
-Tensor output_buffer(const char* fn, const char* name, Tensor& out, const Shape& shape, DType dt) {
-  if (!out.defined()) {
-    out = Tensor::empty(shape, dt);
-    return out;
-  }
-  check_shape(fn, name, out, shape);
-  SSMKIT_CHECK(out.dtype() == dt, fn, ": ", name, " has dtype ", dtype_name(out.dtype()), ", expected ",
-               dtype_name(dt));
-  return out.is_contiguous() ? out : Tensor::empty(shape, dt);
-}
-
-// A gradient the kernel adds into, when defined on entry: must have this shape and dtype. Checked for every
-// gradient before any is allocated, so a bad call changes nothing.
-void check_grad(const char* fn, const char* name, const Tensor& g, const Shape& shape, DType dt) {
-  if (!g.defined()) return;
-  check_shape(fn, name, g, shape);
-  SSMKIT_CHECK(g.dtype() == dt, fn, ": ", name, " has dtype ", dtype_name(g.dtype()), ", expected ",
-               dtype_name(dt));
-}
-
-// The gradient to add into: allocated (zeros) when undefined, else a contiguous tensor holding its values;
-// when that is not `g` itself the caller copies it back (copy_back).
-Tensor grad_buffer(Tensor& g, const Shape& shape, DType dt) {
-  if (!g.defined()) g = Tensor::zeros(shape, dt);
-  return g.contiguous();
-}
-
-void copy_back(Tensor& dst, const Tensor& buf) {
-  if (!dst.same_storage(buf)) dst.copy_from(buf);
-}
-
-// Reference outputs: F64 when `g` is undefined, else added into (accumulate) or written into `g`.
-void ref_store(const char* fn, const char* name, Tensor& g, const Shape& shape, std::vector<double> v,
-               bool accumulate) {
-  if (!g.defined()) {
-    g = Tensor::from_vector(shape, v);
-    return;
-  }
-  check_shape(fn, name, g, shape);
-  if (accumulate) {
-    std::vector<double> cur = g.to_double_vector();
-    for (size_t i = 0; i < v.size(); ++i) v[i] += cur[i];
-  }
-  g.copy_from(Tensor::from_vector(shape, v));
-}
 
 // ----------------------------------------------------------------------------------------------------------
 // one mode: coefficient, phase rate and their derivatives, all in double
