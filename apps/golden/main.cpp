@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "golden_case.h"
+#include "ssmkit/core/ops/vec_math.h"
 
 namespace fs = std::filesystem;
 using namespace ssmkit;
@@ -75,36 +76,69 @@ CaseReport check_case(const fs::path& path) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc < 2 || std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h") {
-    std::fprintf(stderr,
-                 "usage: ssmkit-golden DIR...\n"
+  auto usage = [](FILE* to) {
+    std::fprintf(to,
+                 "usage: ssmkit-golden [--simd all|AVX3|AVX2|SCALAR] DIR...\n"
                  "Checks every *.safetensors golden case in each DIR (see ../shared/golden/README.md).\n"
-                 "example: ssmkit-golden ../shared/golden/core\n");
-    return argc < 2 ? 1 : 0;
+                 "--simd all runs every case once on each SIMD path this CPU supports (default: the best one).\n"
+                 "example: ssmkit-golden --simd all ../shared/golden/core\n");
+  };
+  std::vector<std::string> dirs;
+  std::string simd;  // "" = the best path only; "all" = every path this CPU runs; or one path's name
+  for (int a = 1; a < argc; ++a) {
+    const std::string arg = argv[a];
+    if (arg == "--help" || arg == "-h") {
+      usage(stdout);
+      return 0;
+    }
+    if (arg == "--simd" && a + 1 < argc) simd = argv[++a];
+    else dirs.push_back(arg);
+  }
+  if (dirs.empty()) {
+    usage(stderr);
+    return 1;
+  }
+  std::vector<std::string> targets{""};
+  try {
+    if (simd == "all") targets = ssmkit::core::simd_targets_available();
+    else if (!simd.empty()) targets = {simd};
+  } catch (const std::exception& e) {
+    std::printf("FAIL %s\n", e.what());
+    return 1;
   }
   int passed = 0, failed = 0;
-  for (int a = 1; a < argc; ++a) {
-    const fs::path dir = argv[a];
-    if (!fs::is_directory(dir)) {
-      std::printf("FAIL %s: not a directory\n", dir.c_str());
+  for (const std::string& target : targets) {
+    try {
+      ssmkit::core::simd_force_target(target);
+    } catch (const std::exception& e) {
+      std::printf("FAIL %s\n", e.what());
       ++failed;
       continue;
     }
-    std::vector<fs::path> files;
-    for (const auto& e : fs::directory_iterator(dir))
-      if (e.path().extension() == ".safetensors") files.push_back(e.path());
-    std::sort(files.begin(), files.end());
-    if (files.empty()) {
-      std::printf("FAIL %s: no *.safetensors cases\n", dir.c_str());
-      ++failed;
-    }
-    for (const auto& p : files) {
-      CaseReport r = check_case(p);
-      std::printf("%s\n", r.line.c_str());
-      std::fflush(stdout);
-      (r.ok ? passed : failed)++;
+    const std::string prefix = target.empty() ? "" : "[" + target + "] ";
+    for (const fs::path dir : dirs) {
+      if (!fs::is_directory(dir)) {
+        std::printf("FAIL %s: not a directory\n", dir.c_str());
+        ++failed;
+        continue;
+      }
+      std::vector<fs::path> files;
+      for (const auto& e : fs::directory_iterator(dir))
+        if (e.path().extension() == ".safetensors") files.push_back(e.path());
+      std::sort(files.begin(), files.end());
+      if (files.empty()) {
+        std::printf("FAIL %s: no *.safetensors cases\n", dir.c_str());
+        ++failed;
+      }
+      for (const auto& p : files) {
+        CaseReport r = check_case(p);
+        std::printf("%s%s\n", prefix.c_str(), r.line.c_str());
+        std::fflush(stdout);
+        (r.ok ? passed : failed)++;
+      }
     }
   }
+  ssmkit::core::simd_force_target("");
   std::printf("%d passed, %d failed\n", passed, failed);
   return failed == 0 ? 0 : 1;
 }

@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "gradcheck.h"
+#include "ssmkit/core/ops/vec_math.h"
 #include "ssmkit/core/ssm/selective_scan.h"
 
 using namespace ssmkit::core;
@@ -57,41 +58,50 @@ TEST(SelectiveScan, HandComputedSingleChannel) {
   EXPECT_NEAR(last.at<double>({0, 0, 0}), h3, 1e-14);
 }
 
-TEST(SelectiveScan, FastMatchesReferenceAcrossShapesAndChunks) {
+// The float32 path on every SIMD path this CPU runs (AVX-512 / AVX2 / portable), against the float64
+// reference: state sizes below, at and above a vector (padding), odd lengths, groups, h0, no options.
+TEST(SelectiveScan, FastMatchesReferenceOnEverySimdPath) {
   std::vector<Config> cfgs;
   cfgs.push_back({});
   cfgs.push_back({1, 5, 1, 1, 0, true, true, true, false, true});     // L = 1, N = 1
   cfgs.push_back({2, 6, 4, 37, 3, true, false, true, true, true});    // grouped, h0
   cfgs.push_back({1, 3, 16, 130, 0, false, false, false, false, false});  // plain
-  for (const Config& c : cfgs)
-    for (int64_t chunk : {1, 4, 64, 1000}) {
-      ScanInputs in32 = make_inputs(c, 7, DType::F32);
-      Tensor y, last, yr, lastr;
-      ScanSaved saved;
-      selective_scan_forward(y, &last, &saved, in32, chunk);
-      selective_scan_ref_forward(yr, &lastr, in32);
-      EXPECT_LT(max_abs_diff(y, yr), 2e-5 * std::max(1.0, max_abs(yr))) << "L=" << c.L << " chunk=" << chunk;
-      EXPECT_LT(max_abs_diff(last, lastr), 2e-5 * std::max(1.0, max_abs(lastr)));
-      Tensor dy = random_tensor(y.shape(), 11, -1, 1, DType::F32), dl = random_tensor(last.shape(), 12, -1, 1, DType::F32);
-      ScanGrads g, gref;
-      selective_scan_backward(g, dy, dl, in32, saved);
-      selective_scan_ref_backward(gref, dy, dl, in32);
-      auto close = [&](const Tensor& a, const Tensor& b, const char* name) {
-        ASSERT_EQ(a.defined(), b.defined()) << name;
-        if (a.defined()) {
-          EXPECT_LT(max_abs_diff(a, b), 5e-5 * std::max(1.0, max_abs(b))) << name << " chunk=" << chunk;
-        }
-      };
-      close(g.du, gref.du, "du");
-      close(g.ddelta, gref.ddelta, "ddelta");
-      close(g.dA, gref.dA, "dA");
-      close(g.dB, gref.dB, "dB");
-      close(g.dC, gref.dC, "dC");
-      close(g.dD, gref.dD, "dD");
-      close(g.dz, gref.dz, "dz");
-      close(g.ddelta_bias, gref.ddelta_bias, "ddelta_bias");
-      close(g.dh0, gref.dh0, "dh0");
-    }
+  cfgs.push_back({1, 2, 17, 45, 0, true, true, true, true, true});    // N = 17: a partial last vector
+  cfgs.push_back({2, 4, 32, 70, 2, true, true, true, false, true});   // N = 32, grouped
+  for (const std::string& target : simd_targets_available()) {
+    simd_force_target(target);
+    SCOPED_TRACE("SIMD path " + target);
+    for (const Config& c : cfgs)
+      for (int64_t chunk : {1, 4, 64, 1000}) {
+        ScanInputs in32 = make_inputs(c, 7, DType::F32);
+        Tensor y, last, yr, lastr;
+        ScanSaved saved;
+        selective_scan_forward(y, &last, &saved, in32, chunk);
+        selective_scan_ref_forward(yr, &lastr, in32);
+        EXPECT_LT(max_abs_diff(y, yr), 2e-5 * std::max(1.0, max_abs(yr))) << "L=" << c.L << " chunk=" << chunk;
+        EXPECT_LT(max_abs_diff(last, lastr), 2e-5 * std::max(1.0, max_abs(lastr)));
+        Tensor dy = random_tensor(y.shape(), 11, -1, 1, DType::F32), dl = random_tensor(last.shape(), 12, -1, 1, DType::F32);
+        ScanGrads g, gref;
+        selective_scan_backward(g, dy, dl, in32, saved);
+        selective_scan_ref_backward(gref, dy, dl, in32);
+        auto close = [&](const Tensor& a, const Tensor& b, const char* name) {
+          ASSERT_EQ(a.defined(), b.defined()) << name;
+          if (a.defined()) {
+            EXPECT_LT(max_abs_diff(a, b), 5e-5 * std::max(1.0, max_abs(b))) << name << " chunk=" << chunk;
+          }
+        };
+        close(g.du, gref.du, "du");
+        close(g.ddelta, gref.ddelta, "ddelta");
+        close(g.dA, gref.dA, "dA");
+        close(g.dB, gref.dB, "dB");
+        close(g.dC, gref.dC, "dC");
+        close(g.dD, gref.dD, "dD");
+        close(g.dz, gref.dz, "dz");
+        close(g.ddelta_bias, gref.ddelta_bias, "ddelta_bias");
+        close(g.dh0, gref.dh0, "dh0");
+      }
+  }
+  simd_force_target("");
 }
 
 // Finite differences in double through the production path (chunk 4 over L 11 crosses boundaries) and

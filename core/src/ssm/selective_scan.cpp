@@ -1,5 +1,7 @@
 // Selective scan (Mamba S6), the production CPU path: forward, then backward, for F32 and F64.
-// B and C are transposed once to (B,G,L,N) so the inner loop over the state runs over contiguous memory.
+// F32 rows run the SIMD kernels of selective_scan_kernels.cpp (run-time dispatch); F64 rows (gradient
+// checks) run the plain loops below. B and C are transposed once to (B,G,L,Np), the state axis padded
+// with zeros to whole vectors, so the inner loop over the state runs over contiguous memory.
 // The forward saves the state entering every chunk of `chunk` steps; the backward walks the chunks in
 // reverse, recomputes the chunk's states from that boundary into per-thread scratch, and runs the adjoint
 // recurrence of ../shared/specs/core-ssm.md §2.3. Work is split over (batch, channel) rows, statically,
@@ -7,6 +9,10 @@
 #include "ssmkit/core/ssm/selective_scan.h"
 
 #include <omp.h>
+
+#include <type_traits>
+
+#include "ssm/selective_scan_kernels.h"
 
 #include <algorithm>
 #include <cmath>
@@ -70,16 +76,33 @@ const T* ptr_or_null(const Tensor& t) {
   return t.defined() ? t.data<T>() : nullptr;
 }
 
-// (B,G,N,L) -> (B,G,L,N), so that a time step's N values are contiguous.
+// State stride of the transposed B/C and padded A: whole SIMD vectors for F32, N for F64.
 template <class T>
-std::vector<T> transpose_nl(const Tensor& bc, const ScanDims& s) {
-  std::vector<T> out(static_cast<size_t>(s.n_batch * s.n_group * s.n_len * s.n_state));
+int64_t state_stride(int64_t N) {
+  if constexpr (std::is_same_v<T, float>) return scan_kernels::scan_state_stride_f32(N);
+  else return N;
+}
+
+// (B,G,N,L) -> (B,G,L,Np), so that a time step's N values are contiguous; lanes N..Np-1 are zero.
+template <class T>
+std::vector<T> transpose_nl(const Tensor& bc, const ScanDims& s, int64_t Np) {
+  std::vector<T> out(static_cast<size_t>(s.n_batch * s.n_group * s.n_len * Np), T(0));
   const T* src = bc.data<T>();
   const int64_t NL = s.n_state * s.n_len;
 #pragma omp parallel for schedule(static) if (s.n_batch * s.n_group * NL > kParallelMinWork)
   for (int64_t bg = 0; bg < s.n_batch * s.n_group; ++bg)
     for (int64_t n = 0; n < s.n_state; ++n)
-      for (int64_t l = 0; l < s.n_len; ++l) out[bg * NL + l * s.n_state + n] = src[bg * NL + n * s.n_len + l];
+      for (int64_t l = 0; l < s.n_len; ++l) out[(bg * s.n_len + l) * Np + n] = src[bg * NL + n * s.n_len + l];
+  return out;
+}
+
+// A (D,N) -> (D,Np), zero-padded.
+template <class T>
+std::vector<T> pad_state(const Tensor& A, int64_t Np) {
+  const int64_t Dn = A.size(0), N = A.size(1);
+  std::vector<T> out(static_cast<size_t>(Dn * Np), T(0));
+  const T* a = A.data<T>();
+  for (int64_t c = 0; c < Dn; ++c) std::copy(a + c * N, a + c * N + N, out.begin() + c * Np);
   return out;
 }
 
@@ -93,27 +116,7 @@ inline T sigmoid(T x) {
   return T(1) / (T(1) + std::exp(-x));
 }
 
-// exp for the float path: Cody-Waite range reduction x = r ln2 + g, |g| <= ln2/2, then a degree-7
-// Taylor polynomial for e^g (relative error < 2e-7) scaled by 2^r through the exponent bits. Written
-// with plain arithmetic so that the compiler vectorizes the loops that call it. Inputs are clamped to
-// [-87, 88] (the scan only evaluates exp(delta A) <= 1, so the low clamp only turns ~1e-38 into ~1e-38).
-__attribute__((always_inline)) inline float exp_vec(float x) {
-  x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
-  const float r = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;  // round(x log2 e)
-  float g = x - r * 0.693359375f;
-  g = g - r * -2.12194440e-4f;
-  float p = 1.98412698e-4f;  // 1/7!
-  p = p * g + 1.38888889e-3f;
-  p = p * g + 8.33333333e-3f;
-  p = p * g + 4.16666667e-2f;
-  p = p * g + 1.66666667e-1f;
-  p = p * g + 0.5f;
-  p = p * g + 1.0f;
-  p = p * g + 1.0f;
-  const uint32_t bits = std::bit_cast<uint32_t>(p) + (static_cast<uint32_t>(static_cast<int32_t>(r)) << 23);
-  return std::bit_cast<float>(bits);
-}
-__attribute__((always_inline)) inline double exp_vec(double x) { return std::exp(x); }  // the F64 path (gradient checks) stays exact
+inline double exp_vec(double x) { return std::exp(x); }  // the F64 path (gradient checks) stays exact
 
 // One (batch, channel) row of the forward. Bl, Cl (L,N); A (N); h (N) holds the entering state and is
 // left at the final one; abar (N) scratch; chunk_out (n_chunks,N) receives the chunk boundary states.
@@ -143,26 +146,6 @@ __attribute__((always_inline)) inline void forward_row(T* yrow, T* h, T* abar, T
   }
 }
 
-// The float row, compiled for AVX2+FMA and for the baseline; the loader picks one at run time.
-__attribute__((target_clones("arch=haswell", "default"))) void forward_row_f32(
-    float* yrow, float* h, float* abar, float* chunk_out, int64_t chunk, const float* urow, const float* drow,
-    const float* zrow, const float* Bl, const float* Cl, const float* Ac, float Dc, float bc, bool softplus_on,
-    int64_t L, int64_t N) {
-  forward_row<float>(yrow, h, abar, chunk_out, chunk, urow, drow, zrow, Bl, Cl, Ac, Dc, bc, softplus_on, L, N);
-}
-inline void forward_row_dispatch(float* yrow, float* h, float* abar, float* chunk_out, int64_t chunk,
-                                 const float* urow, const float* drow, const float* zrow, const float* Bl,
-                                 const float* Cl, const float* Ac, float Dc, float bc, bool softplus_on, int64_t L,
-                                 int64_t N) {
-  forward_row_f32(yrow, h, abar, chunk_out, chunk, urow, drow, zrow, Bl, Cl, Ac, Dc, bc, softplus_on, L, N);
-}
-inline void forward_row_dispatch(double* yrow, double* h, double* abar, double* chunk_out, int64_t chunk,
-                                 const double* urow, const double* drow, const double* zrow, const double* Bl,
-                                 const double* Cl, const double* Ac, double Dc, double bc, bool softplus_on,
-                                 int64_t L, int64_t N) {
-  forward_row<double>(yrow, h, abar, chunk_out, chunk, urow, drow, zrow, Bl, Cl, Ac, Dc, bc, softplus_on, L, N);
-}
-
 // --------------------------------------------------------------------------------------------------
 // forward
 
@@ -177,8 +160,10 @@ void scan_forward_impl(Tensor& y_out, Tensor* last_state, ScanSaved* saved, cons
   const Tensor z = in0.z.defined() ? in0.z.contiguous() : Tensor{};
   const Tensor bias = in0.delta_bias.defined() ? in0.delta_bias.contiguous() : Tensor{};
   const Tensor h0 = in0.h0.defined() ? in0.h0.contiguous() : Tensor{};
-  const std::vector<T> Bt = transpose_nl<T>(in0.B.contiguous(), s);
-  const std::vector<T> Ct = transpose_nl<T>(in0.C.contiguous(), s);
+  const int64_t Np = state_stride<T>(N);
+  const std::vector<T> Bt = transpose_nl<T>(in0.B.contiguous(), s, Np);
+  const std::vector<T> Ct = transpose_nl<T>(in0.C.contiguous(), s, Np);
+  const std::vector<T> Ap = pad_state<T>(A, Np);
 
   const DType dt = dtype_of<T>::value;
   if (!y_out.defined()) y_out = Tensor::empty({Bn, Dn, L}, dt);
@@ -193,7 +178,6 @@ void scan_forward_impl(Tensor& y_out, Tensor* last_state, ScanSaved* saved, cons
 
   const T* pu = u.data<T>();
   const T* pdelta = delta.data<T>();
-  const T* pA = A.data<T>();
   const T* pD = ptr_or_null<T>(D);
   const T* pz = ptr_or_null<T>(z);
   const T* pbias = ptr_or_null<T>(bias);
@@ -205,17 +189,42 @@ void scan_forward_impl(Tensor& y_out, Tensor* last_state, ScanSaved* saved, cons
 
 #pragma omp parallel if (Bn * Dn * L * N > kParallelMinWork)
   {
-    std::vector<T> h(static_cast<size_t>(N)), abar(static_cast<size_t>(N));
+    std::vector<T> h(static_cast<size_t>(Np)), abar(static_cast<size_t>(N));
+    std::vector<T> work(std::is_same_v<T, float> ? static_cast<size_t>(2 * L) : 0);
 #pragma omp for schedule(static)
     for (int64_t row = 0; row < Bn * Dn; ++row) {
       const int64_t b = row / Dn, c = row % Dn, g = c / (Dn / G);
-      for (int64_t n = 0; n < N; ++n) h[n] = ph0 ? ph0[row * N + n] : T(0);
-      forward_row_dispatch(py + row * L, h.data(), abar.data(), pchunk ? pchunk + row * n_chunks * N : nullptr, chunk,
-                           pu + row * L, pdelta + row * L, pz ? pz + row * L : nullptr,
-                           Bt.data() + (b * G + g) * L * N, Ct.data() + (b * G + g) * L * N, pA + c * N,
-                           pD ? pD[c] : T(0), pbias ? pbias[c] : T(0), softplus_on, L, N);
-      if (pchunk && L == 0) std::copy(h.begin(), h.end(), pchunk + row * n_chunks * N);
-      if (plast) std::copy(h.begin(), h.end(), plast + row * N);
+      for (int64_t n = 0; n < Np; ++n) h[n] = ph0 && n < N ? ph0[row * N + n] : T(0);
+      const T* Bl = Bt.data() + (b * G + g) * L * Np;
+      const T* Cl = Ct.data() + (b * G + g) * L * Np;
+      T* chunk_out = pchunk ? pchunk + row * n_chunks * N : nullptr;
+      if constexpr (std::is_same_v<T, float>) {
+        scan_kernels::ForwardRowF32 r;
+        r.u = pu + row * L;
+        r.delta = pdelta + row * L;
+        r.z = pz ? pz + row * L : nullptr;
+        r.Bt = Bl;
+        r.Ct = Cl;
+        r.A = Ap.data() + c * Np;
+        r.D = pD ? pD[c] : 0.0f;
+        r.bias = pbias ? pbias[c] : 0.0f;
+        r.softplus = softplus_on;
+        r.L = L;
+        r.N = N;
+        r.Np = Np;
+        r.chunk = chunk;
+        r.y = py + row * L;
+        r.h = h.data();
+        r.chunk_states = chunk_out;
+        r.work = work.data();
+        scan_kernels::forward_row_f32(r);
+      } else {
+        forward_row<T>(py + row * L, h.data(), abar.data(), chunk_out, chunk, pu + row * L, pdelta + row * L,
+                       pz ? pz + row * L : nullptr, Bl, Cl, Ap.data() + c * Np, pD ? pD[c] : T(0),
+                       pbias ? pbias[c] : T(0), softplus_on, L, N);
+      }
+      if (pchunk && L == 0) std::copy(h.begin(), h.begin() + N, pchunk + row * n_chunks * N);
+      if (plast) std::copy(h.begin(), h.begin() + N, plast + row * N);
     }
   }
 }
@@ -307,13 +316,6 @@ __attribute__((always_inline)) inline void backward_row(const BackwardRow<T>& r)
   }
 }
 
-__attribute__((target_clones("arch=haswell", "default"))) void backward_row_f32(const BackwardRow<float>& r) {
-  backward_row<float>(r);
-}
-inline void backward_row_dispatch(const BackwardRow<float>& r) { backward_row_f32(r); }
-inline void backward_row_dispatch(const BackwardRow<double>& r) { backward_row<double>(r); }
-
-
 // Allocates `g` as zeros of `shape` when undefined; checks it otherwise. Returns it as contiguous storage
 // that the kernel adds into.
 void prepare_grad(Tensor& g, const Shape& shape, DType dt, const char* name) {
@@ -348,8 +350,10 @@ void scan_backward_impl(ScanGrads& gr, const Tensor& dy0, const Tensor& dlast0, 
   const Tensor dy = dy0.contiguous();
   const Tensor dlast = dlast0.defined() ? dlast0.contiguous() : Tensor{};
   const Tensor states = saved.chunk_states.contiguous();
-  const std::vector<T> Bt = transpose_nl<T>(in0.B.contiguous(), s);
-  const std::vector<T> Ct = transpose_nl<T>(in0.C.contiguous(), s);
+  const int64_t Np = state_stride<T>(N);
+  const std::vector<T> Bt = transpose_nl<T>(in0.B.contiguous(), s, Np);
+  const std::vector<T> Ct = transpose_nl<T>(in0.C.contiguous(), s, Np);
+  const std::vector<T> Ap = pad_state<T>(A, Np);
 
   prepare_grad(gr.du, {Bn, Dn, L}, dt, "du");
   prepare_grad(gr.ddelta, {Bn, Dn, L}, dt, "ddelta");
@@ -363,7 +367,6 @@ void scan_backward_impl(ScanGrads& gr, const Tensor& dy0, const Tensor& dlast0, 
 
   const T* pu = u.data<T>();
   const T* pdelta = delta.data<T>();
-  const T* pA = A.data<T>();
   const T* pD = ptr_or_null<T>(D);
   const T* pz = ptr_or_null<T>(z);
   const T* pbias = ptr_or_null<T>(bias);
@@ -377,8 +380,9 @@ void scan_backward_impl(ScanGrads& gr, const Tensor& dy0, const Tensor& dlast0, 
   const bool softplus_on = in0.delta_softplus;
 
   // Per-thread partial sums of the parameter gradients, reduced in thread order (deterministic).
+  // dB, dC partials are (B,G,L,Np) like Bt; dA partials (D,Np).
   const int n_threads = omp_get_max_threads();
-  const int64_t bc_size = Bn * G * L * N;
+  const int64_t bc_size = Bn * G * L * Np;
   std::vector<std::vector<T>> part_dA(n_threads), part_dD(n_threads), part_dbias(n_threads);
   std::vector<std::vector<T>> part_dB(n_threads), part_dC(n_threads);
   int used_threads = 1;
@@ -393,52 +397,85 @@ void scan_backward_impl(ScanGrads& gr, const Tensor& dy0, const Tensor& dlast0, 
     std::vector<T>& dbias = part_dbias[ith];
     std::vector<T>& dB = part_dB[ith];
     std::vector<T>& dC = part_dC[ith];
-    dA.assign(static_cast<size_t>(Dn * N), T(0));
+    dA.assign(static_cast<size_t>(Dn * Np), T(0));
     dDp.assign(static_cast<size_t>(Dn), T(0));
     dbias.assign(static_cast<size_t>(Dn), T(0));
     dB.assign(static_cast<size_t>(bc_size), T(0));
     dC.assign(static_cast<size_t>(bc_size), T(0));
-    // Scratch for one chunk: states h_l and decays exp(d_l A) (chunk,N), d_l and y_pre_l (chunk).
-    std::vector<T> H(static_cast<size_t>(chunk * N)), Abar(static_cast<size_t>(chunk * N));
-    std::vector<T> dsp(static_cast<size_t>(chunk)), ypre(static_cast<size_t>(chunk));
-    std::vector<T> lam(static_cast<size_t>(N)), h(static_cast<size_t>(N));
+    std::vector<T> lam(static_cast<size_t>(Np));
+    // F32 scratch (one chunk of states and decays + per-step terms); F64 scratch below.
+    std::vector<float> work(std::is_same_v<T, float> ? static_cast<size_t>(scan_kernels::backward_work_floats(chunk, Np))
+                                                     : 0);
+    const size_t ref_chunk = std::is_same_v<T, float> ? 0 : static_cast<size_t>(chunk);
+    std::vector<T> H(ref_chunk * N), Abar(ref_chunk * N), dsp(ref_chunk), ypre(ref_chunk), h(ref_chunk ? N : 0);
 
 #pragma omp for schedule(static)
     for (int64_t row = 0; row < Bn * Dn; ++row) {
       const int64_t b = row / Dn, c = row % Dn, g = c / (Dn / G);
-      const int64_t bc_off = (b * G + g) * L * N;
-      BackwardRow<T> r;
-      r.urow = pu + row * L;
-      r.drow = pdelta + row * L;
-      r.zrow = pz ? pz + row * L : nullptr;
-      r.dyrow = pdy + row * L;
-      r.Bl = Bt.data() + bc_off;
-      r.Cl = Ct.data() + bc_off;
-      r.Ac = pA + c * N;
-      r.states = pstates + row * n_chunks * N;
-      r.Dc = pD ? pD[c] : T(0);
-      r.bc = pbias ? pbias[c] : T(0);
-      r.dBl = dB.data() + bc_off;
-      r.dCl = dC.data() + bc_off;
-      r.dAc = dA.data() + c * N;
-      r.dDc = &dDp[c];
-      r.dbiasc = &dbias[c];
-      r.durow = pdu + row * L;
-      r.ddrow = pddelta + row * L;
-      r.dzrow = pdz ? pdz + row * L : nullptr;
-      r.H = H.data();
-      r.Abar = Abar.data();
-      r.dsp = dsp.data();
-      r.ypre = ypre.data();
-      r.lam = lam.data();
-      r.h = h.data();
-      r.softplus_on = softplus_on;
-      r.L = L;
-      r.N = N;
-      r.chunk = chunk;
-      r.n_chunks = n_chunks;
-      for (int64_t n = 0; n < N; ++n) lam[n] = pdlast ? pdlast[row * N + n] : T(0);
-      backward_row_dispatch(r);
+      const int64_t bc_off = (b * G + g) * L * Np;
+      for (int64_t n = 0; n < Np; ++n) lam[n] = pdlast && n < N ? pdlast[row * N + n] : T(0);
+      if constexpr (std::is_same_v<T, float>) {
+        scan_kernels::BackwardRowF32 r;
+        r.u = pu + row * L;
+        r.delta = pdelta + row * L;
+        r.z = pz ? pz + row * L : nullptr;
+        r.dy = pdy + row * L;
+        r.Bt = Bt.data() + bc_off;
+        r.Ct = Ct.data() + bc_off;
+        r.A = Ap.data() + c * Np;
+        r.states = pstates + row * n_chunks * N;
+        r.D = pD ? pD[c] : 0.0f;
+        r.bias = pbias ? pbias[c] : 0.0f;
+        r.softplus = softplus_on;
+        r.L = L;
+        r.N = N;
+        r.Np = Np;
+        r.chunk = chunk;
+        r.n_chunks = n_chunks;
+        r.dBt = dB.data() + bc_off;
+        r.dCt = dC.data() + bc_off;
+        r.dA = dA.data() + c * Np;
+        r.dD = &dDp[c];
+        r.dbias = &dbias[c];
+        r.du = pdu + row * L;
+        r.ddelta = pddelta + row * L;
+        r.dz = pdz ? pdz + row * L : nullptr;
+        r.lam = lam.data();
+        r.work = work.data();
+        scan_kernels::backward_row_f32(r);
+      } else {
+        BackwardRow<T> r;
+        r.urow = pu + row * L;
+        r.drow = pdelta + row * L;
+        r.zrow = pz ? pz + row * L : nullptr;
+        r.dyrow = pdy + row * L;
+        r.Bl = Bt.data() + bc_off;
+        r.Cl = Ct.data() + bc_off;
+        r.Ac = Ap.data() + c * Np;
+        r.states = pstates + row * n_chunks * N;
+        r.Dc = pD ? pD[c] : T(0);
+        r.bc = pbias ? pbias[c] : T(0);
+        r.dBl = dB.data() + bc_off;
+        r.dCl = dC.data() + bc_off;
+        r.dAc = dA.data() + c * Np;
+        r.dDc = &dDp[c];
+        r.dbiasc = &dbias[c];
+        r.durow = pdu + row * L;
+        r.ddrow = pddelta + row * L;
+        r.dzrow = pdz ? pdz + row * L : nullptr;
+        r.H = H.data();
+        r.Abar = Abar.data();
+        r.dsp = dsp.data();
+        r.ypre = ypre.data();
+        r.lam = lam.data();
+        r.h = h.data();
+        r.softplus_on = softplus_on;
+        r.L = L;
+        r.N = N;
+        r.chunk = chunk;
+        r.n_chunks = n_chunks;
+        backward_row<T>(r);
+      }
       if (pdh0)
         for (int64_t n = 0; n < N; ++n) pdh0[row * N + n] += lam[n];
     }
@@ -452,20 +489,21 @@ void scan_backward_impl(ScanGrads& gr, const Tensor& dy0, const Tensor& dlast0, 
   T* gbias = bias.defined() ? gr.ddelta_bias.data<T>() : nullptr;
   const int64_t NL = N * L;
   for (int t = 0; t < used_threads; ++t) {
-    for (int64_t i = 0; i < Dn * N; ++i) gA[i] += part_dA[t][i];
     for (int64_t c = 0; c < Dn; ++c) {
+      for (int64_t n = 0; n < N; ++n) gA[c * N + n] += part_dA[t][c * Np + n];
       if (gD) gD[c] += part_dD[t][c];
       if (gbias) gbias[c] += part_dbias[t][c];
     }
-    // partials are (B,G,L,N); gradients are (B,G,N,L)
+  }
+  // partials are (B,G,L,Np); gradients are (B,G,N,L)
 #pragma omp parallel for schedule(static) if (Bn * G * NL > kParallelMinWork)
-    for (int64_t bg = 0; bg < Bn * G; ++bg)
+  for (int64_t bg = 0; bg < Bn * G; ++bg)
+    for (int t = 0; t < used_threads; ++t)
       for (int64_t l = 0; l < L; ++l)
         for (int64_t n = 0; n < N; ++n) {
-          gB[bg * NL + n * L + l] += part_dB[t][bg * NL + l * N + n];
-          gC[bg * NL + n * L + l] += part_dC[t][bg * NL + l * N + n];
+          gB[bg * NL + n * L + l] += part_dB[t][(bg * L + l) * Np + n];
+          gC[bg * NL + n * L + l] += part_dC[t][(bg * L + l) * Np + n];
         }
-  }
 }
 
 }  // namespace
