@@ -1,7 +1,7 @@
 // Selective scan (Mamba S6), the production CPU path: forward, then backward, for F32 and F64.
 // F32 rows run the SIMD kernels of selective_scan_kernels.cpp (run-time dispatch); F64 rows (gradient
-// checks) run the plain loops below. B and C are transposed once to (B,G,L,Np), the state axis padded
-// with zeros to whole vectors, so the inner loop over the state runs over contiguous memory.
+// checks) run the plain loops below. B and C are transposed once to (B,G,L,N) so that a time step's
+// state values are contiguous.
 // The forward saves the state entering every chunk of `chunk` steps; the backward walks the chunks in
 // reverse, recomputes the chunk's states from that boundary into per-thread scratch, and runs the adjoint
 // recurrence of ../shared/specs/core-ssm.md §2.3. Work is split over (batch, channel) rows, statically,
@@ -76,33 +76,30 @@ const T* ptr_or_null(const Tensor& t) {
   return t.defined() ? t.data<T>() : nullptr;
 }
 
-// State stride of the transposed B/C and padded A: whole SIMD vectors for F32, N for F64.
+// (B,G,N,L) -> (B,G,L,N), so that a time step's N values are contiguous.
 template <class T>
-int64_t state_stride(int64_t N) {
-  if constexpr (std::is_same_v<T, float>) return scan_kernels::scan_state_stride_f32(N);
-  else return N;
-}
-
-// (B,G,N,L) -> (B,G,L,Np), so that a time step's N values are contiguous; lanes N..Np-1 are zero.
-template <class T>
-std::vector<T> transpose_nl(const Tensor& bc, const ScanDims& s, int64_t Np) {
-  std::vector<T> out(static_cast<size_t>(s.n_batch * s.n_group * s.n_len * Np), T(0));
+std::vector<T> transpose_nl(const Tensor& bc, const ScanDims& s) {
+  std::vector<T> out(static_cast<size_t>(s.n_batch * s.n_group * s.n_len * s.n_state));
   const T* src = bc.data<T>();
-  const int64_t NL = s.n_state * s.n_len;
+  const int64_t N = s.n_state, L = s.n_len, NL = N * L;
 #pragma omp parallel for schedule(static) if (s.n_batch * s.n_group * NL > kParallelMinWork)
   for (int64_t bg = 0; bg < s.n_batch * s.n_group; ++bg)
-    for (int64_t n = 0; n < s.n_state; ++n)
-      for (int64_t l = 0; l < s.n_len; ++l) out[(bg * s.n_len + l) * Np + n] = src[bg * NL + n * s.n_len + l];
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t l = 0; l < L; ++l) out[(bg * L + l) * N + n] = src[bg * NL + n * L + l];
   return out;
 }
 
-// A (D,N) -> (D,Np), zero-padded.
-template <class T>
-std::vector<T> pad_state(const Tensor& A, int64_t Np) {
-  const int64_t Dn = A.size(0), N = A.size(1);
-  std::vector<T> out(static_cast<size_t>(Dn * Np), T(0));
-  const T* a = A.data<T>();
-  for (int64_t c = 0; c < Dn; ++c) std::copy(a + c * N, a + c * N + N, out.begin() + c * Np);
+// The float kernels' unit of work: V consecutive channels [c0, c0 + nc) of batch element b, inside one
+// group (B and C differ between groups). Blocks are listed batch-major, channel-minor.
+struct ChannelBlock {
+  int64_t b, g, c0, nc;
+};
+std::vector<ChannelBlock> channel_blocks(const ScanDims& s, int64_t V) {
+  std::vector<ChannelBlock> out;
+  const int64_t cpg = s.chan_per_group();
+  for (int64_t b = 0; b < s.n_batch; ++b)
+    for (int64_t g = 0; g < s.n_group; ++g)
+      for (int64_t c = 0; c < cpg; c += V) out.push_back({b, g, g * cpg + c, std::min(V, cpg - c)});
   return out;
 }
 
@@ -160,10 +157,8 @@ void scan_forward_impl(Tensor& y_out, Tensor* last_state, ScanSaved* saved, cons
   const Tensor z = in0.z.defined() ? in0.z.contiguous() : Tensor{};
   const Tensor bias = in0.delta_bias.defined() ? in0.delta_bias.contiguous() : Tensor{};
   const Tensor h0 = in0.h0.defined() ? in0.h0.contiguous() : Tensor{};
-  const int64_t Np = state_stride<T>(N);
-  const std::vector<T> Bt = transpose_nl<T>(in0.B.contiguous(), s, Np);
-  const std::vector<T> Ct = transpose_nl<T>(in0.C.contiguous(), s, Np);
-  const std::vector<T> Ap = pad_state<T>(A, Np);
+  const std::vector<T> Bt = transpose_nl<T>(in0.B.contiguous(), s);
+  const std::vector<T> Ct = transpose_nl<T>(in0.C.contiguous(), s);
 
   const DType dt = dtype_of<T>::value;
   if (!y_out.defined()) y_out = Tensor::empty({Bn, Dn, L}, dt);
@@ -187,44 +182,57 @@ void scan_forward_impl(Tensor& y_out, Tensor* last_state, ScanSaved* saved, cons
   T* plast = last_state ? last_state->data<T>() : nullptr;
   const bool softplus_on = in0.delta_softplus;
 
+  const T* pA = A.data<T>();
+  if constexpr (std::is_same_v<T, float>) {
+    // Blocks of V channels, vectorized across channels (selective_scan_kernels.cpp).
+    const int64_t V = scan_kernels::scan_block_channels_f32();
+    const std::vector<ChannelBlock> blocks = channel_blocks(s, V);
+    const int64_t nblk = static_cast<int64_t>(blocks.size());
 #pragma omp parallel if (Bn * Dn * L * N > kParallelMinWork)
-  {
-    std::vector<T> h(static_cast<size_t>(Np)), abar(static_cast<size_t>(N));
-    std::vector<T> work(std::is_same_v<T, float> ? static_cast<size_t>(2 * L) : 0);
+    {
+      std::vector<float> work(static_cast<size_t>(scan_kernels::forward_work_floats(L, N)));
 #pragma omp for schedule(static)
-    for (int64_t row = 0; row < Bn * Dn; ++row) {
-      const int64_t b = row / Dn, c = row % Dn, g = c / (Dn / G);
-      for (int64_t n = 0; n < Np; ++n) h[n] = ph0 && n < N ? ph0[row * N + n] : T(0);
-      const T* Bl = Bt.data() + (b * G + g) * L * Np;
-      const T* Cl = Ct.data() + (b * G + g) * L * Np;
-      T* chunk_out = pchunk ? pchunk + row * n_chunks * N : nullptr;
-      if constexpr (std::is_same_v<T, float>) {
-        scan_kernels::ForwardRowF32 r;
+      for (int64_t k = 0; k < nblk; ++k) {
+        const ChannelBlock& blk = blocks[static_cast<size_t>(k)];
+        const int64_t row = blk.b * Dn + blk.c0;  // first (batch, channel) row of the block
+        scan_kernels::ForwardBlockF32 r;
         r.u = pu + row * L;
         r.delta = pdelta + row * L;
         r.z = pz ? pz + row * L : nullptr;
-        r.Bt = Bl;
-        r.Ct = Cl;
-        r.A = Ap.data() + c * Np;
-        r.D = pD ? pD[c] : 0.0f;
-        r.bias = pbias ? pbias[c] : 0.0f;
+        r.Bt = Bt.data() + (blk.b * G + blk.g) * L * N;
+        r.Ct = Ct.data() + (blk.b * G + blk.g) * L * N;
+        r.A = pA + blk.c0 * N;
+        r.D = pD ? pD + blk.c0 : nullptr;
+        r.bias = pbias ? pbias + blk.c0 : nullptr;
+        r.h0 = ph0 ? ph0 + row * N : nullptr;
         r.softplus = softplus_on;
+        r.nc = blk.nc;
         r.L = L;
         r.N = N;
-        r.Np = Np;
         r.chunk = chunk;
+        r.n_chunks = n_chunks;
         r.y = py + row * L;
-        r.h = h.data();
-        r.chunk_states = chunk_out;
+        r.last = plast ? plast + row * N : nullptr;
+        r.chunk_states = pchunk ? pchunk + row * n_chunks * N : nullptr;
         r.work = work.data();
-        scan_kernels::forward_row_f32(r);
-      } else {
-        forward_row<T>(py + row * L, h.data(), abar.data(), chunk_out, chunk, pu + row * L, pdelta + row * L,
-                       pz ? pz + row * L : nullptr, Bl, Cl, Ap.data() + c * Np, pD ? pD[c] : T(0),
-                       pbias ? pbias[c] : T(0), softplus_on, L, N);
+        scan_kernels::forward_block_f32(r);
       }
-      if (pchunk && L == 0) std::copy(h.begin(), h.begin() + N, pchunk + row * n_chunks * N);
-      if (plast) std::copy(h.begin(), h.begin() + N, plast + row * N);
+    }
+  } else {
+#pragma omp parallel if (Bn * Dn * L * N > kParallelMinWork)
+    {
+      std::vector<T> h(static_cast<size_t>(N)), abar(static_cast<size_t>(N));
+#pragma omp for schedule(static)
+      for (int64_t row = 0; row < Bn * Dn; ++row) {
+        const int64_t b = row / Dn, c = row % Dn, g = c / (Dn / G);
+        for (int64_t n = 0; n < N; ++n) h[n] = ph0 ? ph0[row * N + n] : T(0);
+        T* chunk_out = pchunk ? pchunk + row * n_chunks * N : nullptr;
+        forward_row<T>(py + row * L, h.data(), abar.data(), chunk_out, chunk, pu + row * L, pdelta + row * L,
+                       pz ? pz + row * L : nullptr, Bt.data() + (b * G + g) * L * N, Ct.data() + (b * G + g) * L * N,
+                       pA + c * N, pD ? pD[c] : T(0), pbias ? pbias[c] : T(0), softplus_on, L, N);
+        if (pchunk && L == 0) std::copy(h.begin(), h.end(), pchunk + row * n_chunks * N);
+        if (plast) std::copy(h.begin(), h.end(), plast + row * N);
+      }
     }
   }
 }
@@ -350,10 +358,8 @@ void scan_backward_impl(ScanGrads& gr, const Tensor& dy0, const Tensor& dlast0, 
   const Tensor dy = dy0.contiguous();
   const Tensor dlast = dlast0.defined() ? dlast0.contiguous() : Tensor{};
   const Tensor states = saved.chunk_states.contiguous();
-  const int64_t Np = state_stride<T>(N);
-  const std::vector<T> Bt = transpose_nl<T>(in0.B.contiguous(), s, Np);
-  const std::vector<T> Ct = transpose_nl<T>(in0.C.contiguous(), s, Np);
-  const std::vector<T> Ap = pad_state<T>(A, Np);
+  const std::vector<T> Bt = transpose_nl<T>(in0.B.contiguous(), s);
+  const std::vector<T> Ct = transpose_nl<T>(in0.C.contiguous(), s);
 
   prepare_grad(gr.du, {Bn, Dn, L}, dt, "du");
   prepare_grad(gr.ddelta, {Bn, Dn, L}, dt, "ddelta");
@@ -367,6 +373,7 @@ void scan_backward_impl(ScanGrads& gr, const Tensor& dy0, const Tensor& dlast0, 
 
   const T* pu = u.data<T>();
   const T* pdelta = delta.data<T>();
+  const T* pA = A.data<T>();
   const T* pD = ptr_or_null<T>(D);
   const T* pz = ptr_or_null<T>(z);
   const T* pbias = ptr_or_null<T>(bias);
@@ -379,13 +386,16 @@ void scan_backward_impl(ScanGrads& gr, const Tensor& dy0, const Tensor& dlast0, 
   T* pdh0 = in0.h0.defined() ? gr.dh0.data<T>() : nullptr;
   const bool softplus_on = in0.delta_softplus;
 
-  // Per-thread partial sums of the parameter gradients, reduced in thread order (deterministic).
-  // dB, dC partials are (B,G,L,Np) like Bt; dA partials (D,Np).
+  // Per-thread partial sums of the parameter gradients, reduced in thread order (deterministic for a
+  // fixed thread count). dB, dC partials are (B,G,L,N) like Bt.
   const int n_threads = omp_get_max_threads();
-  const int64_t bc_size = Bn * G * L * Np;
+  const int64_t bc_size = Bn * G * L * N;
   std::vector<std::vector<T>> part_dA(n_threads), part_dD(n_threads), part_dbias(n_threads);
   std::vector<std::vector<T>> part_dB(n_threads), part_dC(n_threads);
   int used_threads = 1;
+  const int64_t V = std::is_same_v<T, float> ? scan_kernels::scan_block_channels_f32() : 1;
+  const std::vector<ChannelBlock> blocks = channel_blocks(s, V);
+  const int64_t nblk = static_cast<int64_t>(blocks.size());
 
 #pragma omp parallel num_threads(n_threads) if (Bn * Dn * L * N > kParallelMinWork)
   {
@@ -397,53 +407,82 @@ void scan_backward_impl(ScanGrads& gr, const Tensor& dy0, const Tensor& dlast0, 
     std::vector<T>& dbias = part_dbias[ith];
     std::vector<T>& dB = part_dB[ith];
     std::vector<T>& dC = part_dC[ith];
-    dA.assign(static_cast<size_t>(Dn * Np), T(0));
+    dA.assign(static_cast<size_t>(Dn * N), T(0));
     dDp.assign(static_cast<size_t>(Dn), T(0));
     dbias.assign(static_cast<size_t>(Dn), T(0));
     dB.assign(static_cast<size_t>(bc_size), T(0));
     dC.assign(static_cast<size_t>(bc_size), T(0));
-    std::vector<T> lam(static_cast<size_t>(Np));
-    // F32 scratch (one chunk of states and decays + per-step terms); F64 scratch below.
-    std::vector<float> work(std::is_same_v<T, float> ? static_cast<size_t>(scan_kernels::backward_work_floats(chunk, Np))
-                                                     : 0);
-    const size_t ref_chunk = std::is_same_v<T, float> ? 0 : static_cast<size_t>(chunk);
-    std::vector<T> H(ref_chunk * N), Abar(ref_chunk * N), dsp(ref_chunk), ypre(ref_chunk), h(ref_chunk ? N : 0);
-
+    if constexpr (std::is_same_v<T, float>) {
+      // The kernels accumulate dB, dC per lane into (L,N,V); the lanes are summed into this thread's
+      // (B,G,L,N) partial whenever the block's (batch, group) changes, and at the end.
+      std::vector<float> work(static_cast<size_t>(scan_kernels::backward_work_floats(L, N, chunk)));
+      std::vector<float> dBacc(static_cast<size_t>(L * N * V), 0.0f), dCacc(dBacc.size(), 0.0f);
+      int64_t acc_bg = -1;
+      auto flush = [&]() {
+        if (acc_bg < 0) return;
+        float* pb = dB.data() + acc_bg * L * N;
+        float* pc = dC.data() + acc_bg * L * N;
+        for (int64_t i = 0; i < L * N; ++i) {
+          float sb = 0, sc = 0;
+          for (int64_t v = 0; v < V; ++v) {
+            sb += dBacc[static_cast<size_t>(i * V + v)];
+            sc += dCacc[static_cast<size_t>(i * V + v)];
+          }
+          pb[i] += sb;
+          pc[i] += sc;
+        }
+        std::fill(dBacc.begin(), dBacc.end(), 0.0f);
+        std::fill(dCacc.begin(), dCacc.end(), 0.0f);
+      };
 #pragma omp for schedule(static)
-    for (int64_t row = 0; row < Bn * Dn; ++row) {
-      const int64_t b = row / Dn, c = row % Dn, g = c / (Dn / G);
-      const int64_t bc_off = (b * G + g) * L * Np;
-      for (int64_t n = 0; n < Np; ++n) lam[n] = pdlast && n < N ? pdlast[row * N + n] : T(0);
-      if constexpr (std::is_same_v<T, float>) {
-        scan_kernels::BackwardRowF32 r;
+      for (int64_t k = 0; k < nblk; ++k) {
+        const ChannelBlock& blk = blocks[static_cast<size_t>(k)];
+        const int64_t bg = blk.b * G + blk.g;
+        if (bg != acc_bg) {
+          flush();
+          acc_bg = bg;
+        }
+        const int64_t row = blk.b * Dn + blk.c0;
+        scan_kernels::BackwardBlockF32 r;
         r.u = pu + row * L;
         r.delta = pdelta + row * L;
         r.z = pz ? pz + row * L : nullptr;
         r.dy = pdy + row * L;
-        r.Bt = Bt.data() + bc_off;
-        r.Ct = Ct.data() + bc_off;
-        r.A = Ap.data() + c * Np;
+        r.Bt = Bt.data() + bg * L * N;
+        r.Ct = Ct.data() + bg * L * N;
+        r.A = pA + blk.c0 * N;
+        r.D = pD ? pD + blk.c0 : nullptr;
+        r.bias = pbias ? pbias + blk.c0 : nullptr;
         r.states = pstates + row * n_chunks * N;
-        r.D = pD ? pD[c] : 0.0f;
-        r.bias = pbias ? pbias[c] : 0.0f;
+        r.dlast = pdlast ? pdlast + row * N : nullptr;
         r.softplus = softplus_on;
+        r.nc = blk.nc;
         r.L = L;
         r.N = N;
-        r.Np = Np;
         r.chunk = chunk;
         r.n_chunks = n_chunks;
-        r.dBt = dB.data() + bc_off;
-        r.dCt = dC.data() + bc_off;
-        r.dA = dA.data() + c * Np;
-        r.dD = &dDp[c];
-        r.dbias = &dbias[c];
         r.du = pdu + row * L;
         r.ddelta = pddelta + row * L;
         r.dz = pdz ? pdz + row * L : nullptr;
-        r.lam = lam.data();
+        r.dA = dA.data() + blk.c0 * N;
+        r.dD = pD ? dDp.data() + blk.c0 : nullptr;
+        r.dbias = pbias ? dbias.data() + blk.c0 : nullptr;
+        r.dh0 = pdh0 ? pdh0 + row * N : nullptr;
+        r.dBacc = dBacc.data();
+        r.dCacc = dCacc.data();
         r.work = work.data();
-        scan_kernels::backward_row_f32(r);
-      } else {
+        scan_kernels::backward_block_f32(r);
+      }
+      flush();
+    } else {
+      // Scratch for one chunk: states h_l and decays exp(d_l A) (chunk,N), d_l and y_pre_l (chunk).
+      std::vector<T> H(static_cast<size_t>(chunk * N)), Abar(static_cast<size_t>(chunk * N));
+      std::vector<T> dsp(static_cast<size_t>(chunk)), ypre(static_cast<size_t>(chunk));
+      std::vector<T> lam(static_cast<size_t>(N)), h(static_cast<size_t>(N));
+#pragma omp for schedule(static)
+      for (int64_t row = 0; row < Bn * Dn; ++row) {
+        const int64_t b = row / Dn, c = row % Dn, g = c / (Dn / G);
+        const int64_t bc_off = (b * G + g) * L * N;
         BackwardRow<T> r;
         r.urow = pu + row * L;
         r.drow = pdelta + row * L;
@@ -451,13 +490,13 @@ void scan_backward_impl(ScanGrads& gr, const Tensor& dy0, const Tensor& dlast0, 
         r.dyrow = pdy + row * L;
         r.Bl = Bt.data() + bc_off;
         r.Cl = Ct.data() + bc_off;
-        r.Ac = Ap.data() + c * Np;
+        r.Ac = pA + c * N;
         r.states = pstates + row * n_chunks * N;
         r.Dc = pD ? pD[c] : T(0);
         r.bc = pbias ? pbias[c] : T(0);
         r.dBl = dB.data() + bc_off;
         r.dCl = dC.data() + bc_off;
-        r.dAc = dA.data() + c * Np;
+        r.dAc = dA.data() + c * N;
         r.dDc = &dDp[c];
         r.dbiasc = &dbias[c];
         r.durow = pdu + row * L;
@@ -474,10 +513,11 @@ void scan_backward_impl(ScanGrads& gr, const Tensor& dy0, const Tensor& dlast0, 
         r.N = N;
         r.chunk = chunk;
         r.n_chunks = n_chunks;
+        for (int64_t n = 0; n < N; ++n) lam[n] = pdlast ? pdlast[row * N + n] : T(0);
         backward_row<T>(r);
+        if (pdh0)
+          for (int64_t n = 0; n < N; ++n) pdh0[row * N + n] += lam[n];
       }
-      if (pdh0)
-        for (int64_t n = 0; n < N; ++n) pdh0[row * N + n] += lam[n];
     }
   }
 
@@ -489,20 +529,20 @@ void scan_backward_impl(ScanGrads& gr, const Tensor& dy0, const Tensor& dlast0, 
   T* gbias = bias.defined() ? gr.ddelta_bias.data<T>() : nullptr;
   const int64_t NL = N * L;
   for (int t = 0; t < used_threads; ++t) {
+    for (int64_t i = 0; i < Dn * N; ++i) gA[i] += part_dA[t][i];
     for (int64_t c = 0; c < Dn; ++c) {
-      for (int64_t n = 0; n < N; ++n) gA[c * N + n] += part_dA[t][c * Np + n];
       if (gD) gD[c] += part_dD[t][c];
       if (gbias) gbias[c] += part_dbias[t][c];
     }
   }
-  // partials are (B,G,L,Np); gradients are (B,G,N,L)
+  // partials are (B,G,L,N); gradients are (B,G,N,L)
 #pragma omp parallel for schedule(static) if (Bn * G * NL > kParallelMinWork)
   for (int64_t bg = 0; bg < Bn * G; ++bg)
     for (int t = 0; t < used_threads; ++t)
       for (int64_t l = 0; l < L; ++l)
         for (int64_t n = 0; n < N; ++n) {
-          gB[bg * NL + n * L + l] += part_dB[t][(bg * L + l) * Np + n];
-          gC[bg * NL + n * L + l] += part_dC[t][(bg * L + l) * Np + n];
+          gB[bg * NL + n * L + l] += part_dB[t][(bg * L + l) * N + n];
+          gC[bg * NL + n * L + l] += part_dC[t][(bg * L + l) * N + n];
         }
 }
 

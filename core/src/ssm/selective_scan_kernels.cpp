@@ -1,9 +1,10 @@
-// Float32 selective-scan row kernels, compiled once per SIMD target (Highway: AVX-512, AVX2, portable
-// scalar) and picked at run time. Vectorized over the state axis: one time step updates Np/V vectors
-// h = exp(d A) h + (d u) B and reduces C.h. Per-step scalars (softplus(delta + bias), d u, the gate)
-// are computed in vectorized passes over time before and after the recurrence. The backward walks the
-// chunks newest first, recomputes each chunk's states and decays into scratch from the saved boundary
-// state, then runs the adjoint recurrence of ../shared/specs/core-ssm.md §2.3.
+// Float32 selective-scan kernels, compiled once per SIMD target (Highway: AVX-512, AVX2, portable scalar)
+// and picked at run time. One call scans a block of V channels of one batch element, vectorized across
+// the channels: lane i of every vector belongs to channel c0 + i, so a time step is N independent
+// vector updates h_n = exp(d A_n) h_n + (d u) B_n with B_n, C_n broadcast, and y = sum_n C_n h_n needs no
+// horizontal sum. Inputs are gathered into time-major (L,V) scratch first and results scattered back.
+// The backward walks the chunks newest first, recomputes each chunk's states and decays from the saved
+// boundary state, then runs the adjoint recurrence of ../shared/specs/core-ssm.md §2.3.
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "ssm/selective_scan_kernels.cpp"
 #include "hwy/foreach_target.h"  // IWYU pragma: keep
@@ -19,177 +20,232 @@ HWY_BEFORE_NAMESPACE();
 namespace ssmkit::core::HWY_NAMESPACE {
 namespace sk = ssmkit::core::scan_kernels;
 
-int64_t StateStride(int64_t N) {
-  const hn::ScalableTag<float> d;
-  const int64_t V = static_cast<int64_t>(hn::Lanes(d));
-  return (N + V - 1) / V * V;
+using DF = hn::ScalableTag<float>;
+using VF = hn::Vec<DF>;
+
+int64_t BlockChannels() { return static_cast<int64_t>(hn::Lanes(DF())); }
+
+// outT (L,V): outT[l V + i] = rows[i L + l] for the nc valid rows, zero in the other lanes.
+HWY_INLINE void gather_rows(const float* rows, int64_t nc, int64_t L, int64_t V, float* outT) {
+  if (nc < V) std::fill(outT, outT + L * V, 0.0f);
+  for (int64_t i = 0; i < nc; ++i) {
+    const float* r = rows + i * L;
+    for (int64_t l = 0; l < L; ++l) outT[l * V + i] = r[l];
+  }
 }
 
-// Loads and stores for passes over time: whole vectors unaligned, the tail under a mask.
-template <bool kFull, class D, class M>
-HWY_INLINE hn::Vec<D> ld(D d, M m, const float* p) {
-  if constexpr (kFull) return hn::LoadU(d, p);
-  else return hn::MaskedLoad(m, d, p);
-}
-template <bool kFull, class D, class M>
-HWY_INLINE void st(hn::Vec<D> v, D d, M m, float* p) {
-  if constexpr (kFull) hn::StoreU(v, d, p);
-  else hn::BlendedStore(v, m, d, p);
-}
-// Calls f.template operator()<kFull>(i, mask) for i = 0, V, 2V, ... < n.
-template <class F>
-HWY_INLINE void for_vectors(int64_t n, F&& f) {
-  const hn::ScalableTag<float> d;
-  const int64_t V = static_cast<int64_t>(hn::Lanes(d));
-  int64_t i = 0;
-  for (; i + V <= n; i += V) f.template operator()<true>(i, hn::FirstN(d, static_cast<size_t>(V)));
-  if (i < n) f.template operator()<false>(i, hn::FirstN(d, static_cast<size_t>(n - i)));
+// rows[i L + l] (+)= inT[l V + i] for the nc valid rows.
+template <bool kAdd>
+HWY_INLINE void scatter_rows(const float* inT, int64_t nc, int64_t L, int64_t V, float* rows) {
+  for (int64_t i = 0; i < nc; ++i) {
+    float* r = rows + i * L;
+    for (int64_t l = 0; l < L; ++l) r[l] = kAdd ? r[l] + inT[l * V + i] : inT[l * V + i];
+  }
 }
 
-// dl[i] = softplus?(delta[i] + bias), dul[i] = dl[i] u[i] for i < n.
-HWY_INLINE void discretize_steps(const float* delta, const float* u, float bias, bool softplus, float* dl, float* dul,
-                                 int64_t n) {
-  const hn::ScalableTag<float> d;
-  const auto vb = hn::Set(d, bias);
-  for_vectors(n, [&]<bool kF>(int64_t i, auto m) {
-    auto x = hn::Add(ld<kF>(d, m, delta + i), vb);
+// One vector holding p[i] for i < nc (zero elsewhere, and where p is null).
+HWY_INLINE VF lanes_of(const float* p, int64_t nc) {
+  const DF d;
+  HWY_ALIGN float tmp[hn::MaxLanes(DF())] = {};
+  if (p)
+    for (int64_t i = 0; i < nc; ++i) tmp[i] = p[i];
+  return hn::Load(d, tmp);
+}
+
+// Adds the lanes i < nc of v into p[i * stride].
+HWY_INLINE void add_lanes(VF v, int64_t nc, float* p, int64_t stride) {
+  HWY_ALIGN float tmp[hn::MaxLanes(DF())];
+  hn::Store(v, DF(), tmp);
+  for (int64_t i = 0; i < nc; ++i) p[i * stride] += tmp[i];
+}
+
+// matT (N,V): matT[n V + i] = mat[i N + n] for valid rows (zero elsewhere or when mat is null).
+HWY_INLINE void gather_states(const float* mat, int64_t row_stride, int64_t nc, int64_t N, int64_t V, float* matT) {
+  std::fill(matT, matT + N * V, 0.0f);
+  if (!mat) return;
+  for (int64_t i = 0; i < nc; ++i)
+    for (int64_t n = 0; n < N; ++n) matT[n * V + i] = mat[i * row_stride + n];
+}
+
+// dT <- softplus?(dT + bias), duT <- dT * uT, and (backward) sgT <- d softplus/dx (1 without softplus).
+HWY_INLINE void discretize(float* dT, float* duT, float* sgT, const float* uT, VF biasv, bool softplus, int64_t n) {
+  const DF d;
+  const int64_t V = BlockChannels();
+  const VF one = hn::Set(d, 1.0f), thr = hn::Set(d, 20.0f);
+  for (int64_t l = 0; l < n; ++l) {
+    VF x = hn::Add(hn::LoadU(d, dT + l * V), biasv);
+    if (sgT) hn::StoreU(softplus ? hn::IfThenElse(hn::Gt(x, thr), one, Sigmoid(d, x)) : one, d, sgT + l * V);
     if (softplus) x = Softplus(d, x);
-    st<kF>(x, d, m, dl + i);
-    st<kF>(hn::Mul(x, ld<kF>(d, m, u + i)), d, m, dul + i);
-  });
+    hn::StoreU(x, d, dT + l * V);
+    hn::StoreU(hn::Mul(x, hn::LoadU(d, uT + l * V)), d, duT + l * V);
+  }
 }
 
-void ForwardRow(const sk::ForwardRowF32& r) {
-  const hn::ScalableTag<float> d;
-  const int64_t V = static_cast<int64_t>(hn::Lanes(d)), L = r.L, Np = r.Np;
-  float* dl = r.work;
-  float* dul = r.work + L;
-  discretize_steps(r.delta, r.u, r.bias, r.softplus, dl, dul, L);
-  float* h = r.h;
-  for (int64_t l0 = 0; l0 < L; l0 += r.chunk) {
-    if (r.chunk_states) std::memcpy(r.chunk_states + (l0 / r.chunk) * r.N, h, sizeof(float) * r.N);
-    const int64_t l1 = std::min(L, l0 + r.chunk);
+int64_t ForwardWork(int64_t L, int64_t N) { return BlockChannels() * (4 * L + 2 * N); }
+
+void ForwardBlock(const sk::ForwardBlockF32& a) {
+  const DF d;
+  const int64_t V = BlockChannels(), L = a.L, N = a.N, nc = a.nc;
+  float* uT = a.work;      // (L,V)
+  float* dT = uT + L * V;  // (L,V) d_l, later z
+  float* duT = dT + L * V;  // (L,V) d_l u_l
+  float* yT = duT + L * V;  // (L,V)
+  float* AT = yT + L * V;   // (N,V)
+  float* h = AT + N * V;    // (N,V)
+  gather_rows(a.u, nc, L, V, uT);
+  gather_rows(a.delta, nc, L, V, dT);
+  discretize(dT, duT, nullptr, uT, lanes_of(a.bias, nc), a.softplus, L);
+  gather_states(a.A, N, nc, N, V, AT);
+  gather_states(a.h0, N, nc, N, V, h);
+  const int64_t cs_stride = a.n_chunks * N;
+  for (int64_t k = 0, l0 = 0; l0 < L || (k == 0 && L == 0); ++k, l0 += a.chunk) {
+    if (a.chunk_states)
+      for (int64_t i = 0; i < nc; ++i)
+        for (int64_t n = 0; n < N; ++n) a.chunk_states[i * cs_stride + k * N + n] = h[n * V + i];
+    const int64_t l1 = std::min(L, l0 + a.chunk);
     for (int64_t l = l0; l < l1; ++l) {
-      const auto dv = hn::Set(d, dl[l]);
-      const auto duv = hn::Set(d, dul[l]);
-      const float* Bl = r.Bt + l * Np;
-      const float* Cl = r.Ct + l * Np;
-      auto acc = hn::Zero(d);
-      for (int64_t k = 0; k < Np; k += V) {
-        const auto a = FastExp(d, hn::Mul(dv, hn::LoadU(d, r.A + k)));
-        const auto hk = hn::MulAdd(a, hn::LoadU(d, h + k), hn::Mul(duv, hn::LoadU(d, Bl + k)));
-        hn::StoreU(hk, d, h + k);
-        acc = hn::MulAdd(hk, hn::LoadU(d, Cl + k), acc);
+      const VF dv = hn::LoadU(d, dT + l * V), duv = hn::LoadU(d, duT + l * V);
+      const float* Bl = a.Bt + l * N;
+      const float* Cl = a.Ct + l * N;
+      VF acc = hn::Zero(d);
+      for (int64_t n = 0; n < N; ++n) {
+        const VF decay = FastExp(d, hn::Mul(dv, hn::LoadU(d, AT + n * V)));
+        const VF hn_ = hn::MulAdd(decay, hn::LoadU(d, h + n * V), hn::Mul(duv, hn::Set(d, Bl[n])));
+        hn::StoreU(hn_, d, h + n * V);
+        acc = hn::MulAdd(hn_, hn::Set(d, Cl[n]), acc);
       }
-      r.y[l] = hn::GetLane(hn::SumOfLanes(d, acc));
+      hn::StoreU(acc, d, yT + l * V);
     }
+    if (L == 0) break;
   }
   // y = C.h + D u, gated by silu(z).
-  const auto vD = hn::Set(d, r.D);
-  for_vectors(L, [&]<bool kF>(int64_t i, auto m) {
-    auto y = hn::MulAdd(vD, ld<kF>(d, m, r.u + i), ld<kF>(d, m, r.y + i));
-    if (r.z) y = hn::Mul(y, Silu(d, ld<kF>(d, m, r.z + i)));
-    st<kF>(y, d, m, r.y + i);
-  });
+  const VF Dv = lanes_of(a.D, nc);
+  if (a.z) gather_rows(a.z, nc, L, V, dT);
+  for (int64_t l = 0; l < L; ++l) {
+    VF y = hn::MulAdd(Dv, hn::LoadU(d, uT + l * V), hn::LoadU(d, yT + l * V));
+    if (a.z) y = hn::Mul(y, Silu(d, hn::LoadU(d, dT + l * V)));
+    hn::StoreU(y, d, yT + l * V);
+  }
+  scatter_rows<false>(yT, nc, L, V, a.y);
+  if (a.last)
+    for (int64_t i = 0; i < nc; ++i)
+      for (int64_t n = 0; n < N; ++n) a.last[i * N + n] = h[n * V + i];
 }
 
-void BackwardRow(const sk::BackwardRowF32& r) {
-  const hn::ScalableTag<float> d;
-  const int64_t V = static_cast<int64_t>(hn::Lanes(d)), L = r.L, Np = r.Np, chunk = r.chunk;
-  float* H = r.work;                   // (chunk,Np) states h_l of the chunk
-  float* Abar = H + chunk * Np;        // (chunk,Np) decays exp(d_l A)
-  float* hstart = Abar + chunk * Np;   // (Np) state entering the chunk
-  float* dl = hstart + Np;             // (chunk) d_l
-  float* dul = dl + chunk;             // (chunk) d_l u_l
-  float* ypre = dul + chunk;           // (chunk) C.h + D u before the gate
-  float* gy = ypre + chunk;            // (chunk) dLoss/d ypre
-  float* sgd = gy + chunk;             // (chunk) d softplus / dx (1 without softplus)
-  float* lam = r.lam;
-  const auto vD = hn::Set(d, r.D);
-  const auto one = hn::Set(d, 1.0f);
-  std::fill(hstart, hstart + Np, 0.0f);
-  auto dDv = hn::Zero(d);
-  float dbias = 0;
-  for (int64_t kc = r.n_chunks - 1; kc >= 0; --kc) {
+int64_t BackwardWork(int64_t L, int64_t N, int64_t chunk) {
+  return BlockChannels() * (9 * L + 2 * chunk * N + 2 * chunk + 4 * N);
+}
+
+void BackwardBlock(const sk::BackwardBlockF32& a) {
+  const DF d;
+  const int64_t V = BlockChannels(), L = a.L, N = a.N, nc = a.nc, chunk = a.chunk;
+  float* uT = a.work;             // (L,V)
+  float* dT = uT + L * V;         // (L,V) d_l
+  float* duT = dT + L * V;        // (L,V) d_l u_l
+  float* sgT = duT + L * V;       // (L,V) d softplus/dx
+  float* dyT = sgT + L * V;       // (L,V)
+  float* zT = dyT + L * V;        // (L,V)
+  float* duOut = zT + L * V;      // (L,V) dLoss/du
+  float* ddOut = duOut + L * V;   // (L,V) dLoss/ddelta
+  float* dzOut = ddOut + L * V;   // (L,V) dLoss/dz
+  float* H = dzOut + L * V;       // (chunk,N,V) states of the chunk
+  float* Abar = H + chunk * N * V;  // (chunk,N,V) decays
+  float* ypre = Abar + chunk * N * V;  // (chunk,V) C.h before D u and the gate
+  float* gy = ypre + chunk * V;        // (chunk,V) dLoss/d(C.h + D u)
+  float* AT = gy + chunk * V;          // (N,V)
+  float* lam = AT + N * V;             // (N,V) dLoss/dh after the current step
+  float* dAv = lam + N * V;            // (N,V)
+  float* hstart = dAv + N * V;         // (N,V) state entering the chunk
+
+  gather_rows(a.u, nc, L, V, uT);
+  gather_rows(a.delta, nc, L, V, dT);
+  gather_rows(a.dy, nc, L, V, dyT);
+  if (a.z) gather_rows(a.z, nc, L, V, zT);
+  discretize(dT, duT, sgT, uT, lanes_of(a.bias, nc), a.softplus, L);
+  gather_states(a.A, N, nc, N, V, AT);
+  gather_states(a.dlast, N, nc, N, V, lam);
+  std::fill(dAv, dAv + N * V, 0.0f);
+  const VF Dv = lanes_of(a.D, nc);
+  const VF one = hn::Set(d, 1.0f);
+  VF dDv = hn::Zero(d), dbv = hn::Zero(d);
+  const int64_t cs_stride = a.n_chunks * N;
+
+  for (int64_t kc = a.n_chunks - 1; kc >= 0; --kc) {
     const int64_t l0 = kc * chunk, l1 = std::min(L, l0 + chunk), n = l1 - l0;
     if (n <= 0) continue;
-    std::memcpy(hstart, r.states + kc * r.N, sizeof(float) * r.N);
-    discretize_steps(r.delta + l0, r.u + l0, r.bias, r.softplus, dl, dul, n);
+    gather_states(a.states + kc * N, cs_stride, nc, N, V, hstart);
     // Recompute the chunk's states and decays from its boundary state.
-    const float* hprev = hstart;
     for (int64_t j = 0; j < n; ++j) {
       const int64_t l = l0 + j;
-      const auto dv = hn::Set(d, dl[j]);
-      const auto duv = hn::Set(d, dul[j]);
-      auto acc = hn::Zero(d);
-      for (int64_t k = 0; k < Np; k += V) {
-        const auto a = FastExp(d, hn::Mul(dv, hn::LoadU(d, r.A + k)));
-        hn::StoreU(a, d, Abar + j * Np + k);
-        const auto hk = hn::MulAdd(a, hn::LoadU(d, hprev + k), hn::Mul(duv, hn::LoadU(d, r.Bt + l * Np + k)));
-        hn::StoreU(hk, d, H + j * Np + k);
-        acc = hn::MulAdd(hk, hn::LoadU(d, r.Ct + l * Np + k), acc);
+      const VF dv = hn::LoadU(d, dT + l * V), duv = hn::LoadU(d, duT + l * V);
+      const float* hp = j > 0 ? H + (j - 1) * N * V : hstart;
+      const float* Bl = a.Bt + l * N;
+      const float* Cl = a.Ct + l * N;
+      VF acc = hn::Zero(d);
+      for (int64_t s = 0; s < N; ++s) {
+        const VF decay = FastExp(d, hn::Mul(dv, hn::LoadU(d, AT + s * V)));
+        hn::StoreU(decay, d, Abar + (j * N + s) * V);
+        const VF hs = hn::MulAdd(decay, hn::LoadU(d, hp + s * V), hn::Mul(duv, hn::Set(d, Bl[s])));
+        hn::StoreU(hs, d, H + (j * N + s) * V);
+        acc = hn::MulAdd(hs, hn::Set(d, Cl[s]), acc);
       }
-      ypre[j] = hn::GetLane(hn::SumOfLanes(d, acc));
-      hprev = H + j * Np;
+      hn::StoreU(acc, d, ypre + j * V);
     }
-    // Per-step terms, vectorized over the chunk: ypre += D u; the gate's gradient; dD; softplus'.
-    for_vectors(n, [&]<bool kF>(int64_t i, auto m) {
-      const auto uv = ld<kF>(d, m, r.u + l0 + i);
-      const auto yp = hn::MulAdd(vD, uv, ld<kF>(d, m, ypre + i));
-      auto g = ld<kF>(d, m, r.dy + l0 + i);
-      if (r.z) {
-        const auto zv = ld<kF>(d, m, r.z + l0 + i);
-        const auto sg = Sigmoid(d, zv);
-        // d silu(z)/dz = sg (1 + z (1 - sg))
-        const auto dsilu = hn::Mul(sg, hn::MulAdd(zv, hn::Sub(one, sg), one));
-        st<kF>(hn::MulAdd(hn::Mul(g, yp), dsilu, ld<kF>(d, m, r.dz + l0 + i)), d, m, r.dz + l0 + i);
+    // The gate and the skip: gy = dLoss/d(C.h + D u); dz; dD.
+    for (int64_t j = 0; j < n; ++j) {
+      const int64_t l = l0 + j;
+      const VF uv = hn::LoadU(d, uT + l * V);
+      VF g = hn::LoadU(d, dyT + l * V);
+      if (a.z) {
+        const VF yp = hn::MulAdd(Dv, uv, hn::LoadU(d, ypre + j * V));
+        const VF zv = hn::LoadU(d, zT + l * V);
+        const VF sg = Sigmoid(d, zv);
+        const VF dsilu = hn::Mul(sg, hn::MulAdd(zv, hn::Sub(one, sg), one));  // d silu(z)/dz
+        hn::StoreU(hn::Mul(hn::Mul(g, yp), dsilu), d, dzOut + l * V);
         g = hn::Mul(g, hn::Mul(zv, sg));
       }
-      st<kF>(g, d, m, gy + i);
-      dDv = hn::MulAdd(g, uv, dDv);  // masked-off lanes loaded as zero
-      auto sp = one;
-      if (r.softplus) {
-        const auto x = hn::Add(ld<kF>(d, m, r.delta + l0 + i), hn::Set(d, r.bias));
-        sp = hn::IfThenElse(hn::Gt(x, hn::Set(d, 20.0f)), one, Sigmoid(d, x));
-      }
-      st<kF>(sp, d, m, sgd + i);
-    });
+      hn::StoreU(g, d, gy + j * V);
+      dDv = hn::MulAdd(g, uv, dDv);
+    }
     // Adjoint recurrence, newest step first; lam holds dLoss/dh_l excluding step l's own output.
     for (int64_t j = n - 1; j >= 0; --j) {
       const int64_t l = l0 + j;
-      const float dj = dl[j], uj = r.u[l];
-      const auto gyv = hn::Set(d, gy[j]);
-      const auto dv = hn::Set(d, dj);
-      const auto duv = hn::Set(d, dul[j]);
-      const float* hp = j > 0 ? H + (j - 1) * Np : hstart;
-      const float* Hj = H + j * Np;
-      const float* aj = Abar + j * Np;
-      const float* Bl = r.Bt + l * Np;
-      const float* Cl = r.Ct + l * Np;
-      float* dBl = r.dBt + l * Np;
-      float* dCl = r.dCt + l * Np;
-      auto accA = hn::Zero(d), accB = hn::Zero(d);
-      for (int64_t k = 0; k < Np; k += V) {
-        const auto lm = hn::MulAdd(gyv, hn::LoadU(d, Cl + k), hn::LoadU(d, lam + k));
-        hn::StoreU(hn::MulAdd(gyv, hn::LoadU(d, Hj + k), hn::LoadU(d, dCl + k)), d, dCl + k);
-        const auto a = hn::LoadU(d, aj + k);
-        const auto da = hn::Mul(hn::Mul(lm, hn::LoadU(d, hp + k)), a);  // dLoss/d(d A_n) through exp
-        hn::StoreU(hn::MulAdd(da, dv, hn::LoadU(d, r.dA + k)), d, r.dA + k);
-        accA = hn::MulAdd(da, hn::LoadU(d, r.A + k), accA);
-        accB = hn::MulAdd(lm, hn::LoadU(d, Bl + k), accB);
-        hn::StoreU(hn::MulAdd(lm, duv, hn::LoadU(d, dBl + k)), d, dBl + k);
-        hn::StoreU(hn::Mul(lm, a), d, lam + k);
+      const VF gyv = hn::LoadU(d, gy + j * V);
+      const VF dv = hn::LoadU(d, dT + l * V), duv = hn::LoadU(d, duT + l * V);
+      const float* hp = j > 0 ? H + (j - 1) * N * V : hstart;
+      const float* Hj = H + j * N * V;
+      const float* aj = Abar + j * N * V;
+      const float* Bl = a.Bt + l * N;
+      const float* Cl = a.Ct + l * N;
+      float* dBl = a.dBacc + l * N * V;
+      float* dCl = a.dCacc + l * N * V;
+      VF accA = hn::Zero(d), accB = hn::Zero(d);
+      for (int64_t s = 0; s < N; ++s) {
+        const VF lm = hn::MulAdd(gyv, hn::Set(d, Cl[s]), hn::LoadU(d, lam + s * V));
+        hn::StoreU(hn::MulAdd(gyv, hn::LoadU(d, Hj + s * V), hn::LoadU(d, dCl + s * V)), d, dCl + s * V);
+        const VF decay = hn::LoadU(d, aj + s * V);
+        const VF da = hn::Mul(hn::Mul(lm, hn::LoadU(d, hp + s * V)), decay);  // dLoss/d(d A_s) through exp
+        hn::StoreU(hn::MulAdd(da, dv, hn::LoadU(d, dAv + s * V)), d, dAv + s * V);
+        accA = hn::MulAdd(da, hn::LoadU(d, AT + s * V), accA);
+        accB = hn::MulAdd(lm, hn::Set(d, Bl[s]), accB);  // sum_s lam_s B_s
+        hn::StoreU(hn::MulAdd(lm, duv, hn::LoadU(d, dBl + s * V)), d, dBl + s * V);
+        hn::StoreU(hn::Mul(lm, decay), d, lam + s * V);
       }
-      const float sB = hn::GetLane(hn::SumOfLanes(d, accB));  // sum_n lam_n B_n
-      const float sA = hn::GetLane(hn::SumOfLanes(d, accA));
-      r.du[l] += dj * sB + r.D * gy[j];
-      const float dd = (sA + uj * sB) * sgd[j];
-      r.ddelta[l] += dd;
-      dbias += dd;
+      hn::StoreU(hn::MulAdd(dv, accB, hn::Mul(Dv, gyv)), d, duOut + l * V);
+      const VF dd = hn::Mul(hn::MulAdd(hn::LoadU(d, uT + l * V), accB, accA), hn::LoadU(d, sgT + l * V));
+      hn::StoreU(dd, d, ddOut + l * V);
+      dbv = hn::Add(dbv, dd);
     }
   }
-  *r.dD += hn::GetLane(hn::SumOfLanes(d, dDv));
-  *r.dbias += dbias;
+  scatter_rows<true>(duOut, nc, L, V, a.du);
+  scatter_rows<true>(ddOut, nc, L, V, a.ddelta);
+  if (a.z) scatter_rows<true>(dzOut, nc, L, V, a.dz);
+  for (int64_t s = 0; s < N; ++s) {
+    add_lanes(hn::LoadU(d, dAv + s * V), nc, a.dA + s, N);
+    if (a.dh0) add_lanes(hn::LoadU(d, lam + s * V), nc, a.dh0 + s, N);
+  }
+  if (a.dD) add_lanes(dDv, nc, a.dD, 1);
+  if (a.dbias) add_lanes(dbv, nc, a.dbias, 1);
 }
 
 }  // namespace ssmkit::core::HWY_NAMESPACE
@@ -198,14 +254,19 @@ HWY_AFTER_NAMESPACE();
 #if HWY_ONCE
 namespace ssmkit::core::scan_kernels {
 
-HWY_EXPORT(StateStride);
-HWY_EXPORT(ForwardRow);
-HWY_EXPORT(BackwardRow);
+HWY_EXPORT(BlockChannels);
+HWY_EXPORT(ForwardWork);
+HWY_EXPORT(ForwardBlock);
+HWY_EXPORT(BackwardWork);
+HWY_EXPORT(BackwardBlock);
 
-int64_t scan_state_stride_f32(int64_t N) { return HWY_DYNAMIC_DISPATCH(StateStride)(N); }
-void forward_row_f32(const ForwardRowF32& r) { HWY_DYNAMIC_DISPATCH(ForwardRow)(r); }
-void backward_row_f32(const BackwardRowF32& r) { HWY_DYNAMIC_DISPATCH(BackwardRow)(r); }
-int64_t backward_work_floats(int64_t chunk, int64_t Np) { return 2 * chunk * Np + 8 * chunk + 2 * Np; }
+int64_t scan_block_channels_f32() { return HWY_DYNAMIC_DISPATCH(BlockChannels)(); }
+int64_t forward_work_floats(int64_t L, int64_t N) { return HWY_DYNAMIC_DISPATCH(ForwardWork)(L, N); }
+void forward_block_f32(const ForwardBlockF32& a) { HWY_DYNAMIC_DISPATCH(ForwardBlock)(a); }
+int64_t backward_work_floats(int64_t L, int64_t N, int64_t chunk) {
+  return HWY_DYNAMIC_DISPATCH(BackwardWork)(L, N, chunk);
+}
+void backward_block_f32(const BackwardBlockF32& a) { HWY_DYNAMIC_DISPATCH(BackwardBlock)(a); }
 
 }  // namespace ssmkit::core::scan_kernels
 #endif  // HWY_ONCE

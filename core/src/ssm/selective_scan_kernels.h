@@ -1,46 +1,51 @@
-// Private to the selective scan: the float32 row kernels compiled per SIMD target
-// (selective_scan_kernels.cpp, Highway run-time dispatch) and the arguments of one (batch, channel) row.
-// The state axis is padded to Np (a multiple of the vector length, scan_state_stride_f32(N)) with zeros
-// in A, B and C, so padded lanes stay zero and add nothing.
+// Private to the selective scan: the float32 kernels compiled per SIMD target (selective_scan_kernels.cpp,
+// Highway run-time dispatch) and their arguments. A kernel call handles one block of V consecutive
+// channels of one batch element inside one group (V = the vector length, scan_block_channels_f32()),
+// vectorized across those channels, so that no step needs a horizontal sum: the (B,D,L) rows of the
+// block are gathered into time-major (L,V) scratch, scanned, and scattered back. Lanes past the block's
+// last channel (nc < V) run on zeros and are discarded.
 #pragma once
 
 #include <cstdint>
 
 namespace ssmkit::core::scan_kernels {
 
-// Np for a state size N on the dispatched path: N rounded up to whole vectors.
-int64_t scan_state_stride_f32(int64_t N);
+int64_t scan_block_channels_f32();  // V on the dispatched path
 
-struct ForwardRowF32 {
-  const float *u, *delta, *z;  // (L) each; z null when absent
-  const float *Bt, *Ct;        // (L,Np): the row's group of B and C, time-major
-  const float* A;              // (Np), zero-padded
-  float D = 0, bias = 0;
+struct ForwardBlockF32 {
+  // Rows of the block's first channel; channel i of the block is at +i*L (inputs, y) or +i*N (states).
+  const float *u, *delta, *z;  // (nc,L); z null when absent
+  const float *Bt, *Ct;        // (L,N): B and C of this batch element and group, time-major
+  const float* A;              // (nc,N)
+  const float *D, *bias;       // (nc) or null
+  const float* h0;             // (nc,N) or null (zeros)
   bool softplus = false;
-  int64_t L = 0, N = 0, Np = 0, chunk = 0;
-  float* y;             // (L) output
-  float* h;             // (Np) entering state in, final state out
-  float* chunk_states;  // (n_chunks,N): state entering each chunk; null when not kept
-  float* work;          // scratch, 2L floats
+  int64_t nc = 0, L = 0, N = 0, chunk = 0, n_chunks = 0;
+  float* y;             // (nc,L) output
+  float* last;          // (nc,N) final state, or null
+  float* chunk_states;  // (nc,n_chunks,N) state entering each chunk, or null
+  float* work;          // forward_work_floats(L, N)
 };
-void forward_row_f32(const ForwardRowF32& r);
+int64_t forward_work_floats(int64_t L, int64_t N);
+void forward_block_f32(const ForwardBlockF32& a);
 
-struct BackwardRowF32 {
-  const float *u, *delta, *z, *dy;  // (L); z null when absent
-  const float *Bt, *Ct;             // (L,Np)
-  const float* A;                   // (Np), zero-padded
-  const float* states;              // (n_chunks,N) from the forward
-  float D = 0, bias = 0;
+struct BackwardBlockF32 {
+  const float *u, *delta, *z, *dy;  // (nc,L); z null when absent
+  const float *Bt, *Ct;             // (L,N)
+  const float* A;                   // (nc,N)
+  const float *D, *bias;            // (nc) or null
+  const float* states;              // (nc,n_chunks,N) from the forward
+  const float* dlast;               // (nc,N) or null (zero)
   bool softplus = false;
-  int64_t L = 0, N = 0, Np = 0, chunk = 0, n_chunks = 0;
-  float *dBt, *dCt;      // (L,Np) accumulated (+=)
-  float* dA;             // (Np) accumulated
-  float *dD, *dbias;     // scalars accumulated
-  float *du, *ddelta, *dz;  // (L) accumulated; dz null when z is
-  float* lam;            // (Np): dLoss/dh after the last step in, dLoss/dh0 out
-  float* work;           // scratch: 2*chunk*Np + 8*chunk + 2*Np floats
+  int64_t nc = 0, L = 0, N = 0, chunk = 0, n_chunks = 0;
+  float *du, *ddelta, *dz;  // (nc,L), accumulated (+=); dz null when z is
+  float* dA;                // (nc,N) accumulated
+  float *dD, *dbias;        // (nc) accumulated, or null
+  float* dh0;               // (nc,N) accumulated, or null
+  float *dBacc, *dCacc;     // (L,N,V) accumulated per lane; the caller sums the lanes into dB, dC
+  float* work;              // backward_work_floats(L, N, chunk)
 };
-int64_t backward_work_floats(int64_t chunk, int64_t Np);
-void backward_row_f32(const BackwardRowF32& r);
+int64_t backward_work_floats(int64_t L, int64_t N, int64_t chunk);
+void backward_block_f32(const BackwardBlockF32& a);
 
 }  // namespace ssmkit::core::scan_kernels
