@@ -8,7 +8,7 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 packages=(
   g++ make cmake pkg-config ccache git
   libeigen3-dev libfftw3-dev nlohmann-json3-dev libhwy-dev libopenblas-openmp-dev
-  libcli11-dev libgtest-dev libbenchmark-dev
+  libcli11-dev libgtest-dev libbenchmark-dev libsleef-dev
 )
 missing=()
 for p in "${packages[@]}"; do
