@@ -11,7 +11,7 @@ export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 
 echo "== release build and tests"
 cmake -S . -B build-test -DCMAKE_BUILD_TYPE=Release -DSSMKIT_WERROR=ON -DSSMKIT_BUILD_BENCH=ON \
-  -DSSMKIT_WITH_TIMESERIES=ON > /dev/null
+  -DSSMKIT_WITH_TIMESERIES=ON -DSSMKIT_WITH_VISION=ON > /dev/null
 cmake --build build-test -j "$jobs"
 ctest --test-dir build-test --output-on-failure -j "$jobs"
 

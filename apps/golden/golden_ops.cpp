@@ -1,5 +1,6 @@
 // The table of ops ssmkit-golden knows, and small helpers shared by the handlers.
 #include "golden_case.h"
+#include "vision_ops.h"
 
 namespace ssmkit::golden {
 
@@ -11,7 +12,16 @@ const std::vector<OpEntry>& known_ops() {
       {"cross_scan_merge", run_cross_scan_merge, false},
       {"mamba_block", run_mamba_block, false},
   };
+#ifdef SSMKIT_GOLDEN_WITH_VISION
+  static const std::vector<OpEntry> all = [] {
+    std::vector<OpEntry> v = ops;
+    v.insert(v.end(), vision_ops().begin(), vision_ops().end());
+    return v;
+  }();
+  return all;
+#else
   return ops;
+#endif
 }
 
 bool meta_flag(const core::SafetensorsFile& f, const std::string& key, bool fallback) {

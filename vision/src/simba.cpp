@@ -1,0 +1,261 @@
+// SiMBA: configuration (JSON in the official constructor's argument names), MambaLayer, Block_mamba, the
+// class-token block and the network with its token-label head, on core's Mamba module and the scaffold in
+// blocks.cpp. Follows badripatro/Simba @44865e4 classification/simba.py with mamba_ssm v1.2.0's Mamba.
+#include "ssmkit/vision/simba.h"
+
+#include <nlohmann/json.hpp>
+
+#include "ssmkit/core/ops/dropout.h"
+#include "ssmkit/core/ops/elementwise.h"
+#include "ssmkit/core/ops/pool.h"
+#include "ssmkit/core/ops/shape.h"
+
+namespace ssmkit::vision {
+
+using json = nlohmann::json;
+
+// ---------------------------------------------------------------------------------------------------------
+// Configuration
+
+SimbaConfig SimbaConfig::s() { return SimbaConfig{}; }
+
+SimbaConfig SimbaConfig::b() {
+  SimbaConfig c;
+  c.stem_hidden_dim = 64;
+  c.embed_dims = {64, 128, 320, 512};
+  c.depths = {3, 4, 12, 3};
+  return c;
+}
+
+SimbaConfig SimbaConfig::l() {
+  SimbaConfig c;
+  c.stem_hidden_dim = 64;
+  c.embed_dims = {96, 192, 384, 512};
+  c.depths = {3, 6, 18, 3};
+  return c;
+}
+
+SimbaConfig SimbaConfig::micro() {
+  SimbaConfig c;
+  c.in_chans = 1;
+  c.num_classes = 10;
+  c.stem_hidden_dim = 16;
+  c.embed_dims = {32, 64, 128, 160};
+  c.mlp_ratios = {4, 4, 4, 4};
+  c.depths = {1, 1, 2, 1};
+  c.drop_path_rate = 0.05;
+  c.token_label = false;
+  c.mixer = SimbaMixer::EinFFT;
+  return c;
+}
+
+void SimbaConfig::validate() const {
+  SSMKIT_CHECK(embed_dims.size() == 4 && depths.size() == 4 && mlp_ratios.size() == 4,
+               "SimbaConfig: embed_dims, depths and mlp_ratios need 4 entries (4 stages), got ", embed_dims.size(), ", ",
+               depths.size(), ", ", mlp_ratios.size());
+  SSMKIT_CHECK(in_chans > 0 && num_classes > 0 && stem_hidden_dim > 0, "SimbaConfig: in_chans ", in_chans,
+               ", num_classes ", num_classes, " and stem_hidden_dim ", stem_hidden_dim, " must be positive");
+  for (size_t i = 0; i < 4; ++i) {
+    SSMKIT_CHECK(embed_dims[i] > 0 && (mixer != SimbaMixer::EinFFT || embed_dims[i] % kEinFFTBlocks == 0),
+                 "SimbaConfig: embed_dims[", i, "] = ", embed_dims[i],
+                 " must be positive (and a multiple of 4 with the EinFFT mixer)");
+    SSMKIT_CHECK(depths[i] >= 0, "SimbaConfig: depths[", i, "] = ", depths[i], " is negative");
+    SSMKIT_CHECK(mixer != SimbaMixer::MLP || hidden_size(embed_dims[i], mlp_ratios[i]) > 0, "SimbaConfig: mlp_ratios[",
+                 i, "] = ", mlp_ratios[i], " gives no hidden units");
+  }
+  SSMKIT_CHECK(drop_path_rate >= 0 && drop_path_rate < 1, "SimbaConfig: drop_path_rate ", drop_path_rate,
+               " outside [0, 1)");
+  SSMKIT_CHECK(norm_eps > 0, "SimbaConfig: norm_layer eps ", norm_eps, " must be positive");
+}
+
+std::string SimbaConfig::to_json() const {
+  json j;
+  j["arch"] = "simba";
+  j["in_chans"] = in_chans;
+  j["num_classes"] = num_classes;
+  j["stem_hidden_dim"] = stem_hidden_dim;
+  j["embed_dims"] = embed_dims;
+  j["mlp_ratios"] = mlp_ratios;
+  j["depths"] = depths;
+  j["num_stages"] = 4;
+  j["drop_path_rate"] = drop_path_rate;
+  j["norm_layer"] = {{"type", "LayerNorm"}, {"eps", norm_eps}};
+  j["token_label"] = token_label;
+  j["cm_type"] = mixer == SimbaMixer::EinFFT ? "einfft" : "mlp";
+  return j.dump();
+}
+
+SimbaConfig SimbaConfig::from_json(const std::string& text) {
+  json j;
+  try {
+    j = json::parse(text);
+  } catch (const std::exception& e) {
+    throw core::Error(std::string("SimbaConfig: config is not valid JSON (") + e.what() + ")");
+  }
+  SSMKIT_CHECK(j.is_object(), "SimbaConfig: config must be a JSON object");
+  SimbaConfig c;
+  try {
+    if (j.contains("arch"))
+      SSMKIT_CHECK(j["arch"] == "simba", "SimbaConfig: config is for arch ", j["arch"].dump(), ", not simba");
+    if (j.contains("num_stages"))
+      SSMKIT_CHECK(j["num_stages"].get<int64_t>() == 4, "SimbaConfig: num_stages must be 4, got ",
+                   j["num_stages"].dump());
+    c.in_chans = j.value("in_chans", c.in_chans);
+    c.num_classes = j.value("num_classes", c.num_classes);
+    c.stem_hidden_dim = j.value("stem_hidden_dim", c.stem_hidden_dim);
+    c.embed_dims = j.value("embed_dims", c.embed_dims);
+    c.mlp_ratios = j.value("mlp_ratios", c.mlp_ratios);
+    c.depths = j.value("depths", c.depths);
+    c.drop_path_rate = j.value("drop_path_rate", c.drop_path_rate);
+    c.token_label = j.value("token_label", c.token_label);
+    if (j.contains("cm_type")) {
+      std::string t = j["cm_type"].get<std::string>();
+      for (auto& ch : t) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+      SSMKIT_CHECK(t == "einfft" || t == "mlp", "SimbaConfig: cm_type must be \"einfft\" or \"mlp\", got \"", t, "\"");
+      c.mixer = t == "einfft" ? SimbaMixer::EinFFT : SimbaMixer::MLP;
+    }
+    if (j.contains("norm_layer")) {
+      const json& nl = j["norm_layer"];
+      SSMKIT_CHECK(nl.value("type", std::string("LayerNorm")) == "LayerNorm",
+                   "SimbaConfig: norm_layer must be LayerNorm, got ", nl.dump());
+      c.norm_eps = nl.value("eps", 1e-5);
+    }
+  } catch (const json::exception& e) {
+    throw core::Error(std::string("SimbaConfig: config field has the wrong type (") + e.what() + ")");
+  }
+  c.validate();
+  return c;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Modules
+
+MambaLayer::MambaLayer(int64_t dim, core::Rng& rng) {
+  norm = register_module("norm", std::make_shared<core::LayerNorm>(core::Shape{dim}, 1e-5));
+  core::MambaConfig mc;
+  mc.d_model = dim;
+  mc.d_state = 64;
+  mc.d_conv = 4;
+  mc.expand = 2;
+  mamba = register_module("mamba", std::make_shared<core::Mamba>(mc, rng));
+}
+
+Var MambaLayer::forward(const Var& x) const { return mamba->forward(layer_norm(*norm, x)); }
+
+SimbaBlock::SimbaBlock(int64_t d, double mlp_ratio, SimbaMixer mixer, double dp, double eps, core::Rng& r)
+    : drop_path(dp), rng(&r) {
+  norm2 = register_module("norm2", std::make_shared<core::LayerNorm>(core::Shape{d}, eps));
+  attn = register_module("attn", std::make_shared<MambaLayer>(d, r));
+  if (mixer == SimbaMixer::EinFFT)
+    einfft = register_module("mlp", std::make_shared<EinFFT>(d, r));
+  else
+    pvt_ffn = register_module("mlp", std::make_shared<PVT2FFN>(d, hidden_size(d, mlp_ratio), r));
+}
+
+Var SimbaBlock::forward(const Var& x0, int64_t H, int64_t W) const {
+  Var x = core::add(x0, core::drop_path(attn->forward(x0), drop_path, training(), *rng));
+  Var h = layer_norm(*norm2, x);
+  h = einfft ? einfft->forward(h) : pvt_ffn->forward(h, H, W);
+  return core::add(x, core::drop_path(h, drop_path, training(), *rng));
+}
+
+SimbaClassBlock::SimbaClassBlock(int64_t d, double mlp_ratio, SimbaMixer mixer, double eps, core::Rng& rng) {
+  norm2 = register_module("norm2", std::make_shared<core::LayerNorm>(core::Shape{d}, eps));
+  attn = register_module("attn", std::make_shared<MambaLayer>(d, rng));
+  if (mixer == SimbaMixer::EinFFT)
+    einfft = register_module("mlp", std::make_shared<EinFFT>(d, rng));
+  else
+    ffn = register_module("mlp", std::make_shared<FFN>(d, hidden_size(d, mlp_ratio), rng));
+}
+
+Var SimbaClassBlock::forward(const Var& cls) const {
+  Var c = core::add(cls, attn->forward(cls));
+  Var h = layer_norm(*norm2, c);
+  return core::add(c, einfft ? einfft->forward(h) : ffn->forward(h));
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Network
+
+SiMBA::SiMBA(const SimbaConfig& c, core::Rng& rng, bool initialize) : cfg(c) {
+  cfg.validate();
+  const auto& dims = cfg.embed_dims;
+  int64_t total = 0;
+  for (int64_t d : cfg.depths) total += d;
+  int64_t cur = 0;
+  blocks.resize(4);
+  for (int i = 0; i < 4; ++i) {
+    const std::string s = std::to_string(i + 1);
+    if (i == 0)
+      patch_embed1 = register_module("patch_embed1", std::make_shared<Stem>(cfg.in_chans, cfg.stem_hidden_dim, dims[0], rng));
+    else
+      downsamples.push_back(register_module("patch_embed" + s, std::make_shared<DownSamples>(dims[i - 1], dims[i], rng)));
+    auto list = register_module("block" + s, std::make_shared<core::Module>());
+    for (int64_t j = 0; j < cfg.depths[i]; ++j) {
+      const double dp = total > 1 ? cfg.drop_path_rate * static_cast<double>(cur + j) / static_cast<double>(total - 1) : 0.0;
+      blocks[i].push_back(list->register_module(
+          std::to_string(j),
+          std::make_shared<SimbaBlock>(dims[i], cfg.mlp_ratios[i], cfg.mixer, dp, cfg.norm_eps, rng)));
+    }
+    cur += cfg.depths[i];
+    norms.push_back(register_module("norm" + s, std::make_shared<core::LayerNorm>(core::Shape{dims[i]}, cfg.norm_eps)));
+  }
+  auto post_network = register_module("post_network", std::make_shared<core::Module>());
+  post = post_network->register_module(
+      "0", std::make_shared<SimbaClassBlock>(dims[3], cfg.mlp_ratios[3], cfg.mixer, cfg.norm_eps, rng));
+  head = register_module("head", std::make_shared<core::Linear>(dims[3], cfg.num_classes, true, rng));
+  if (cfg.token_label)
+    aux_head = register_module("aux_head", std::make_shared<core::Linear>(dims[3], cfg.num_classes, true, rng));
+  if (initialize) pvt_init_(*this, rng);
+  crop_pct = 0.96;
+}
+
+Var SiMBA::forward_features(const Var& image, VisionTrace* trace) const {
+  SSMKIT_CHECK(image.ndim() == 4 && image.size(1) == cfg.in_chans, "SiMBA: image must be (B,", cfg.in_chans,
+               ",H,W), got ", core::shape_str(image.shape()));
+  int64_t H = 0, W = 0;
+  Var x;
+  for (int i = 0; i < 4; ++i) {
+    x = i == 0 ? patch_embed1->forward(image, H, W) : downsamples[static_cast<size_t>(i - 1)]->forward(x, H, W);
+    if (i == 0 && trace) trace->stem = x;
+    for (const auto& blk : blocks[static_cast<size_t>(i)]) x = blk->forward(x, H, W);
+    if (i < 3) {
+      x = layer_norm(*norms[static_cast<size_t>(i)], x);
+      if (i == 0 && trace) trace->stage1 = x;
+      x = tokens_to_map(x, H, W);
+    } else if (trace) {
+      trace->stage4_tokens = x;
+    }
+  }
+  const int64_t B = x.size(0), C = x.size(2);
+  Var cls = post->forward(core::mean(x, {1}, true));  // class token = mean of the stage-4 tokens
+  Var f = layer_norm(*norms[3], cfg.token_label ? core::concat({cls, x}, 1) : core::reshape(cls, {B, C}));
+  if (trace) trace->features = f;
+  return f;
+}
+
+std::array<Var, 2> SiMBA::forward_dense(const Var& image, VisionTrace* trace) const {
+  Var f = forward_features(image, trace);
+  if (!cfg.token_label) return {head->forward(f), Var{}};
+  const int64_t T = f.size(1);
+  return {head->forward(core::select(f, 1, 0)), aux_head->forward(core::slice(f, 1, 1, T))};
+}
+
+std::string SiMBA::config_json() const {
+  json j = json::parse(cfg.to_json());
+  j["image_size"] = image_size;
+  return j.dump();
+}
+
+Var SiMBA::forward(const Var& image, VisionTrace* trace) const {
+  return forward_in_slices(image, trace, slice_pixels, !training(), [this](const Var& x, VisionTrace* t) {
+    auto [cls, aux] = forward_dense(x, t);
+    if (!aux.defined()) return cls;
+    // max over tokens: (B,L,K) -> (B,K,L) -> adaptive max pool to 1
+    const int64_t B = aux.size(0), K = aux.size(2);
+    Var m = core::reshape(core::adaptive_max_pool1d(core::contiguous(core::transpose(aux, 1, 2)), 1), {B, K});
+    return core::add(cls, core::mul_scalar(m, 0.5));
+  });
+}
+
+}  // namespace ssmkit::vision

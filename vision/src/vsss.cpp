@@ -1,0 +1,453 @@
+// GroupMamba's four single-direction VSSS groups as one fused op (vsss.h): per group, in_proj / x_proj /
+// dt_proj / out_proj as gemm() calls on the channel slice of the token matrix (row stride C, no copies), the
+// depthwise conv on the x half of in_proj's output (dwconv_kernels.h), the d_state-1 scan as a per-channel
+// recurrence visiting tokens in the group's direction, out_norm and the SiLU(z) gate; the backward is the
+// adjoint of each step, in reverse. Follows Amshaker/GroupMamba ss2d.py forward_corev2 with CrossScan_k /
+// CrossMerge_k (merge = writing each step's output at its token's row-major position).
+// Threads: the four groups run in parallel (each group's arrays and gradients belong to one thread; gemm()
+// inside runs single-threaded there); F32 elementwise math through core's dispatched vec_* arrays.
+#include "ssmkit/vision/vsss.h"
+
+#include "alloc.h"
+
+#include <cmath>
+
+#include "dwconv_kernels.h"
+#include "simd_clones.h"
+#include "ssmkit/core/ops/gemm.h"
+#include "ssmkit/core/ops/vec_math.h"
+
+namespace ssmkit::vision {
+
+using core::DType;
+using core::Shape;
+using core::Tensor;
+using core::Var;
+
+std::vector<Tensor*> VsssParams::list() {
+  return {&x_proj_weight, &dt_projs_weight, &dt_projs_bias, &A_logs,     &Ds,           &out_norm_weight,
+          &out_norm_bias, &in_proj_weight,  &conv_weight,   &conv_bias, &out_proj_weight};
+}
+
+VsssParams VsssParams::zeros_like(const VsssParams& like) {
+  VsssParams z;
+  VsssParams& l = const_cast<VsssParams&>(like);
+  auto src = l.list(), dst = z.list();
+  for (size_t i = 0; i < src.size(); ++i) *dst[i] = Tensor::zeros(src[i]->shape(), src[i]->dtype());
+  return z;
+}
+
+namespace {
+
+constexpr double kOutNormEps = 1e-5;  // SS2D's out_norm: nn.LayerNorm default
+
+// ---------------------------------------------------------------------------------------------------------
+// Elementwise math on arrays: F32 through the dispatched SIMD kernels, F64 in plain loops.
+
+void v_exp(const float* x, float* y, int64_t n) { core::vec_exp(x, y, n); }
+void v_exp(const double* x, double* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] = std::exp(x[i]);
+}
+void v_softplus(const float* x, float* y, int64_t n) { core::vec_softplus(x, y, n); }
+void v_softplus(const double* x, double* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] = x[i] > 20.0 ? x[i] : std::log1p(std::exp(x[i]));
+}
+void v_sigmoid(const float* x, float* y, int64_t n) { core::vec_sigmoid(x, y, n); }
+void v_sigmoid(const double* x, double* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] = 1.0 / (1.0 + std::exp(-x[i]));
+}
+
+// Row-major position read at step l of direction k (CrossScan_1..4) on an H x W grid.
+std::vector<int64_t> direction_order(int k, int64_t H, int64_t W) {
+  const int64_t L = H * W;
+  std::vector<int64_t> col(static_cast<size_t>(L)), idx(static_cast<size_t>(L));
+  for (int64_t w = 0; w < W; ++w)
+    for (int64_t h = 0; h < H; ++h) col[static_cast<size_t>(w * H + h)] = h * W + w;
+  for (int64_t l = 0; l < L; ++l) {
+    const size_t i = static_cast<size_t>(l), r = static_cast<size_t>(L - 1 - l);
+    idx[i] = k == 0 ? l : k == 1 ? col[i] : k == 2 ? L - 1 - l : col[r];
+  }
+  return idx;
+}
+
+template <class T>
+struct GroupView {  // one group's parameters (or gradients) as typed pointers, VsssParams order
+  T *xw, *dtw, *dtb, *alog, *D, *nw, *nb, *win, *cw, *cb, *wout;
+};
+
+template <class T>
+GroupView<T> view_of(VsssParams& p) {
+  auto l = p.list();
+  T* q[kVsssParams];
+  for (int i = 0; i < kVsssParams; ++i) q[i] = l[static_cast<size_t>(i)]->template data<T>();
+  return {q[0], q[1], q[2], q[3], q[4], q[5], q[6], q[7], q[8], q[9], q[10]};
+}
+
+struct Dims {
+  int64_t B, H, W, L, C, Cg, R;
+};
+
+// ---------------------------------------------------------------------------------------------------------
+// One group, forward. y: (M,C) output (this group's columns written); x: (M,C) input.
+
+template <class T>
+SSMKIT_VISION_KERNEL void group_forward(T* y, const T* x, const Dims& d, int g, const GroupView<T>& p, VsssCache::Group& c) {
+  const int64_t M = d.B * d.L, Cg = d.Cg, R = d.R, C = d.C, RB = R + 2;
+  T* xz = c.xz.data<T>();
+  T* xc = c.xc.data<T>();
+  T* u = c.u.data<T>();
+  T* xdbl = c.xdbl.data<T>();
+  T* delta = c.delta.data<T>();
+  T* hs = c.h.data<T>();
+  T* ys = c.ys.data<T>();
+  T* mean = c.mean.data<T>();
+  T* rstd = c.rstd.data<T>();
+  T* yg = c.yg.data<T>();
+  // in_proj on the group's channel slice
+  core::gemm(false, true, M, 2 * Cg, Cg, T(1), x + g * Cg, C, p.win, Cg, T(0), xz, 2 * Cg);
+  // depthwise conv on the x half, then SiLU
+  detail::dw_forward(xc, Cg, xz, 2 * Cg, p.cw, p.cb, d.B, d.H, d.W, Cg, false);
+  Tensor t_sig = detail::uninit({M * Cg}, c.xz.dtype());
+  T* sig = t_sig.data<T>();
+  v_sigmoid(xc, sig, M * Cg);
+  for (int64_t i = 0; i < M * Cg; ++i) u[i] = xc[i] * sig[i];
+  // x_proj -> (dt_in, B, C); dt_proj; delta = softplus(dt + bias)
+  core::gemm(false, true, M, RB, Cg, T(1), u, Cg, p.xw, Cg, T(0), xdbl, RB);
+  core::gemm(false, true, M, Cg, R, T(1), xdbl, RB, p.dtw, R, T(0), delta, Cg);
+  for (int64_t m = 0; m < M; ++m)
+    for (int64_t k = 0; k < Cg; ++k) delta[m * Cg + k] += p.dtb[k];
+  v_softplus(delta, delta, M * Cg);
+  // decays a = exp(delta A), A = -exp(A_logs)
+  std::vector<T> A(static_cast<size_t>(Cg));
+  for (int64_t k = 0; k < Cg; ++k) A[static_cast<size_t>(k)] = -std::exp(p.alog[k]);
+  T* da = sig;  // reuse
+  for (int64_t m = 0; m < M; ++m)
+    for (int64_t k = 0; k < Cg; ++k) da[m * Cg + k] = delta[m * Cg + k] * A[static_cast<size_t>(k)];
+  v_exp(da, da, M * Cg);
+  // the scan, in this group's direction
+  const std::vector<int64_t> order = direction_order(g, d.H, d.W);
+  std::vector<T> hv(static_cast<size_t>(Cg));
+  for (int64_t b = 0; b < d.B; ++b) {
+    std::fill(hv.begin(), hv.end(), T(0));
+    for (int64_t l = 0; l < d.L; ++l) {
+      const int64_t row = b * d.L + order[static_cast<size_t>(l)];
+      const T Bt = xdbl[row * RB + R], Ct = xdbl[row * RB + R + 1];
+      const T* dl = delta + row * Cg;
+      const T* ul = u + row * Cg;
+      const T* al = da + row * Cg;
+      T* hl = hs + row * Cg;
+      T* yl = ys + row * Cg;
+      for (int64_t k = 0; k < Cg; ++k) {
+        const T h = al[k] * hv[static_cast<size_t>(k)] + dl[k] * Bt * ul[k];
+        hv[static_cast<size_t>(k)] = h;
+        hl[k] = h;
+        yl[k] = Ct * h + p.D[k] * ul[k];
+      }
+    }
+  }
+  // out_norm (LayerNorm over Cg) and the SiLU(z) gate
+  Tensor t_sz = detail::uninit({Cg}, c.xz.dtype());
+  T* sz = t_sz.data<T>();
+  for (int64_t m = 0; m < M; ++m) {
+    const T* yr = ys + m * Cg;
+    double s1 = 0, s2 = 0;
+    for (int64_t k = 0; k < Cg; ++k) s1 += static_cast<double>(yr[k]);
+    const double mu = s1 / static_cast<double>(Cg);
+    for (int64_t k = 0; k < Cg; ++k) {
+      const double v = static_cast<double>(yr[k]) - mu;
+      s2 += v * v;
+    }
+    const double rs = 1.0 / std::sqrt(s2 / static_cast<double>(Cg) + kOutNormEps);
+    mean[m] = static_cast<T>(mu);
+    rstd[m] = static_cast<T>(rs);
+    const T* z = xz + m * 2 * Cg + Cg;
+    v_sigmoid(z, sz, Cg);
+    T* out = yg + m * Cg;
+    for (int64_t k = 0; k < Cg; ++k) {
+      const T yn = (yr[k] - mean[m]) * rstd[m] * p.nw[k] + p.nb[k];
+      out[k] = yn * z[k] * sz[k];
+    }
+  }
+  core::gemm(false, true, M, Cg, Cg, T(1), yg, Cg, p.wout, Cg, T(0), y + g * Cg, C);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// One group, backward. dy: (M,C); dx: (M,C) (this group's columns written); gradients added into gr.
+
+template <class T>
+SSMKIT_VISION_KERNEL void group_backward(T* dx, const T* dy, const T* x, const Dims& d, int g, const GroupView<T>& p,
+                    const VsssCache::Group& c, const GroupView<T>& gr) {
+  const int64_t M = d.B * d.L, Cg = d.Cg, R = d.R, C = d.C, RB = R + 2;
+  const DType dt = c.xz.dtype();
+  const T* xz = c.xz.data<T>();
+  const T* xc = c.xc.data<T>();
+  const T* u = c.u.data<T>();
+  const T* xdbl = c.xdbl.data<T>();
+  const T* delta = c.delta.data<T>();
+  const T* hs = c.h.data<T>();
+  const T* ys = c.ys.data<T>();
+  const T* mean = c.mean.data<T>();
+  const T* rstd = c.rstd.data<T>();
+  const T* yg = c.yg.data<T>();
+  Tensor t_dyg = detail::uninit({M, Cg}, dt), t_dxz = detail::uninit({M, 2 * Cg}, dt), t_dys = detail::uninit({M, Cg}, dt);
+  T* dyg = t_dyg.data<T>();
+  T* dxz = t_dxz.data<T>();
+  T* dys = t_dys.data<T>();
+  // out_proj
+  core::gemm(false, false, M, Cg, Cg, T(1), dy + g * Cg, C, p.wout, Cg, T(0), dyg, Cg);
+  core::gemm(true, false, Cg, Cg, M, T(1), dy + g * Cg, C, yg, Cg, T(1), gr.wout, Cg);
+  // gate and out_norm
+  Tensor t_s = detail::uninit({Cg}, dt);
+  T* s = t_s.data<T>();
+  std::vector<T> xhat(static_cast<size_t>(Cg)), dxh(static_cast<size_t>(Cg));
+  for (int64_t m = 0; m < M; ++m) {
+    const T* z = xz + m * 2 * Cg + Cg;
+    T* dz = dxz + m * 2 * Cg + Cg;
+    const T* yr = ys + m * Cg;
+    const T* gy = dyg + m * Cg;
+    v_sigmoid(z, s, Cg);
+    double m1 = 0, m2 = 0;
+    for (int64_t k = 0; k < Cg; ++k) {
+      const T xh = (yr[k] - mean[m]) * rstd[m];
+      const T yn = xh * p.nw[k] + p.nb[k];
+      const T sz = z[k] * s[k];
+      const T dyn = gy[k] * sz;
+      dz[k] = gy[k] * yn * s[k] * (T(1) + z[k] * (T(1) - s[k]));
+      gr.nw[k] += dyn * xh;
+      gr.nb[k] += dyn;
+      const T dh = dyn * p.nw[k];
+      xhat[static_cast<size_t>(k)] = xh;
+      dxh[static_cast<size_t>(k)] = dh;
+      m1 += static_cast<double>(dh);
+      m2 += static_cast<double>(dh) * static_cast<double>(xh);
+    }
+    const T a1 = static_cast<T>(m1 / static_cast<double>(Cg)), a2 = static_cast<T>(m2 / static_cast<double>(Cg));
+    for (int64_t k = 0; k < Cg; ++k)
+      dys[m * Cg + k] = rstd[m] * (dxh[static_cast<size_t>(k)] - a1 - xhat[static_cast<size_t>(k)] * a2);
+  }
+  // scan: adjoint recurrence in reverse direction order
+  std::vector<T> A(static_cast<size_t>(Cg));
+  for (int64_t k = 0; k < Cg; ++k) A[static_cast<size_t>(k)] = -std::exp(p.alog[k]);
+  Tensor t_da = detail::uninit({M * Cg}, dt), t_du = detail::uninit({M, Cg}, dt), t_dd = detail::uninit({M, Cg}, dt);
+  Tensor t_dxdbl = detail::uninit({M, RB}, dt);
+  T* da = t_da.data<T>();
+  T* du = t_du.data<T>();
+  T* ddelta = t_dd.data<T>();
+  T* dxdbl = t_dxdbl.data<T>();
+  for (int64_t m = 0; m < M; ++m)
+    for (int64_t k = 0; k < Cg; ++k) da[m * Cg + k] = delta[m * Cg + k] * A[static_cast<size_t>(k)];
+  v_exp(da, da, M * Cg);
+  const std::vector<int64_t> order = direction_order(g, d.H, d.W);
+  std::vector<T> carry(static_cast<size_t>(Cg));
+  std::vector<double> dA(static_cast<size_t>(Cg), 0.0), dD(static_cast<size_t>(Cg), 0.0);
+  for (int64_t b = 0; b < d.B; ++b) {
+    std::fill(carry.begin(), carry.end(), T(0));
+    for (int64_t l = d.L - 1; l >= 0; --l) {
+      const int64_t row = b * d.L + order[static_cast<size_t>(l)];
+      const T* hp = l > 0 ? hs + (b * d.L + order[static_cast<size_t>(l - 1)]) * Cg : nullptr;
+      const T Bt = xdbl[row * RB + R], Ct = xdbl[row * RB + R + 1];
+      const T* dyl = dys + row * Cg;
+      const T* hl = hs + row * Cg;
+      const T* dl = delta + row * Cg;
+      const T* ul = u + row * Cg;
+      const T* al = da + row * Cg;
+      T* dul = du + row * Cg;
+      T* ddl = ddelta + row * Cg;
+      T dB = 0, dC = 0;
+      for (int64_t k = 0; k < Cg; ++k) {
+        const size_t kk = static_cast<size_t>(k);
+        const T gh = carry[kk] + dyl[k] * Ct;  // d loss / d h_l
+        const T hprev = hp ? hp[k] : T(0);
+        dC += dyl[k] * hl[k];
+        dD[kk] += static_cast<double>(dyl[k] * ul[k]);
+        dul[k] = dyl[k] * p.D[k] + gh * dl[k] * Bt;
+        ddl[k] = gh * (hprev * al[k] * A[kk] + Bt * ul[k]);
+        dA[kk] += static_cast<double>(gh * hprev * al[k] * dl[k]);
+        dB += gh * dl[k] * ul[k];
+        carry[kk] = gh * al[k];
+      }
+      dxdbl[row * RB + R] = dB;
+      dxdbl[row * RB + R + 1] = dC;
+    }
+  }
+  for (int64_t k = 0; k < Cg; ++k) {
+    gr.alog[k] += static_cast<T>(dA[static_cast<size_t>(k)]) * A[static_cast<size_t>(k)];  // dA/dA_logs = A
+    gr.D[k] += static_cast<T>(dD[static_cast<size_t>(k)]);
+  }
+  // softplus: d softplus(v)/dv = sigmoid(v) = 1 - exp(-softplus(v))
+  for (int64_t i = 0; i < M * Cg; ++i) da[i] = -delta[i];
+  v_exp(da, da, M * Cg);
+  for (int64_t m = 0; m < M; ++m)
+    for (int64_t k = 0; k < Cg; ++k) {
+      const int64_t i = m * Cg + k;
+      ddelta[i] *= T(1) - da[i];
+      gr.dtb[k] += ddelta[i];
+    }
+  // dt_proj and x_proj
+  core::gemm(true, false, Cg, R, M, T(1), ddelta, Cg, xdbl, RB, T(1), gr.dtw, R);
+  core::gemm(false, false, M, R, Cg, T(1), ddelta, Cg, p.dtw, R, T(0), dxdbl, RB);
+  core::gemm(true, false, RB, Cg, M, T(1), dxdbl, RB, u, Cg, T(1), gr.xw, Cg);
+  core::gemm(false, false, M, Cg, RB, T(1), dxdbl, RB, p.xw, Cg, T(1), du, Cg);
+  // SiLU of the conv output: d/dv v s(v) = s (1 + v (1 - s))
+  v_sigmoid(xc, da, M * Cg);
+  for (int64_t i = 0; i < M * Cg; ++i) du[i] *= da[i] * (T(1) + xc[i] * (T(1) - da[i]));
+  // conv (input: the x half of xz) into the x half of dxz
+  detail::dw_backward_weight(gr.cw, gr.cb, du, Cg, xz, 2 * Cg, d.B, d.H, d.W, Cg, false);
+  detail::dw_backward_input(dxz, 2 * Cg, du, Cg, p.cw, d.B, d.H, d.W, Cg, false);
+  // in_proj
+  core::gemm(true, false, 2 * Cg, Cg, M, T(1), dxz, 2 * Cg, x + g * Cg, C, T(1), gr.win, Cg);
+  core::gemm(false, false, M, Cg, 2 * Cg, T(1), dxz, 2 * Cg, p.win, Cg, T(0), dx + g * Cg, C);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+
+Dims check_args(const Tensor& x, int64_t H, int64_t W, const std::vector<VsssParams>& p, const char* op) {
+  SSMKIT_CHECK(x.ndim() == 3 && H > 0 && W > 0 && x.size(1) == H * W, op, ": x must be (B,", H * W, ",C) for a ",
+               H, "x", W, " grid, got ", core::shape_str(x.shape()));
+  SSMKIT_CHECK(x.dtype() == DType::F32 || x.dtype() == DType::F64, op, ": x must be F32 or F64");
+  SSMKIT_CHECK(p.size() == kVsssGroups, op, ": ", kVsssGroups, " groups of parameters expected, got ", p.size());
+  const int64_t C = x.size(2);
+  SSMKIT_CHECK(C % kVsssGroups == 0, op, ": channels ", C, " must be divisible by ", kVsssGroups);
+  const int64_t Cg = C / kVsssGroups;
+  const int64_t R = p[0].dt_projs_weight.ndim() == 3 ? p[0].dt_projs_weight.size(2) : -1;
+  SSMKIT_CHECK(R > 0, op, ": dt_projs_weight must be (1,", Cg, ",R), got ", core::shape_str(p[0].dt_projs_weight.shape()));
+  const std::vector<Shape> want = {{1, R + 2, Cg}, {1, Cg, R}, {1, Cg}, {Cg, 1}, {Cg},         {Cg},
+                                   {Cg},           {2 * Cg, Cg}, {Cg, 1, 3, 3}, {Cg}, {Cg, Cg}};
+  static const char* names[] = {"x_proj_weight", "dt_projs_weight", "dt_projs_bias", "A_logs",
+                                "Ds",            "out_norm.weight", "out_norm.bias",  "in_proj.weight",
+                                "conv2d.weight", "conv2d.bias",     "out_proj.weight"};
+  for (int g = 0; g < kVsssGroups; ++g) {
+    auto l = const_cast<VsssParams&>(p[static_cast<size_t>(g)]).list();
+    for (int i = 0; i < kVsssParams; ++i) {
+      const Tensor& t = *l[static_cast<size_t>(i)];
+      SSMKIT_CHECK(t.defined() && t.shape() == want[static_cast<size_t>(i)] && t.dtype() == x.dtype(), op,
+                   ": group ", g + 1, " ", names[i], " must be ", core::shape_str(want[static_cast<size_t>(i)]), " ",
+                   core::dtype_name(x.dtype()), ", got ",
+                   t.defined() ? core::shape_str(t.shape()) + " " + core::dtype_name(t.dtype()) : "undefined");
+    }
+  }
+  return {x.size(0), H, W, H * W, C, Cg, R};
+}
+
+std::vector<VsssParams> contiguous_params(const std::vector<VsssParams>& p) {
+  std::vector<VsssParams> q = p;
+  for (auto& g : q)
+    for (Tensor* t : g.list()) *t = t->contiguous();
+  return q;
+}
+
+void alloc_group(VsssCache::Group& c, const Dims& d, DType dt) {
+  const int64_t M = d.B * d.L;
+  c.xz = detail::uninit({M, 2 * d.Cg}, dt);
+  c.xc = detail::uninit({M, d.Cg}, dt);
+  c.u = detail::uninit({M, d.Cg}, dt);
+  c.xdbl = detail::uninit({M, d.R + 2}, dt);
+  c.delta = detail::uninit({M, d.Cg}, dt);
+  c.h = detail::uninit({M, d.Cg}, dt);
+  c.ys = detail::uninit({M, d.Cg}, dt);
+  c.mean = detail::uninit({M}, dt);
+  c.rstd = detail::uninit({M}, dt);
+  c.yg = detail::uninit({M, d.Cg}, dt);
+}
+
+template <class T>
+void forward_all(Tensor& y, VsssCache& c, const Tensor& x, const Dims& d, std::vector<VsssParams>& p) {
+  T* yp = y.data<T>();
+  const T* xp = x.data<T>();
+#pragma omp parallel for schedule(static, 1) if (d.B * d.L * d.C > (1 << 12))
+  for (int g = 0; g < kVsssGroups; ++g)
+    group_forward<T>(yp, xp, d, g, view_of<T>(p[static_cast<size_t>(g)]), c.groups[static_cast<size_t>(g)]);
+}
+
+template <class T>
+void backward_all(Tensor& dx, std::vector<VsssParams>& grads, const Tensor& dy, const VsssCache& c, const Dims& d,
+                  std::vector<VsssParams>& p) {
+  T* dxp = dx.data<T>();
+  const T* dyp = dy.data<T>();
+  const T* xp = c.x.data<T>();
+#pragma omp parallel for schedule(static, 1) if (d.B * d.L * d.C > (1 << 12))
+  for (int g = 0; g < kVsssGroups; ++g)
+    group_backward<T>(dxp, dyp, xp, d, g, view_of<T>(p[static_cast<size_t>(g)]), c.groups[static_cast<size_t>(g)],
+                      view_of<T>(grads[static_cast<size_t>(g)]));
+}
+
+}  // namespace
+
+void group_vsss_forward(Tensor& y, VsssCache* cache, const Tensor& x0, int64_t H, int64_t W,
+                        const std::vector<VsssParams>& p0) {
+  const Dims d = check_args(x0, H, W, p0, "group_vsss");
+  std::vector<VsssParams> p = contiguous_params(p0);
+  const Tensor x = x0.contiguous();
+  VsssCache local;
+  VsssCache& c = cache ? *cache : local;
+  c.x = x;
+  c.H = H;
+  c.W = W;
+  c.groups.assign(kVsssGroups, {});
+  for (auto& gr : c.groups) alloc_group(gr, d, x.dtype());
+  y = detail::uninit(x.shape(), x.dtype());
+  if (x.dtype() == DType::F64)
+    forward_all<double>(y, c, x, d, p);
+  else
+    forward_all<float>(y, c, x, d, p);
+}
+
+void group_vsss_backward(Tensor& dx, std::vector<VsssParams>& grads, const Tensor& dy0, const VsssCache& c,
+                         const std::vector<VsssParams>& p0) {
+  SSMKIT_CHECK(c.x.defined() && c.groups.size() == kVsssGroups,
+               "group_vsss_backward: the cache is empty (run group_vsss_forward with a cache first)");
+  const Dims d = check_args(c.x, c.H, c.W, p0, "group_vsss_backward");
+  std::vector<VsssParams> p = contiguous_params(p0);
+  const Tensor dy = dy0.contiguous();
+  SSMKIT_CHECK(dy.shape() == c.x.shape() && dy.dtype() == c.x.dtype(), "group_vsss_backward: dy must be ",
+               core::shape_str(c.x.shape()), ", got ", core::shape_str(dy.shape()));
+  SSMKIT_CHECK(grads.size() == kVsssGroups, "group_vsss_backward: ", kVsssGroups, " gradient groups expected, got ",
+               grads.size());
+  for (size_t g = 0; g < grads.size(); ++g) {
+    auto gl = grads[g].list();
+    auto pl = p[g].list();
+    for (size_t i = 0; i < gl.size(); ++i)
+      SSMKIT_CHECK(gl[i]->defined() && gl[i]->shape() == pl[i]->shape() && gl[i]->dtype() == pl[i]->dtype() &&
+                       gl[i]->is_contiguous(),
+                   "group_vsss_backward: gradient ", i, " of group ", g + 1,
+                   " must be a contiguous tensor shaped like its parameter (VsssParams::zeros_like)");
+  }
+  dx = detail::uninit(dy.shape(), dy.dtype());
+  if (dy.dtype() == DType::F64)
+    backward_all<double>(dx, grads, dy, c, d, p);
+  else
+    backward_all<float>(dx, grads, dy, c, d, p);
+}
+
+Var group_vsss(const Var& x, int64_t H, int64_t W, const std::vector<Var>& params) {
+  SSMKIT_CHECK(params.size() == static_cast<size_t>(kVsssGroups * kVsssParams), "group_vsss: ",
+               kVsssGroups * kVsssParams, " parameters expected (4 groups x 11), got ", params.size());
+  std::vector<VsssParams> p(kVsssGroups);
+  for (int g = 0; g < kVsssGroups; ++g) {
+    auto l = p[static_cast<size_t>(g)].list();
+    for (int i = 0; i < kVsssParams; ++i) *l[static_cast<size_t>(i)] = params[static_cast<size_t>(g * kVsssParams + i)].value();
+  }
+  bool record = core::grad_enabled() && x.requires_grad();
+  for (const Var& v : params) record = record || (core::grad_enabled() && v.requires_grad());
+  auto cache = std::make_shared<VsssCache>();
+  Tensor y;
+  group_vsss_forward(y, record ? cache.get() : nullptr, x.value(), H, W, p);
+  if (!record) return Var(y);
+  std::vector<Var> inputs = {x};
+  inputs.insert(inputs.end(), params.begin(), params.end());
+  return core::make_result(
+      y, inputs,
+      [cache, p](const Tensor& g, const std::vector<bool>&) {
+        std::vector<VsssParams> grads;
+        for (const auto& q : p) grads.push_back(VsssParams::zeros_like(q));
+        Tensor dx;
+        group_vsss_backward(dx, grads, g, *cache, p);
+        std::vector<Tensor> r = {dx};
+        for (auto& q : grads)
+          for (Tensor* t : q.list()) r.push_back(*t);
+        return r;
+      },
+      "group_vsss");
+}
+
+}  // namespace ssmkit::vision
