@@ -1,5 +1,7 @@
 // Mamba block: finite-difference gradients in double for the input and every parameter (with and
-// without linear biases), official key names, and clear errors for bad shapes and missing keys.
+// without linear biases, every conv width path), batch elements independent of each other, F32 against
+// F64, the inference path against the training path, official key names, and clear errors for bad
+// shapes, dtypes and gradient buffers.
 #include "gradcheck.h"
 #include "ssmkit/core/ssm/mamba_block.h"
 
@@ -24,10 +26,10 @@ MambaParams random_params(const MambaConfig& cfg, uint64_t seed) {
   return p;
 }
 
-void check_block(const MambaConfig& cfg) {
+void check_block(const MambaConfig& cfg, int64_t L = 6) {
   MambaParams p = random_params(cfg, 5);
-  Tensor x = random_tensor({2, 6, cfg.d_model}, 1);
-  Tensor w = random_tensor({2, 6, cfg.d_model}, 2);
+  Tensor x = random_tensor({2, L, cfg.d_model}, 1);
+  Tensor w = random_tensor({2, L, cfg.d_model}, 2);
   auto loss = [&] {
     Tensor out;
     mamba_block_forward(out, nullptr, x, p, cfg);
@@ -67,6 +69,74 @@ TEST(MambaBlock, GradcheckWithLinearBiasesNoConvBias) {
   check_block(cfg);
 }
 
+TEST(MambaBlock, GradcheckEveryConvWidth) {
+  // d_conv 2 and 3 take fixed-width conv kernels, 5 the run-time width; L = 3 < d_conv - 1 for 5
+  MambaConfig cfg;
+  cfg.d_model = 3;
+  cfg.d_state = 2;
+  cfg.expand = 1;
+  cfg.dt_rank = 1;
+  for (int64_t k : {2, 5}) {
+    cfg.d_conv = k;
+    check_block(cfg, k == 5 ? 3 : 6);
+  }
+}
+
+TEST(MambaBlock, BatchElementsAreIndependent) {
+  // A batch of 3 gives each element's own output and input gradient; parameter gradients add up.
+  MambaConfig cfg;
+  cfg.d_model = 5;
+  cfg.d_state = 3;
+  cfg.dt_rank = 2;
+  cfg.bias = true;
+  const MambaParams p = random_params(cfg, 7);
+  const int64_t B = 3, L = 11;
+  const Tensor x = random_tensor({B, L, cfg.d_model}, 8), dout = random_tensor({B, L, cfg.d_model}, 9);
+  Tensor out, dx;
+  MambaCache cache;
+  mamba_block_forward(out, &cache, x, p, cfg);
+  MambaParams g = MambaParams::zeros(cfg, DType::F64), g_sum = MambaParams::zeros(cfg, DType::F64);
+  mamba_block_backward(dx, g, dout, cache, p, cfg);
+  for (int64_t b = 0; b < B; ++b) {
+    Tensor ob, dxb;
+    MambaCache cb;
+    mamba_block_forward(ob, &cb, x.slice(0, b, b + 1).contiguous(), p, cfg);
+    mamba_block_backward(dxb, g_sum, dout.slice(0, b, b + 1).contiguous(), cb, p, cfg);
+    EXPECT_LT(max_abs_diff(ob, out.slice(0, b, b + 1)), 1e-13) << "out, batch element " << b;
+    EXPECT_LT(max_abs_diff(dxb, dx.slice(0, b, b + 1)), 1e-13) << "dhidden, batch element " << b;
+  }
+  auto gn = g.names(), sn = g_sum.names();
+  for (size_t i = 0; i < gn.size(); ++i) EXPECT_LT(max_abs_diff(*gn[i].second, *sn[i].second), 1e-12) << gn[i].first;
+}
+
+TEST(MambaBlock, Float32MatchesFloat64AndInferencePathMatchesTraining) {
+  MambaConfig cfg;
+  cfg.d_model = 24;  // E 48, R 2, N 16
+  const MambaParams p64 = random_params(cfg, 13);
+  MambaParams p32 = MambaParams::zeros(cfg, DType::F32);
+  {
+    MambaParams src = p64;
+    auto dst = p32.names(), from = src.names();
+    for (size_t i = 0; i < dst.size(); ++i) dst[i].second->copy_from(*from[i].second);
+  }
+  const Tensor x = random_tensor({2, 70, cfg.d_model}, 14), dout = random_tensor({2, 70, cfg.d_model}, 15);
+  Tensor o64, o32, o_inf, dx64, dx32;
+  MambaCache c64, c32;
+  mamba_block_forward(o64, &c64, x, p64, cfg);
+  mamba_block_forward(o32, &c32, x.to(DType::F32), p32, cfg);
+  mamba_block_forward(o_inf, nullptr, x.to(DType::F32), p32, cfg);  // no cache: SiLU in place
+  EXPECT_EQ(o32.dtype(), DType::F32);
+  EXPECT_LT(max_abs_diff(o64, o32), 1e-5 * std::max(1.0, max_abs(o64)));
+  EXPECT_EQ(max_abs_diff(o32, o_inf), 0.0);
+  MambaParams g64 = MambaParams::zeros(cfg, DType::F64), g32 = MambaParams::zeros(cfg, DType::F32);
+  mamba_block_backward(dx64, g64, dout, c64, p64, cfg);
+  mamba_block_backward(dx32, g32, dout.to(DType::F32), c32, p32, cfg);
+  EXPECT_LT(max_abs_diff(dx64, dx32), 1e-4 * std::max(1.0, max_abs(dx64)));
+  auto a = g64.names(), b = g32.names();
+  for (size_t i = 0; i < a.size(); ++i)
+    EXPECT_LT(max_abs_diff(*a[i].second, *b[i].second), 1e-4 * std::max(1.0, max_abs(*a[i].second))) << a[i].first;
+}
+
 TEST(MambaBlock, OfficialKeysAndAutoRank) {
   MambaConfig cfg;
   cfg.d_model = 64;  // spec §2.5: d_inner 128, dt_rank 4, 32,640 parameters
@@ -101,6 +171,39 @@ TEST(MambaBlock, BadInputsGiveClearErrors) {
     FAIL();
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("x_proj.weight has shape (3,16), expected (33,16)"), std::string::npos)
+        << e.what();
+  }
+  // backward: a gradient buffer that cannot be added into, and a forward that kept no cache
+  MambaConfig small;
+  small.d_model = 4;
+  const MambaParams q = random_params(small, 3);
+  const Tensor x = random_tensor({1, 5, 4}, 4);
+  MambaCache cache;
+  mamba_block_forward(out, &cache, x, q, small);
+  MambaParams g = MambaParams::zeros(small, DType::F64);
+  g.in_proj_weight = Tensor::zeros({4, 16}, DType::F64).transpose(0, 1);
+  Tensor dx;
+  try {
+    mamba_block_backward(dx, g, x, cache, q, small);
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("gradient in_proj.weight must be a contiguous F64 tensor"), std::string::npos)
+        << e.what();
+  }
+  MambaParams g_ok = MambaParams::zeros(small, DType::F64);
+  try {
+    mamba_block_backward(dx, g_ok, x, MambaCache{}, q, small);
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("<no forward cache>"), std::string::npos) << e.what();
+  }
+  try {
+    MambaParams bad = q;
+    bad.D = Tensor::zeros({8});  // F32 among F64 parameters
+    mamba_block_forward(out, nullptr, x, bad, small);
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("parameter D has dtype F32, in_proj.weight has F64"), std::string::npos)
         << e.what();
   }
 }

@@ -2,6 +2,7 @@
 // hand-computed values, a plain triple-loop oracle for broadcast batches, finite-difference gradients in
 // double for every input, the frozen-weight path, deterministic scatter-add with repeated indices,
 // padding_idx, and argument errors.
+#include <algorithm>
 #include <cmath>
 
 #include "gradcheck.h"
@@ -69,7 +70,7 @@ TEST(Matmul, Gradients) {
 }
 
 TEST(Matmul, Float32LargerThanBlocks) {
-  // Eigen's blocked GEMM path in F32 against the F64 result.
+  // The BLAS's blocked GEMM path in F32 against the F64 result.
   Tensor a = random_tensor({3, 70, 130}, 23), b = random_tensor({130, 90}, 24);
   Tensor c64 = matmul_forward(a, b), c32 = matmul_forward(a.to(DType::F32), b.to(DType::F32));
   EXPECT_EQ(c32.dtype(), DType::F32);
@@ -95,6 +96,34 @@ TEST(Matmul, ThreadedBatchedBackwardMatchesPerBatch) {
   }
   EXPECT_LT(worst, 1e-12);
   EXPECT_LT(max_abs_diff(db.select(0, 0), db_want), 1e-12);
+}
+
+TEST(Matmul, ManySmallBatchesOnThreadsMatchPerBatch) {
+  // 64 batches of 16x16x16: threads over batches (each gemm on one thread), forward and backward
+  Tensor a = random_tensor({64, 16, 16}, 46), b = random_tensor({64, 16, 16}, 47), dc = random_tensor({64, 16, 16}, 48);
+  Tensor c = matmul_forward(a, b), da, db;
+  matmul_backward(&da, &db, dc, a, b);
+  double worst = 0;
+  for (int64_t i = 0; i < 64; i += 9) {
+    Tensor dai, dbi;
+    matmul_backward(&dai, &dbi, dc.select(0, i), a.select(0, i), b.select(0, i));
+    worst = std::max({worst, max_abs_diff(c.select(0, i), matmul_forward(a.select(0, i), b.select(0, i))),
+                      max_abs_diff(da.select(0, i), dai), max_abs_diff(db.select(0, i), dbi)});
+  }
+  EXPECT_LT(worst, 1e-13);
+}
+
+TEST(Matmul, EmptyDimensions) {
+  // k = 0: the product is all zeros; m = 0: an empty result; gradients of the right (empty) shapes
+  Tensor c = matmul_forward(Tensor::zeros({2, 3, 0}, DType::F64), Tensor::zeros({2, 0, 4}, DType::F64));
+  ASSERT_EQ(c.shape(), Shape({2, 3, 4}));
+  EXPECT_EQ(max_abs(c), 0.0);
+  EXPECT_EQ(matmul_forward(Tensor::zeros({0, 3}, DType::F64), random_tensor({3, 2}, 49)).shape(), Shape({0, 2}));
+  Tensor da, db;
+  matmul_backward(&da, &db, Tensor::zeros({2, 3, 4}, DType::F64), Tensor::zeros({2, 3, 0}, DType::F64),
+                  Tensor::zeros({2, 0, 4}, DType::F64));
+  EXPECT_EQ(da.shape(), Shape({2, 3, 0}));
+  EXPECT_EQ(db.shape(), Shape({2, 0, 4}));
 }
 
 TEST(Matmul, BadShapesThrow) {

@@ -1,16 +1,17 @@
-// Linear layer forward and backward as Eigen GEMMs on row-major maps of the contiguous operands.
+// Linear layer forward and backward: three gemm() calls (ops/gemm.h, OpenBLAS) on the contiguous
+// operands viewed as row-major matrices, rows = all leading dims folded together. The bias is written
+// into the output first and the product added on top (beta = 1), so no second pass runs.
+// Not here: the autograd wrapper (ops/matmul.cpp), integer or half-precision inputs.
+// Shapes: x (rows, I), W (O, I), b (O), y (rows, O).
 #include "ssmkit/core/ops/linear.h"
 
-#include <Eigen/Dense>
+#include <algorithm>
+
+#include "ssmkit/core/ops/gemm.h"
 
 namespace ssmkit::core {
 
 namespace {
-
-template <class T>
-using RowMat = Eigen::Map<Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>;
-template <class T>
-using ConstRowMat = Eigen::Map<const Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>;
 
 void check_operands(const Tensor& x, const Tensor& W, const char* fn) {
   SSMKIT_CHECK(W.ndim() == 2, fn, ": weight must be (out, in), got ", shape_str(W.shape()));
@@ -20,47 +21,32 @@ void check_operands(const Tensor& x, const Tensor& W, const char* fn) {
                ": input and weight must both be F32 or both F64");
 }
 
-template <class T>
-void forward_impl(Tensor& y, const Tensor& x, const Tensor& W, const Tensor& b) {
-  const int64_t I = W.size(1), O = W.size(0), rows = x.numel() / std::max<int64_t>(I, 1);
-  Shape ys = x.shape();
-  ys.back() = O;
-  if (!(y.defined() && y.shape() == ys && y.dtype() == x.dtype() && y.is_contiguous())) y = Tensor::empty(ys, x.dtype());
-  ConstRowMat<T> X(x.data<T>(), rows, I), Wm(W.data<T>(), O, I);
-  RowMat<T> Y(y.data<T>(), rows, O);
-  Y.noalias() = X * Wm.transpose();
-  if (b.defined()) {
-    SSMKIT_CHECK(b.shape() == Shape({O}) && b.dtype() == x.dtype(), "linear_forward: bias must be (", O, ")");
-    Eigen::Map<const Eigen::Matrix<T, 1, Eigen::Dynamic>> bv(b.data<T>(), O);
-    Y.rowwise() += bv;
-  }
+// The product of all dims but the last (the GEMM's row count).
+int64_t leading_rows(const Tensor& x) {
+  int64_t rows = 1;
+  for (int64_t d = 0; d + 1 < x.ndim(); ++d) rows *= x.size(d);
+  return rows;
 }
 
+// x (rows,I), W (O,I), b (O) or null -> y (rows,O)
 template <class T>
-void backward_impl(Tensor* dx, Tensor& dW, Tensor* db, const Tensor& dy, const Tensor& x, const Tensor& W) {
-  const int64_t I = W.size(1), O = W.size(0), rows = x.numel() / std::max<int64_t>(I, 1);
-  SSMKIT_CHECK(dy.numel() == rows * O && dy.size(-1) == O && dy.dtype() == x.dtype(), "linear_backward: dy ",
-               shape_str(dy.shape()), " does not match the output of input ", shape_str(x.shape()));
-  ConstRowMat<T> X(x.data<T>(), rows, I), Wm(W.data<T>(), O, I), dY(dy.data<T>(), rows, O);
-  if (!dW.defined()) dW = Tensor::zeros(W.shape(), W.dtype());
-  SSMKIT_CHECK(dW.shape() == W.shape() && dW.dtype() == W.dtype() && dW.is_contiguous(),
-               "linear_backward: dW must match the weight ", shape_str(W.shape()));
-  RowMat<T>(dW.data<T>(), O, I).noalias() += dY.transpose() * X;
-  if (db) {
-    if (!db->defined()) *db = Tensor::zeros({O}, W.dtype());
-    SSMKIT_CHECK(db->shape() == Shape({O}) && db->dtype() == W.dtype(), "linear_backward: db must be (", O, ")");
-    Eigen::Map<Eigen::Matrix<T, 1, Eigen::Dynamic>>(db->data<T>(), O) += dY.colwise().sum();
-  }
-  if (dx) {
-    if (!dx->defined()) {
-      *dx = Tensor::empty(x.shape(), x.dtype());
-      RowMat<T>(dx->data<T>(), rows, I).noalias() = dY * Wm;
-    } else {
-      SSMKIT_CHECK(dx->shape() == x.shape() && dx->dtype() == x.dtype() && dx->is_contiguous(),
-                   "linear_backward: dx must match the input ", shape_str(x.shape()));
-      RowMat<T>(dx->data<T>(), rows, I).noalias() += dY * Wm;
-    }
-  }
+void forward_impl(T* y, const T* x, const T* W, const T* b, int64_t rows, int64_t I, int64_t O) {
+  if (b)
+    for (int64_t r = 0; r < rows; ++r) std::copy(b, b + O, y + r * O);
+  gemm(false, true, rows, O, I, T(1), x, std::max<int64_t>(I, 1), W, std::max<int64_t>(I, 1), b ? T(1) : T(0), y,
+       std::max<int64_t>(O, 1));
+}
+
+// dy (rows,O) -> dW (O,I) += dy^T x; db (O) += column sums of dy (when non-null); dx (rows,I) = or += dy W
+template <class T>
+void backward_impl(T* dx, bool dx_add, T* dW, T* db, const T* dy, const T* x, const T* W, int64_t rows, int64_t I,
+                   int64_t O) {
+  const int64_t ldi = std::max<int64_t>(I, 1), ldo = std::max<int64_t>(O, 1);
+  gemm(true, false, O, I, rows, T(1), dy, ldo, x, ldi, T(1), dW, ldi);
+  if (db)
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t o = 0; o < O; ++o) db[o] += dy[r * O + o];
+  if (dx) gemm(false, false, rows, I, O, T(1), dy, ldo, W, ldi, dx_add ? T(1) : T(0), dx, ldi);
 }
 
 }  // namespace
@@ -68,20 +54,57 @@ void backward_impl(Tensor* dx, Tensor& dW, Tensor* db, const Tensor& dy, const T
 void linear_forward(Tensor& y, const Tensor& x0, const Tensor& W0, const Tensor& b) {
   check_operands(x0, W0, "linear_forward");
   const Tensor x = x0.contiguous(), W = W0.contiguous();
-  const Tensor bc = b.defined() ? b.contiguous() : Tensor{};
+  const int64_t I = W.size(1), O = W.size(0), rows = leading_rows(x);
+  Tensor bc;
+  if (b.defined()) {
+    SSMKIT_CHECK(b.shape() == Shape({O}) && b.dtype() == x.dtype(), "linear_forward: bias must be (", O, ") of the ",
+                 "input's dtype, got ", shape_str(b.shape()), " ", dtype_name(b.dtype()));
+    bc = b.contiguous();
+  }
+  Shape ys = x.shape();
+  ys.back() = O;
+  if (!(y.defined() && y.shape() == ys && y.dtype() == x.dtype() && y.is_contiguous()))
+    y = Tensor::empty(ys, x.dtype());
   if (x.dtype() == DType::F64)
-    forward_impl<double>(y, x, W, bc);
+    forward_impl<double>(y.data<double>(), x.data<double>(), W.data<double>(),
+                         bc.defined() ? bc.data<double>() : nullptr, rows, I, O);
   else
-    forward_impl<float>(y, x, W, bc);
+    forward_impl<float>(y.data<float>(), x.data<float>(), W.data<float>(), bc.defined() ? bc.data<float>() : nullptr,
+                        rows, I, O);
 }
 
 void linear_backward(Tensor* dx, Tensor& dW, Tensor* db, const Tensor& dy0, const Tensor& x0, const Tensor& W0) {
   check_operands(x0, W0, "linear_backward");
   const Tensor x = x0.contiguous(), W = W0.contiguous(), dy = dy0.contiguous();
-  if (x.dtype() == DType::F64)
-    backward_impl<double>(dx, dW, db, dy, x, W);
+  const int64_t I = W.size(1), O = W.size(0), rows = leading_rows(x);
+  const DType dt = x.dtype();
+  SSMKIT_CHECK(dy.numel() == rows * O && dy.size(-1) == O && dy.dtype() == dt, "linear_backward: dy ",
+               shape_str(dy.shape()), " does not match the output of input ", shape_str(x.shape()));
+  if (!dW.defined()) dW = Tensor::zeros(W.shape(), dt);
+  SSMKIT_CHECK(dW.shape() == W.shape() && dW.dtype() == dt && dW.is_contiguous(),
+               "linear_backward: dW must be a contiguous ", shape_str(W.shape()), " ", dtype_name(dt), " tensor");
+  if (db) {
+    if (!db->defined()) *db = Tensor::zeros({O}, dt);
+    SSMKIT_CHECK(db->shape() == Shape({O}) && db->dtype() == dt && db->is_contiguous(),
+                 "linear_backward: db must be a contiguous (", O, ") ", dtype_name(dt), " tensor");
+  }
+  bool dx_add = false;
+  if (dx) {
+    if (dx->defined()) {
+      SSMKIT_CHECK(dx->shape() == x.shape() && dx->dtype() == dt && dx->is_contiguous(),
+                   "linear_backward: dx must be a contiguous ", shape_str(x.shape()), " ", dtype_name(dt), " tensor");
+      dx_add = true;
+    } else {
+      *dx = Tensor::empty(x.shape(), dt);
+    }
+  }
+  if (dt == DType::F64)
+    backward_impl<double>(dx ? dx->data<double>() : nullptr, dx_add, dW.data<double>(),
+                          db ? db->data<double>() : nullptr, dy.data<double>(), x.data<double>(), W.data<double>(),
+                          rows, I, O);
   else
-    backward_impl<float>(dx, dW, db, dy, x, W);
+    backward_impl<float>(dx ? dx->data<float>() : nullptr, dx_add, dW.data<float>(), db ? db->data<float>() : nullptr,
+                         dy.data<float>(), x.data<float>(), W.data<float>(), rows, I, O);
 }
 
 }  // namespace ssmkit::core

@@ -1,15 +1,18 @@
 // matmul: both operands made contiguous, 1-D ones promoted to matrices, batch dims broadcast by a table
-// of per-batch matrix offsets; each batch is one Eigen GEMM on row-major maps (threads over batches when
-// there are several, else Eigen's own threads inside the GEMM). A 2-D b folds a's batch into the rows:
-// one GEMM. Backward: da = dc b^T, db = a^T dc, summed over broadcast batches. Follows torch.matmul.
-// linear: the autograd wrapper of ops/linear.h (nn.functional.linear).
+// of per-batch matrix offsets; each batch is one gemm() (ops/gemm.h, OpenBLAS), the transposes of the
+// backward folded into its flags. Many small batches run on threads over batches (each gemm then runs on
+// one thread); few large ones run one after another with the threads inside the gemm. A 2-D b folds a's
+// batch into the rows: one gemm. Backward: da = dc b^T, db = a^T dc, summed over broadcast batches.
+// Follows torch.matmul. linear: the autograd wrapper of ops/linear.h (nn.functional.linear).
+// Shapes: a (..., m, k), b (..., k, n), c (..., m, n).
 #include "ssmkit/core/ops/matmul.h"
+
+#include <omp.h>
 
 #include <algorithm>
 
-#include <Eigen/Dense>
-
 #include "ssmkit/core/ops/elementwise.h"
+#include "ssmkit/core/ops/gemm.h"
 #include "ssmkit/core/ops/linear.h"
 #include "dtype_dispatch.h"
 
@@ -17,13 +20,10 @@ namespace ssmkit::core {
 
 namespace {
 
-template <class T>
-using RowMat = Eigen::Map<Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>;
-template <class T>
-using ConstRowMat = Eigen::Map<const Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>;
-
 // Multiply-adds below which a batched product stays on one thread (a parallel region costs more).
 constexpr int64_t kThreadWork = 1 << 17;
+// Multiply-adds of one product from which the gemm's own threads pay off better than threads over batches.
+constexpr int64_t kGemmThreadWork = 1 << 22;
 
 using detail::dispatch_float;
 
@@ -100,43 +100,59 @@ Plan make_plan(const Tensor& a, const Tensor& b) {
   return p;
 }
 
+// Row-major C (M,N) = op(A) op(B) + beta C with leading dimensions clamped to 1 (gemm() rejects 0, which
+// an empty matrix would give).
+template <class T>
+void gemm_rm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, const T* B, int64_t ldb,
+             T beta, T* C, int64_t ldc) {
+  gemm(ta, tb, M, N, K, T(1), A, std::max<int64_t>(lda, 1), B, std::max<int64_t>(ldb, 1), beta, C,
+       std::max<int64_t>(ldc, 1));
+}
+
+// Threads over batches: several batches, enough work in all, and each product too small to thread well.
+bool thread_batches(const Plan& p) {
+  const int64_t one = p.m * p.n * p.k;
+  return p.nb > 1 && p.nb * one > kThreadWork && (one < kGemmThreadWork || p.nb >= 2 * omp_get_max_threads());
+}
+
+// c (nb,m,n) = a_i b_i per batch
 template <class T>
 void forward_impl(T* c, const T* a, const T* b, const Plan& p, bool fold) {
   const int64_t m = p.m, k = p.k, n = p.n;
   if (fold) {  // b has no batch dims: a's batches are just more rows
-    const int64_t rows = p.nb * m;
-    RowMat<T>(c, rows, n).noalias() = ConstRowMat<T>(a, rows, k) * ConstRowMat<T>(b, k, n);
+    gemm_rm<T>(false, false, p.nb * m, n, k, a, k, b, n, T(0), c, n);
     return;
   }
-#pragma omp parallel for schedule(static) if (p.nb > 1 && p.nb * m * n * k > kThreadWork)
+#pragma omp parallel for schedule(static) if (thread_batches(p))
   for (int64_t i = 0; i < p.nb; ++i)
-    RowMat<T>(c + i * m * n, m, n).noalias() =
-        ConstRowMat<T>(a + p.a_off[static_cast<size_t>(i)], m, k) * ConstRowMat<T>(b + p.b_off[static_cast<size_t>(i)], k, n);
+    gemm_rm<T>(false, false, m, n, k, a + p.a_off[static_cast<size_t>(i)], k, b + p.b_off[static_cast<size_t>(i)], n,
+               T(0), c + i * m * n, n);
 }
 
+// dc (nb,m,n) -> da (a's matrices) = dc b^T, db (b's matrices) = a^T dc; both zero on entry (their
+// broadcast batches accumulate).
 template <class T>
 void backward_impl(T* da, T* db, const T* dc, const T* a, const T* b, const Plan& p, bool fold) {
   const int64_t m = p.m, k = p.k, n = p.n;
   if (fold) {
     const int64_t rows = p.nb * m;
-    ConstRowMat<T> A(a, rows, k), B(b, k, n), dC(dc, rows, n);
-    if (da) RowMat<T>(da, rows, k).noalias() = dC * B.transpose();
-    if (db) RowMat<T>(db, k, n).noalias() = A.transpose() * dC;
+    if (da) gemm_rm<T>(false, true, rows, k, n, dc, n, b, n, T(0), da, k);
+    if (db) gemm_rm<T>(true, false, k, n, rows, a, k, dc, n, T(0), db, n);
     return;
   }
   // da[a_off(i)] += dc_i b_i^T. Batches write disjoint matrices when a is not broadcast (threads), else
-  // they accumulate in batch order (one thread, Eigen's threads inside).
+  // they accumulate in batch order (one after another, threads inside the gemm).
   if (da) {
-#pragma omp parallel for schedule(static) if (p.a_full && p.nb > 1 && p.nb * m * n * k > kThreadWork)
+#pragma omp parallel for schedule(static) if (p.a_full && thread_batches(p))
     for (int64_t i = 0; i < p.nb; ++i)
-      RowMat<T>(da + p.a_off[static_cast<size_t>(i)], m, k).noalias() +=
-          ConstRowMat<T>(dc + i * m * n, m, n) * ConstRowMat<T>(b + p.b_off[static_cast<size_t>(i)], k, n).transpose();
+      gemm_rm<T>(false, true, m, k, n, dc + i * m * n, n, b + p.b_off[static_cast<size_t>(i)], n, T(1),
+                 da + p.a_off[static_cast<size_t>(i)], k);
   }
   if (db) {
-#pragma omp parallel for schedule(static) if (p.b_full && p.nb > 1 && p.nb * m * n * k > kThreadWork)
+#pragma omp parallel for schedule(static) if (p.b_full && thread_batches(p))
     for (int64_t i = 0; i < p.nb; ++i)
-      RowMat<T>(db + p.b_off[static_cast<size_t>(i)], k, n).noalias() +=
-          ConstRowMat<T>(a + p.a_off[static_cast<size_t>(i)], m, k).transpose() * ConstRowMat<T>(dc + i * m * n, m, n);
+      gemm_rm<T>(true, false, k, n, m, a + p.a_off[static_cast<size_t>(i)], k, dc + i * m * n, n, T(1),
+                 db + p.b_off[static_cast<size_t>(i)], n);
   }
 }
 

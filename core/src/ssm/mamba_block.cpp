@@ -1,11 +1,23 @@
-// Mamba-1 block: forward, then backward (reverse order of the same steps). Matmuls go through
-// ops/linear; the causal depthwise conv, SiLU and the layout changes between (B,L,.) and (B,E,L) are
-// plain loops here; the scan is ssm/selective_scan.
+// Mamba-1 block: forward, then backward (reverse order of the same steps). Every activation between the
+// projections lives channel-major (B,E,L) / (B,R+2N,L), the scan's layout: each projection is one gemm()
+// per batch element with the transposes folded into the gemm flags, so no layout copies run. The causal
+// depthwise conv is fused with SiLU (forward) and with the SiLU derivative (backward); threads over
+// (batch, channel) rows. Not here: the scan itself (ssm/selective_scan). Follows mamba_simple.Mamba's
+// slow path (../shared/specs/core-ssm.md §2.4).
+// Shapes: B batch, L length, M d_model, E d_inner, R dt_rank, N d_state, K d_conv, X = R + 2N.
 #include "ssmkit/core/ssm/mamba_block.h"
 
+#include <algorithm>
 #include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <vector>
 
+#include "ssmkit/core/ops/gemm.h"
 #include "ssmkit/core/ops/linear.h"
+#include "ssmkit/core/ops/vec_math.h"
 
 namespace ssmkit::core {
 
@@ -14,33 +26,72 @@ namespace {
 // Below this many elements a loop runs on one thread: waking a team costs more.
 constexpr int64_t kParallelMinWork = 32768;
 
-// (B,L,C) slice [c0, c0+n) of the last axis -> (B,n,L) contiguous.
-template <class T>
-Tensor to_channel_major(const Tensor& x, int64_t c0, int64_t n) {
-  const int64_t Bn = x.size(0), L = x.size(1), C = x.size(2);
-  Tensor out = Tensor::empty({Bn, n, L}, x.dtype());
-  const T* s = x.data<T>();
-  T* d = out.data<T>();
-#pragma omp parallel for schedule(static) if (Bn * L * n > kParallelMinWork)
-  for (int64_t b = 0; b < Bn; ++b)
-    for (int64_t l = 0; l < L; ++l)
-      for (int64_t c = 0; c < n; ++c) d[(b * n + c) * L + l] = s[(b * L + l) * C + c0 + c];
-  return out;
+// The block's buffers come from a small recycling pool: a buffer whose last tensor goes away is parked,
+// and the next request of about its size takes it back. Without it every call maps its ~100 MB of
+// activations afresh (glibc returns blocks this large to the system on free) and the kernel zeroes each
+// new page: about a tenth of W3's time. At most kPoolBytes stay parked; the rest is freed.
+class BufferPool {
+ public:
+  static constexpr size_t kPoolBytes = size_t(512) << 20;
+  // Never destroyed: tensors may release their buffers during static destruction.
+  static BufferPool& instance() {
+    static BufferPool* pool = new BufferPool;
+    return *pool;
+  }
+  // A block of at least `bytes` (64-byte aligned); its capacity is written to *cap.
+  void* take(size_t bytes, size_t* cap) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      auto it = parked_.lower_bound(bytes);
+      if (it != parked_.end() && it->first <= bytes + bytes / 8) {  // close fit: little waste
+        void* mem = it->second;
+        *cap = it->first;
+        parked_bytes_ -= it->first;
+        parked_.erase(it);
+        return mem;
+      }
+    }
+    void* mem = std::aligned_alloc(64, bytes);
+    SSMKIT_CHECK(mem != nullptr, "mamba_block: out of memory for a buffer of ", bytes, " bytes");
+    *cap = bytes;
+    return mem;
+  }
+  void give(void* mem, size_t cap) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (parked_bytes_ + cap <= kPoolBytes) {
+        parked_.emplace(cap, mem);
+        parked_bytes_ += cap;
+        return;
+      }
+    }
+    std::free(mem);
+  }
+
+ private:
+  std::mutex mu_;
+  std::multimap<size_t, void*> parked_;  // capacity -> block
+  size_t parked_bytes_ = 0;
+};
+
+// A buffer that is written in full before it is read: no zero fill (Tensor::empty zero-fills, which
+// costs as much as a pass over the data).
+Tensor uninit(const Shape& shape, DType dt) {
+  const size_t bytes = std::max<size_t>(64, (static_cast<size_t>(shape_numel(shape)) * dtype_size(dt) + 63) / 64 * 64);
+  size_t cap = 0;
+  void* mem = BufferPool::instance().take(bytes, &cap);
+  auto give_back = [cap](void* q) { BufferPool::instance().give(q, cap); };
+  return Tensor::borrow(mem, shape, dt, std::shared_ptr<void>(mem, give_back));
 }
 
-// (B,n,L) -> written into the last-axis slice [c0, c0+n) of (B,L,C) (accumulate when add).
-template <class T>
-void from_channel_major(Tensor& dst, const Tensor& x, int64_t c0, bool add) {
-  const int64_t Bn = x.size(0), n = x.size(1), L = x.size(2), C = dst.size(2);
-  const T* s = x.data<T>();
-  T* d = dst.data<T>();
-#pragma omp parallel for schedule(static) if (Bn * L * n > kParallelMinWork)
-  for (int64_t b = 0; b < Bn; ++b)
-    for (int64_t l = 0; l < L; ++l)
-      for (int64_t c = 0; c < n; ++c) {
-        T& o = d[(b * L + l) * C + c0 + c];
-        o = add ? o + s[(b * n + c) * L + l] : s[(b * n + c) * L + l];
-      }
+// A zero-filled buffer (a gradient the scan adds into), zeroed on all threads.
+Tensor zeros(const Shape& shape, DType dt) {
+  Tensor t = uninit(shape, dt);
+  char* p = static_cast<char*>(t.raw());
+  const int64_t bytes = static_cast<int64_t>(t.nbytes()), block = int64_t(1) << 16;
+#pragma omp parallel for schedule(static) if (bytes > 16 * block)
+  for (int64_t i = 0; i < bytes; i += block) std::memset(p + i, 0, static_cast<size_t>(std::min(block, bytes - i)));
+  return t;
 }
 
 template <class T>
@@ -48,79 +99,92 @@ inline T sigmoid(T x) {
   return T(1) / (T(1) + std::exp(-x));
 }
 
-// Causal depthwise conv1d: x (B,E,L), w (E,1,K), bias (E) -> y (B,E,L);
-// y[c,t] = bias_c + sum_k w[c,k] x[c, t-(K-1)+k] (zero before t = 0).
-template <class T>
-void causal_conv_forward(Tensor& y, const Tensor& x, const Tensor& w, const Tensor& bias) {
-  const int64_t Bn = x.size(0), E = x.size(1), L = x.size(2), K = w.size(2);
-  y = Tensor::empty(x.shape(), x.dtype());
-  const T* px = x.data<T>();
-  const T* pw = w.data<T>();
-  const T* pb = bias.defined() ? bias.data<T>() : nullptr;
-  T* py = y.data<T>();
-#pragma omp parallel for schedule(static) if (Bn * E * L * K > kParallelMinWork)
-  for (int64_t row = 0; row < Bn * E; ++row) {
-    const int64_t c = row % E;
-    const T* xr = px + row * L;
-    const T* wc = pw + c * K;
-    T* yr = py + row * L;
-    for (int64_t t = 0; t < L; ++t) {
-      T acc = pb ? pb[c] : T(0);
-      for (int64_t k = 0; k < K; ++k) {
-        const int64_t s = t - (K - 1) + k;
-        if (s >= 0) acc += wc[k] * xr[s];
-      }
-      yr[t] = acc;
+// y (n) = x * sigmoid(x) (x and y may alias); s (n) = sigmoid(x). F32 through the dispatched SIMD path.
+inline void silu_row(float* y, const float* x, int64_t n) { vec_silu(x, y, n); }
+inline void silu_row(double* y, const double* x, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] = x[i] * sigmoid(x[i]);
+}
+inline void sigmoid_row(float* s, const float* x, int64_t n) { vec_sigmoid(x, s, n); }
+inline void sigmoid_row(double* s, const double* x, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) s[i] = sigmoid(x[i]);
+}
+
+// One row of the causal depthwise conv1d: x (L), w (K), prev (K-1) the inputs just before x[0] (nullptr:
+// zeros) -> y (L), y[t] = bias + sum_k w[k] x[t-(K-1)+k]. kK is the tap count when known at compile time
+// (the official d_conv is 4), 0 when only the run-time K is; the main loop vectorizes over t (omp simd).
+template <class T, int kK>
+void conv_row_forward_k(T* y, const T* x, const T* prev, const T* w, T bias, int64_t L, int64_t K_run) {
+  const int64_t K = kK > 0 ? kK : K_run, head = std::min(K - 1, L);
+  for (int64_t t = 0; t < head; ++t) {  // taps reaching before x[0]
+    T acc = bias;
+    for (int64_t k = 0; k < K; ++k) {
+      const int64_t s = t - (K - 1) + k;
+      acc += w[k] * (s >= 0 ? x[s] : prev ? prev[K - 1 + s] : T(0));
     }
+    y[t] = acc;
+  }
+#pragma omp simd
+  for (int64_t t = head; t < L; ++t) {
+    T acc = bias;
+    for (int64_t k = 0; k < K; ++k) acc += w[k] * x[t - (K - 1) + k];
+    y[t] = acc;
   }
 }
 
-// dy (B,E,L) -> dx (B,E,L) written, dw (E,1,K) += , dbias (E) += (when defined).
+// Its backward (zero history): g (L) the gradient of y -> dx (L) written, dw (K) +=, *db +=.
+template <class T, int kK>
+void conv_row_backward_k(T* dx, T* dw, T* db, const T* g, const T* x, const T* w, int64_t L, int64_t K_run) {
+  const int64_t K = kK > 0 ? kK : K_run, body = std::max<int64_t>(L - (K - 1), 0);
+  // dx[t] = sum_k w[k] g[t + K-1-k] over the taps that stay inside [0, L)
+#pragma omp simd
+  for (int64_t t = 0; t < body; ++t) {
+    T acc = 0;
+    for (int64_t k = 0; k < K; ++k) acc += w[k] * g[t + K - 1 - k];
+    dx[t] = acc;
+  }
+  for (int64_t t = body; t < L; ++t) {
+    T acc = 0;
+    for (int64_t k = 0; k < K; ++k)
+      if (t + K - 1 - k < L) acc += w[k] * g[t + K - 1 - k];
+    dx[t] = acc;
+  }
+  for (int64_t k = 0; k < K; ++k) {
+    const int64_t back = K - 1 - k;
+    T acc = 0;
+#pragma omp simd reduction(+ : acc)
+    for (int64_t t = back; t < L; ++t) acc += g[t] * x[t - back];
+    dw[k] += acc;
+  }
+  T acc = 0;
+#pragma omp simd reduction(+ : acc)
+  for (int64_t t = 0; t < L; ++t) acc += g[t];
+  *db += acc;
+}
+
+// The row kernels with the tap count fixed for the common sizes.
 template <class T>
-void causal_conv_backward(Tensor& dx, Tensor& dw, Tensor& dbias, const Tensor& dy, const Tensor& x, const Tensor& w) {
-  const int64_t Bn = x.size(0), E = x.size(1), L = x.size(2), K = w.size(2);
-  dx = Tensor::empty(x.shape(), x.dtype());
-  const T* px = x.data<T>();
-  const T* pw = w.data<T>();
-  const T* pdy = dy.data<T>();
-  T* pdx = dx.data<T>();
-  T* pdw = dw.data<T>();
-  T* pdb = dbias.defined() ? dbias.data<T>() : nullptr;
-  // channels outer so each channel's weight gradient has one writer
-#pragma omp parallel for schedule(static) if (Bn * E * L * K > kParallelMinWork)
-  for (int64_t c = 0; c < E; ++c) {
-    const T* wc = pw + c * K;
-    for (int64_t b = 0; b < Bn; ++b) {
-      const int64_t row = b * E + c;
-      const T* xr = px + row * L;
-      const T* gr = pdy + row * L;
-      T* dxr = pdx + row * L;
-      for (int64_t s = 0; s < L; ++s) {
-        T acc = 0;
-        for (int64_t k = 0; k < K; ++k) {
-          const int64_t t = s + (K - 1) - k;
-          if (t < L) acc += gr[t] * wc[k];
-        }
-        dxr[s] = acc;
-      }
-      for (int64_t k = 0; k < K; ++k) {
-        T acc = 0;
-        for (int64_t t = std::max<int64_t>(0, (K - 1) - k); t < L; ++t) acc += gr[t] * xr[t - (K - 1) + k];
-        pdw[c * K + k] += acc;
-      }
-      if (pdb) {
-        T acc = 0;
-        for (int64_t t = 0; t < L; ++t) acc += gr[t];
-        pdb[c] += acc;
-      }
-    }
+void conv_row_forward(T* y, const T* x, const T* prev, const T* w, T bias, int64_t L, int64_t K) {
+  switch (K) {
+    case 4: return conv_row_forward_k<T, 4>(y, x, prev, w, bias, L, K);
+    case 3: return conv_row_forward_k<T, 3>(y, x, prev, w, bias, L, K);
+    case 2: return conv_row_forward_k<T, 2>(y, x, prev, w, bias, L, K);
+    default: return conv_row_forward_k<T, 0>(y, x, prev, w, bias, L, K);
+  }
+}
+template <class T>
+void conv_row_backward(T* dx, T* dw, T* db, const T* g, const T* x, const T* w, int64_t L, int64_t K) {
+  switch (K) {
+    case 4: return conv_row_backward_k<T, 4>(dx, dw, db, g, x, w, L, K);
+    case 3: return conv_row_backward_k<T, 3>(dx, dw, db, g, x, w, L, K);
+    case 2: return conv_row_backward_k<T, 2>(dx, dw, db, g, x, w, L, K);
+    default: return conv_row_backward_k<T, 0>(dx, dw, db, g, x, w, L, K);
   }
 }
 
-void check_params(const MambaParams& p, const MambaConfig& cfg) {
+void check_params(const MambaParams& p, const MambaConfig& cfg, const char* what) {
   const int64_t M = cfg.d_model, E = cfg.d_inner(), R = cfg.rank(), N = cfg.d_state, K = cfg.d_conv;
-  auto want = [](const Tensor& t, const Shape& s, const char* key) {
-    SSMKIT_CHECK(t.defined() && t.shape() == s, "mamba_block: parameter ", key, " has shape ",
+  auto want = [what](const Tensor& t, const Shape& s, const char* key) {
+    SSMKIT_CHECK(t.defined() && t.shape() == s, "mamba_block: ", what, " ", key, " has shape ",
                  t.defined() ? shape_str(t.shape()) : std::string("<missing>"), ", expected ", shape_str(s));
   };
   want(p.in_proj_weight, {2 * E, M}, "in_proj.weight");
@@ -136,133 +200,257 @@ void check_params(const MambaParams& p, const MambaConfig& cfg) {
     want(p.in_proj_bias, {2 * E}, "in_proj.bias");
     want(p.out_proj_bias, {M}, "out_proj.bias");
   }
+  MambaParams q = p;
+  for (auto& [key, t] : q.names())
+    SSMKIT_CHECK(t->dtype() == p.in_proj_weight.dtype(), "mamba_block: ", what, " ", key, " has dtype ",
+                 dtype_name(t->dtype()), ", in_proj.weight has ", dtype_name(p.in_proj_weight.dtype()));
 }
 
-// With a carried state, the conv sees the previous K-1 inputs before this chunk: x_ext = [state, x]
-// (B,E,K-1+L); the conv runs over x_ext and the first K-1 outputs are dropped. The state then keeps the
-// last K columns of x_ext.
-template <class T>
-Tensor conv_with_state(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& conv_state) {
-  const int64_t Bn = x.size(0), E = x.size(1), L = x.size(2), K = w.size(2);
-  Tensor ext = Tensor::empty({Bn, E, K - 1 + L}, x.dtype());
-  ext.slice(2, 0, K - 1).copy_from(conv_state.slice(2, 1, K));
-  ext.slice(2, K - 1, K - 1 + L).copy_from(x);
-  Tensor y_ext;
-  causal_conv_forward<T>(y_ext, ext, w, bias);
-  conv_state.copy_from(ext.slice(2, L - 1, K - 1 + L));
-  return y_ext.slice(2, K - 1, K - 1 + L).contiguous();
+// The parameters as contiguous tensors (no copy when they already are).
+MambaParams contiguous_params(const MambaParams& p) {
+  MambaParams c = p;
+  for (auto& [key, t] : c.names()) *t = t->contiguous();
+  return c;
 }
 
 template <class T>
-void forward_impl(Tensor& out, MambaCache& c, const Tensor& hidden, const MambaParams& p, const MambaConfig& cfg,
-                  MambaState* state) {
-  const int64_t E = cfg.d_inner(), R = cfg.rank(), N = cfg.d_state;
+void forward_impl(Tensor& out, MambaCache& c, bool keep, const Tensor& hidden, const MambaParams& p,
+                  const MambaConfig& cfg, MambaState* state) {
+  const int64_t Bn = hidden.size(0), L = hidden.size(1);
+  const int64_t M = cfg.d_model, E = cfg.d_inner(), R = cfg.rank(), N = cfg.d_state, K = cfg.d_conv, X = R + 2 * N;
+  const DType dt = hidden.dtype();
+  const T* h = hidden.data<T>();
+  const T* w_in = p.in_proj_weight.data<T>();
+  const T* b_in = cfg.bias ? p.in_proj_bias.data<T>() : nullptr;
   c.hidden = hidden;
-  linear_forward(c.xz, hidden, p.in_proj_weight, cfg.bias ? p.in_proj_bias : Tensor{});  // (B,L,2E)
-  c.x_conv = to_channel_major<T>(c.xz, 0, E);                                              // (B,E,L)
-  const Tensor conv_bias = cfg.conv_bias ? p.conv1d_bias : Tensor{};
-  if (state)
-    c.x_pre = conv_with_state<T>(c.x_conv, p.conv1d_weight, conv_bias, state->conv);
-  else
-    causal_conv_forward<T>(c.x_pre, c.x_conv, p.conv1d_weight, conv_bias);
-  Tensor u = Tensor::empty(c.x_pre.shape(), c.x_pre.dtype());
+
+  // in_proj, channel-major: x_b (E,L) = W_in[:E] h_b^T, z_b (E,L) = W_in[E:] h_b^T (+ bias).
+  Tensor x = uninit({Bn, E, L}, dt), z = uninit({Bn, E, L}, dt);
+  for (int64_t b = 0; b < Bn; ++b)
+    for (int64_t half = 0; half < 2; ++half) {
+      T* dst = (half == 0 ? x : z).template data<T>() + b * E * L;
+      if (b_in)
+        for (int64_t e = 0; e < E; ++e) std::fill(dst + e * L, dst + (e + 1) * L, b_in[half * E + e]);
+      gemm(false, true, E, L, M, T(1), w_in + half * E * M, M, h + b * L * M, M, b_in ? T(1) : T(0), dst, L);
+    }
+
+  // causal depthwise conv (continuing from the carried conv state, if any) + SiLU; without a backward
+  // to feed, SiLU runs in place
+  Tensor u = uninit({Bn, E, L}, dt);
+  Tensor x_pre = keep ? uninit({Bn, E, L}, dt) : u;
   {
-    const T* s = c.x_pre.data<T>();
-    T* d = u.data<T>();
-    for (int64_t i = 0; i < u.numel(); ++i) d[i] = s[i] * sigmoid(s[i]);
+    const T* px = x.data<T>();
+    const T* w = p.conv1d_weight.data<T>();
+    const T* cb = cfg.conv_bias ? p.conv1d_bias.data<T>() : nullptr;
+    T* pst = state ? state->conv.data<T>() : nullptr;
+    T* pre = x_pre.data<T>();
+    T* pu = u.data<T>();
+#pragma omp parallel for schedule(static) if (Bn * E * L * K > kParallelMinWork)
+    for (int64_t row = 0; row < Bn * E; ++row) {
+      const int64_t e = row % E;
+      const T* xr = px + row * L;
+      T* st = pst ? pst + row * K : nullptr;
+      conv_row_forward(pre + row * L, xr, st ? st + 1 : nullptr, w + e * K, cb ? cb[e] : T(0), L, K);
+      silu_row(pu + row * L, pre + row * L, L);
+      if (st)  // the state keeps the last K inputs of [state, x], newest last (in place: reads run ahead)
+        for (int64_t k = 0; k < K; ++k) {
+          const int64_t i = L - 1 + k;  // index into [state[1:], x]
+          st[k] = i < K - 1 ? st[i + 1] : xr[i - (K - 1)];
+        }
+    }
   }
-  // x_proj on the channel-last activations: (B,L,E) -> (B,L,R+2N)
-  Tensor u_cl = u.transpose(1, 2).contiguous();
-  linear_forward(c.x_dbl, u_cl, p.x_proj_weight, Tensor{});
-  // delta = dt_proj.weight @ dt_in (bias goes to the scan as delta_bias)
-  Tensor dt_in = c.x_dbl.slice(2, 0, R).contiguous();  // (B,L,R)
-  Tensor delta_cl;
-  linear_forward(delta_cl, dt_in, p.dt_proj_weight, Tensor{});  // (B,L,E)
+
+  // x_proj: x_dbl_b (X,L) = W_x u_b; rows [0,R) dt_in, [R,R+N) B, [R+N,X) C.
+  Tensor x_dbl = uninit({Bn, X, L}, dt);
+  Tensor delta = uninit({Bn, E, L}, dt);
+  {
+    const T* w_x = p.x_proj_weight.data<T>();
+    const T* w_dt = p.dt_proj_weight.data<T>();
+    const T* pu = u.data<T>();
+    T* pxd = x_dbl.data<T>();
+    T* pdl = delta.data<T>();
+    for (int64_t b = 0; b < Bn; ++b) {
+      gemm(false, false, X, L, E, T(1), w_x, E, pu + b * E * L, L, T(0), pxd + b * X * L, L);
+      // dt_proj: delta_b (E,L) = W_dt dt_in_b (its bias goes to the scan as delta_bias)
+      gemm(false, false, E, L, R, T(1), w_dt, R, pxd + b * X * L, L, T(0), pdl + b * E * L, L);
+    }
+  }
+
   ScanInputs& s = c.scan;
   s.u = u;
-  s.delta = to_channel_major<T>(delta_cl, 0, E);
-  s.B = to_channel_major<T>(c.x_dbl, R, N);
-  s.C = to_channel_major<T>(c.x_dbl, R + N, N);
-  s.z = to_channel_major<T>(c.xz, E, E);
-  s.A = Tensor::empty(p.A_log.shape(), p.A_log.dtype());
+  s.delta = delta;
+  s.B = x_dbl.slice(1, R, R + N);  // (B,N,L) views; the scan copies them when B > 1
+  s.C = x_dbl.slice(1, R + N, X);
+  s.z = z;
+  s.A = uninit({E, N}, dt);
   {
     const T* a = p.A_log.data<T>();
     T* d = s.A.data<T>();
-    for (int64_t i = 0; i < s.A.numel(); ++i) d[i] = -std::exp(a[i]);
+    for (int64_t i = 0; i < E * N; ++i) d[i] = -std::exp(a[i]);
   }
   s.D = p.D;
   s.delta_bias = p.dt_proj_bias;
   s.delta_softplus = true;
+  c.y_scan = uninit({Bn, E, L}, dt);
   if (state) {
     s.h0 = state->ssm;
     selective_scan_forward(c.y_scan, &state->ssm, nullptr, s);
   } else {
     selective_scan_forward(c.y_scan, nullptr, &c.saved, s);
   }
-  Tensor y_cl = c.y_scan.transpose(1, 2).contiguous();  // (B,L,E)
-  linear_forward(out, y_cl, p.out_proj_weight, cfg.bias ? p.out_proj_bias : Tensor{});
+
+  // out_proj: out_b (L,M) = y_b^T W_out^T (+ bias)
+  const Shape out_shape{Bn, L, M};
+  if (!(out.defined() && out.shape() == out_shape && out.dtype() == dt && out.is_contiguous() &&
+        out.storage_unique()))
+    out = uninit(out_shape, dt);
+  {
+    const T* w_out = p.out_proj_weight.data<T>();
+    const T* b_out = cfg.bias ? p.out_proj_bias.data<T>() : nullptr;
+    const T* py = c.y_scan.data<T>();
+    T* po = out.data<T>();
+    for (int64_t b = 0; b < Bn; ++b) {
+      if (b_out)
+        for (int64_t l = 0; l < L; ++l) std::copy(b_out, b_out + M, po + (b * L + l) * M);
+      gemm(true, true, L, M, E, T(1), py + b * E * L, L, w_out, E, b_out ? T(1) : T(0), po + b * L * M, M);
+    }
+  }
+  c.xz = Tensor{};  // the two halves are kept channel-major: x_conv and scan.z
+  c.x_conv = x;
+  c.x_pre = x_pre;
+  c.x_dbl = x_dbl.transpose(1, 2);  // (B,L,X) view of the channel-major buffer
 }
 
+// dhidden == nullptr skips the input gradient (one in_proj GEMM less).
 template <class T>
-void backward_impl(Tensor& dhidden, MambaParams& g, const Tensor& dout, const MambaCache& c, const MambaParams& p,
+void backward_impl(Tensor* dhidden, MambaParams& g, const Tensor& dout, const MambaCache& c, const MambaParams& p,
                    const MambaConfig& cfg) {
-  const int64_t E = cfg.d_inner(), R = cfg.rank(), N = cfg.d_state;
   const int64_t Bn = c.hidden.size(0), L = c.hidden.size(1);
-  // out_proj
-  Tensor y_cl = c.y_scan.transpose(1, 2).contiguous();
-  Tensor dy_cl;
-  linear_backward(&dy_cl, g.out_proj_weight, cfg.bias ? &g.out_proj_bias : nullptr, dout, y_cl, p.out_proj_weight);
-  // scan
-  ScanGrads sg;
+  const int64_t M = cfg.d_model, E = cfg.d_inner(), R = cfg.rank(), N = cfg.d_state, K = cfg.d_conv, X = R + 2 * N;
+  const DType dt = dout.dtype();
+  const T* pdo = dout.data<T>();
+
+  // out_proj: dy_b (E,L) = W_out^T dout_b^T; dW_out += dout_b^T y_b^T; db_out += column sums of dout
+  Tensor dy = uninit({Bn, E, L}, dt);
+  {
+    const T* w_out = p.out_proj_weight.data<T>();
+    const T* py = c.y_scan.data<T>();
+    T* pdy = dy.data<T>();
+    T* gw = g.out_proj_weight.data<T>();
+    for (int64_t b = 0; b < Bn; ++b) {
+      gemm(true, true, E, L, M, T(1), w_out, E, pdo + b * L * M, M, T(0), pdy + b * E * L, L);
+      gemm(true, true, M, E, L, T(1), pdo + b * L * M, M, py + b * E * L, L, T(1), gw, E);
+    }
+    if (cfg.bias) {
+      T* gb = g.out_proj_bias.data<T>();
+      for (int64_t r = 0; r < Bn * L; ++r)
+        for (int64_t m = 0; m < M; ++m) gb[m] += pdo[r * M + m];
+    }
+  }
+
+  // scan (adds into D's and dt_proj.bias's gradients directly)
+  ScanGrads sg;  // the large gradients from the pool, zeroed; the scan adds into them
+  sg.du = zeros({Bn, E, L}, dt);
+  sg.ddelta = zeros({Bn, E, L}, dt);
+  sg.dz = zeros({Bn, E, L}, dt);
   sg.dD = g.D;
   sg.ddelta_bias = g.dt_proj_bias;
-  selective_scan_backward(sg, to_channel_major<T>(dy_cl, 0, E), Tensor{}, c.scan, c.saved);
-  // A = -exp(A_log): dA_log = dA * A
-  {
+  selective_scan_backward(sg, dy, Tensor{}, c.scan, c.saved);
+  {  // A = -exp(A_log): dA_log = dA * A
     const T* dA = sg.dA.data<T>();
     const T* A = c.scan.A.data<T>();
     T* d = g.A_log.data<T>();
-    for (int64_t i = 0; i < sg.dA.numel(); ++i) d[i] += dA[i] * A[i];
+    for (int64_t i = 0; i < E * N; ++i) d[i] += dA[i] * A[i];
   }
-  // dt_proj and x_proj
-  Tensor dx_dbl = Tensor::zeros({Bn, L, R + 2 * N}, c.x_dbl.dtype());
-  Tensor ddelta_cl = sg.ddelta.transpose(1, 2).contiguous();  // (B,L,E)
-  Tensor dt_in = c.x_dbl.slice(2, 0, R).contiguous();
-  Tensor ddt_in;
-  linear_backward(&ddt_in, g.dt_proj_weight, nullptr, ddelta_cl, dt_in, p.dt_proj_weight);
-  dx_dbl.slice(2, 0, R).copy_from(ddt_in);
-  from_channel_major<T>(dx_dbl, sg.dB, R, false);
-  from_channel_major<T>(dx_dbl, sg.dC, R + N, false);
-  Tensor u_cl = c.scan.u.transpose(1, 2).contiguous();
-  Tensor du_cl;
-  linear_backward(&du_cl, g.x_proj_weight, nullptr, dx_dbl, u_cl, p.x_proj_weight);
-  // total gradient of u = SiLU(x_pre), then through SiLU
-  Tensor dpre = Tensor::empty(c.x_pre.shape(), c.x_pre.dtype());
+
+  // dt_proj and x_proj, per batch element: dx_dbl_b (X,L) = [W_dt^T ddelta_b; dB_b; dC_b]
+  Tensor du = sg.du.contiguous();  // the scan's du; x_proj's share is added below
   {
-    const T* du = sg.du.data<T>();
-    const T* ducl = du_cl.data<T>();
-    const T* xp = c.x_pre.data<T>();
-    T* d = dpre.data<T>();
-#pragma omp parallel for schedule(static) if (Bn * E * L > kParallelMinWork)
-    for (int64_t row = 0; row < Bn * E; ++row) {
-      const int64_t b = row / E, e = row % E;
-      for (int64_t l = 0; l < L; ++l) {
-        const int64_t i = row * L + l;
-        const T sgm = sigmoid(xp[i]);
-        d[i] = (du[i] + ducl[(b * L + l) * E + e]) * sgm * (T(1) + xp[i] * (T(1) - sgm));
+    const Tensor x_dbl = c.x_dbl.transpose(1, 2).contiguous();  // (B,X,L): the forward's buffer itself
+    const Tensor ddelta = sg.ddelta.contiguous(), dB = sg.dB.contiguous(), dC = sg.dC.contiguous();
+    const T* pxd = x_dbl.data<T>();
+    const T* pdd = ddelta.data<T>();
+    const T* pdB = dB.data<T>();
+    const T* pdC = dC.data<T>();
+    const T* pu = c.scan.u.data<T>();
+    const T* w_x = p.x_proj_weight.data<T>();
+    const T* w_dt = p.dt_proj_weight.data<T>();
+    T* gw_x = g.x_proj_weight.data<T>();
+    T* gw_dt = g.dt_proj_weight.data<T>();
+    T* pdu = du.data<T>();
+    Tensor dx_dbl = uninit({X, L}, dt);  // one batch element at a time
+    T* pdx = dx_dbl.data<T>();
+    for (int64_t b = 0; b < Bn; ++b) {
+      const T* dd_b = pdd + b * E * L;
+      const T* u_b = pu + b * E * L;
+      gemm(false, true, E, R, L, T(1), dd_b, L, pxd + b * X * L, L, T(1), gw_dt, R);  // dW_dt += ddelta dt_in^T
+      gemm(true, false, R, L, E, T(1), w_dt, R, dd_b, L, T(0), pdx, L);              // d dt_in = W_dt^T ddelta
+      std::copy(pdB + b * N * L, pdB + (b + 1) * N * L, pdx + R * L);
+      std::copy(pdC + b * N * L, pdC + (b + 1) * N * L, pdx + (R + N) * L);
+      gemm(false, true, X, E, L, T(1), pdx, L, u_b, L, T(1), gw_x, E);           // dW_x += dx_dbl u^T
+      gemm(true, false, E, L, X, T(1), w_x, E, pdx, L, T(1), pdu + b * E * L, L);  // du += W_x^T dx_dbl
+    }
+  }
+
+  // through SiLU and the conv: d x_pre = du * silu'(x_pre); channels outer so each channel's weight
+  // gradient has one writer.
+  Tensor dx = uninit({Bn, E, L}, dt);
+  {
+    const T* pdu = du.data<T>();
+    const T* pre = c.x_pre.data<T>();
+    const T* px = c.x_conv.data<T>();
+    const T* w = p.conv1d_weight.data<T>();
+    T* pdx = dx.data<T>();
+    T* gw = g.conv1d_weight.data<T>();
+    T* gb = cfg.conv_bias ? g.conv1d_bias.data<T>() : nullptr;
+#pragma omp parallel if (Bn * E * L * K > kParallelMinWork)
+    {
+      std::vector<T> dpre(static_cast<size_t>(L));
+#pragma omp for schedule(static)
+      for (int64_t e = 0; e < E; ++e) {
+        T db = 0;
+        for (int64_t b = 0; b < Bn; ++b) {
+          const int64_t row = b * E + e;
+          const T* xp = pre + row * L;
+          const T* gu = pdu + row * L;
+          T* d = dpre.data();
+          sigmoid_row(d, xp, L);
+#pragma omp simd
+          for (int64_t l = 0; l < L; ++l) d[l] = gu[l] * d[l] * (T(1) + xp[l] * (T(1) - d[l]));
+          conv_row_backward(pdx + row * L, gw + e * K, &db, d, px + row * L, w + e * K, L, K);
+        }
+        if (gb) gb[e] += db;
       }
     }
   }
-  // conv
-  Tensor dx_conv, no_bias;
-  causal_conv_backward<T>(dx_conv, g.conv1d_weight, cfg.conv_bias ? g.conv1d_bias : no_bias, dpre, c.x_conv,
-                          p.conv1d_weight);
-  // in_proj: dxz = [dx, dz]
-  Tensor dxz = Tensor::empty({Bn, L, 2 * E}, c.xz.dtype());
-  from_channel_major<T>(dxz, dx_conv, 0, false);
-  from_channel_major<T>(dxz, sg.dz, E, false);
-  dhidden = Tensor{};
-  linear_backward(&dhidden, g.in_proj_weight, cfg.bias ? &g.in_proj_bias : nullptr, dxz, c.hidden, p.in_proj_weight);
+
+  // in_proj: dh_b (L,M) = dx_b^T W_in[:E] + dz_b^T W_in[E:]; dW_in[:E] += dx_b h_b, dW_in[E:] += dz_b h_b
+  if (dhidden) *dhidden = uninit({Bn, L, M}, dt);
+  {
+    const Tensor dz = sg.dz.contiguous();
+    const T* h = c.hidden.data<T>();
+    const T* w_in = p.in_proj_weight.data<T>();
+    T* gw_in = g.in_proj_weight.data<T>();
+    T* pdh = dhidden ? dhidden->data<T>() : nullptr;
+    for (int64_t b = 0; b < Bn; ++b)
+      for (int64_t half = 0; half < 2; ++half) {
+        const T* d = (half == 0 ? dx : dz).template data<T>() + b * E * L;
+        if (pdh) gemm(true, false, L, M, E, T(1), d, L, w_in + half * E * M, M, T(half), pdh + b * L * M, M);
+        gemm(false, false, E, M, L, T(1), d, L, h + b * L * M, M, T(1), gw_in + half * E * M, M);
+      }
+    if (cfg.bias) {
+      T* gb = g.in_proj_bias.data<T>();
+      for (int64_t half = 0; half < 2; ++half) {
+        const T* d = (half == 0 ? dx : dz).template data<T>();
+        for (int64_t b = 0; b < Bn; ++b)
+          for (int64_t e = 0; e < E; ++e) {
+            T acc = 0;
+            for (int64_t l = 0; l < L; ++l) acc += d[(b * E + e) * L + l];
+            gb[half * E + e] += acc;
+          }
+      }
+    }
+  }
 }
 
 }  // namespace
@@ -329,22 +517,23 @@ static void check_state(const MambaState& st, int64_t batch, const MambaConfig& 
                "mamba_block: state.ssm must be (", batch, ",", cfg.d_inner(), ",", cfg.d_state, ") ", dtype_name(dt));
 }
 
-void mamba_block_forward(Tensor& out, MambaCache* cache, const Tensor& hidden, const MambaParams& p,
+void mamba_block_forward(Tensor& out, MambaCache* cache, const Tensor& hidden, const MambaParams& p0,
                          const MambaConfig& cfg, MambaState* state) {
-  check_params(p, cfg);
+  check_params(p0, cfg, "parameter");
   SSMKIT_CHECK(hidden.ndim() == 3 && hidden.size(2) == cfg.d_model, "mamba_block_forward: hidden must be (B,L,",
                cfg.d_model, "), got ", shape_str(hidden.shape()));
-  SSMKIT_CHECK(hidden.dtype() == p.in_proj_weight.dtype(), "mamba_block_forward: input dtype ",
-               dtype_name(hidden.dtype()), " differs from the parameters' ", dtype_name(p.in_proj_weight.dtype()));
+  SSMKIT_CHECK(hidden.dtype() == p0.in_proj_weight.dtype(), "mamba_block_forward: input dtype ",
+               dtype_name(hidden.dtype()), " differs from the parameters' ", dtype_name(p0.in_proj_weight.dtype()));
   SSMKIT_CHECK(!(cache && state), "mamba_block_forward: a carried state is for inference only (no backward cache)");
   if (state) check_state(*state, hidden.size(0), cfg, hidden.dtype());
+  const MambaParams p = contiguous_params(p0);
   MambaCache local;
   MambaCache& c = cache ? *cache : local;
   const Tensor h = hidden.contiguous();
   if (h.dtype() == DType::F64)
-    forward_impl<double>(out, c, h, p, cfg, state);
+    forward_impl<double>(out, c, cache != nullptr, h, p, cfg, state);
   else
-    forward_impl<float>(out, c, h, p, cfg, state);
+    forward_impl<float>(out, c, cache != nullptr, h, p, cfg, state);
 }
 
 // The official Mamba.step: roll the conv state, convolve, then one scan step, all in plain loops.
@@ -398,7 +587,7 @@ void step_impl(Tensor& out, MambaState& st, const Tensor& x, const MambaParams& 
 }
 
 void mamba_block_step(Tensor& out, MambaState& state, const Tensor& x, const MambaParams& p, const MambaConfig& cfg) {
-  check_params(p, cfg);
+  check_params(p, cfg, "parameter");
   SSMKIT_CHECK(x.ndim() == 2 && x.size(1) == cfg.d_model, "mamba_block_step: x must be (B,", cfg.d_model, "), got ",
                shape_str(x.shape()));
   check_state(state, x.size(0), cfg, x.dtype());
@@ -410,17 +599,25 @@ void mamba_block_step(Tensor& out, MambaState& state, const Tensor& x, const Mam
 }
 
 void mamba_block_backward(Tensor& dhidden, MambaParams& grads, const Tensor& dout, const MambaCache& cache,
-                          const MambaParams& p, const MambaConfig& cfg) {
-  check_params(p, cfg);
-  check_params(grads, cfg);
-  SSMKIT_CHECK(cache.hidden.defined() && dout.shape() == cache.hidden.shape(),
+                          const MambaParams& p0, const MambaConfig& cfg) {
+  check_params(p0, cfg, "parameter");
+  check_params(grads, cfg, "gradient");
+  SSMKIT_CHECK(cache.hidden.defined() && cache.saved.chunk_states.defined() && dout.shape() == cache.hidden.shape(),
                "mamba_block_backward: dout ", shape_str(dout.shape()), " must match the forward's input ",
-               cache.hidden.defined() ? shape_str(cache.hidden.shape()) : std::string("<no forward cache>"));
+               cache.hidden.defined() && cache.saved.chunk_states.defined() ? shape_str(cache.hidden.shape())
+                                                                            : std::string("<no forward cache>"));
+  SSMKIT_CHECK(dout.dtype() == cache.hidden.dtype(), "mamba_block_backward: dout dtype ", dtype_name(dout.dtype()),
+               " differs from the forward's ", dtype_name(cache.hidden.dtype()));
+  for (auto& [key, t] : grads.names())
+    SSMKIT_CHECK(t->dtype() == dout.dtype() && t->is_contiguous(), "mamba_block_backward: gradient ", key,
+                 " must be a contiguous ", dtype_name(dout.dtype()),
+                 " tensor to add into (MambaParams::zeros makes them)");
+  const MambaParams p = contiguous_params(p0);
   const Tensor d = dout.contiguous();
   if (d.dtype() == DType::F64)
-    backward_impl<double>(dhidden, grads, d, cache, p, cfg);
+    backward_impl<double>(&dhidden, grads, d, cache, p, cfg);
   else
-    backward_impl<float>(dhidden, grads, d, cache, p, cfg);
+    backward_impl<float>(&dhidden, grads, d, cache, p, cfg);
 }
 
 }  // namespace ssmkit::core

@@ -1,6 +1,7 @@
 // SGD, Adam and AdamW updates (PyTorch's _single_tensor_sgd/_single_tensor_adam order of operations, in
 // the parameter's dtype with double scalars), parameter groups, the checkpointable optimizer state and
-// gradient clipping. Plain loops over contiguous values, OpenMP over elements for large parameters.
+// gradient clipping. One fused, vectorized loop per parameter and update, OpenMP over elements for large
+// parameters.
 // Not here: maximize, capturable/differentiable modes, complex parameters.
 #include "ssmkit/core/train/optimizer.h"
 
@@ -8,6 +9,7 @@
 #include <cmath>
 #include <map>
 #include <set>
+#include <type_traits>
 
 namespace ssmkit::core {
 
@@ -208,56 +210,114 @@ void Optimizer::load_state_dict(const NamedTensors& source, const std::string& o
 }
 
 // ---------------------------------------------------------------------------------------------------------
-// Kernels (contiguous, n elements; parallel over elements when large enough to pay for the threads)
+// Kernels (contiguous, n elements). Each update is one pass over the parameter with the options fixed at
+// compile time, so the loop has no branches and vectorizes (omp simd); threads over elements when the
+// parameter is large enough to pay for them. Same operation order as PyTorch's single-tensor path.
 
 static constexpr int64_t kParallelMin = 1 << 15;
 
-// SGD. p, g, buf (n); buf is unused (nullptr) without momentum. `first`: buf = d_p.
+// SGD. p, g, buf (n); buf is unused (nullptr) without momentum. kFirst: buf = d_p.
+template <class T, bool kWd, bool kMomentum, bool kNesterov, bool kFirst>
+static void sgd_kernel(T* p, const T* g, T* buf, int64_t n, T lr, T wd, T momentum, T damp) {
+#pragma omp parallel for simd schedule(static) if (n >= kParallelMin)
+  for (int64_t j = 0; j < n; ++j) {
+    T d = g[j];
+    if constexpr (kWd) d += wd * p[j];
+    if constexpr (kMomentum) {
+      const T b = kFirst ? d : momentum * buf[j] + damp * d;
+      buf[j] = b;
+      d = kNesterov ? d + momentum * b : b;
+    }
+    p[j] -= lr * d;
+  }
+}
+
 template <class T>
 static void sgd_update(T* p, const T* g, T* buf, int64_t n, double lr, double wd, double momentum, double dampening,
                        bool nesterov, bool first) {
   const T tlr = static_cast<T>(lr), twd = static_cast<T>(wd), tm = static_cast<T>(momentum),
           tdamp = static_cast<T>(1.0 - dampening);
-#pragma omp parallel for if (n >= kParallelMin)
+  auto run = [&](auto wd_on) {
+    constexpr bool kWd = decltype(wd_on)::value;
+    if (!buf)
+      sgd_kernel<T, kWd, false, false, false>(p, g, buf, n, tlr, twd, tm, tdamp);
+    else if (first)
+      nesterov ? sgd_kernel<T, kWd, true, true, true>(p, g, buf, n, tlr, twd, tm, tdamp)
+               : sgd_kernel<T, kWd, true, false, true>(p, g, buf, n, tlr, twd, tm, tdamp);
+    else
+      nesterov ? sgd_kernel<T, kWd, true, true, false>(p, g, buf, n, tlr, twd, tm, tdamp)
+               : sgd_kernel<T, kWd, true, false, false>(p, g, buf, n, tlr, twd, tm, tdamp);
+  };
+  if (wd != 0)
+    run(std::true_type{});
+  else
+    run(std::false_type{});
+}
+
+// The per-step scalars of Adam, in the parameter's dtype.
+template <class T>
+struct AdamScalars {
+  T step_size;       // lr / (1 - beta1^t)
+  T b2s;             // sqrt(1 - beta2^t)
+  T eps, b1, one_b1, b2, one_b2, wd;
+  T decay;           // 1 - lr * weight_decay (AdamW)
+};
+
+// Adam / AdamW. p, g, m, v (n); vmax (n) with amsgrad (kAmsgrad), else unused.
+template <class T, bool kWd, bool kDecoupled, bool kAmsgrad>
+static void adam_kernel(T* p, const T* g, T* m, T* v, T* vmax, int64_t n, const AdamScalars<T> s) {
+#pragma omp parallel for simd schedule(static) if (n >= kParallelMin)
   for (int64_t j = 0; j < n; ++j) {
-    T d = g[j];
-    if (wd != 0) d += twd * p[j];
-    if (buf) {
-      buf[j] = first ? d : tm * buf[j] + tdamp * d;
-      d = nesterov ? d + tm * buf[j] : buf[j];
+    T grad = g[j], pj = p[j];
+    if constexpr (kWd) {
+      if constexpr (kDecoupled)
+        pj *= s.decay;
+      else
+        grad += s.wd * pj;
     }
-    p[j] -= tlr * d;
+    const T mj = s.b1 * m[j] + s.one_b1 * grad;
+    const T vj = s.b2 * v[j] + s.one_b2 * grad * grad;
+    m[j] = mj;
+    v[j] = vj;
+    T vv = vj;
+    if constexpr (kAmsgrad) {
+      const T vm = vmax[j];
+      vv = vm < vj ? vj : vm;  // std::max(vmax, v), written so that it vectorizes
+      vmax[j] = vv;
+    }
+    const T denom = std::sqrt(vv) / s.b2s + s.eps;
+    p[j] = pj - s.step_size * mj / denom;
   }
 }
 
-// Adam / AdamW. p, g, m, v (n); vmax (n) with amsgrad, else nullptr.
 template <class T>
 static void adam_update(T* p, const T* g, T* m, T* v, T* vmax, int64_t n, double lr, double wd, bool decoupled,
                         double beta1, double beta2, double eps, double step) {
   const double bc1 = 1.0 - std::pow(beta1, step);
   const double bc2_sqrt = std::sqrt(1.0 - std::pow(beta2, step));
-  const T step_size = static_cast<T>(lr / bc1), tb2s = static_cast<T>(bc2_sqrt), teps = static_cast<T>(eps);
-  const T tb1 = static_cast<T>(beta1), t1b1 = static_cast<T>(1.0 - beta1), tb2 = static_cast<T>(beta2),
-          t1b2 = static_cast<T>(1.0 - beta2), twd = static_cast<T>(wd), tdecay = static_cast<T>(1.0 - lr * wd);
-#pragma omp parallel for if (n >= kParallelMin)
-  for (int64_t j = 0; j < n; ++j) {
-    T grad = g[j];
-    if (wd != 0) {
-      if (decoupled)
-        p[j] *= tdecay;
-      else
-        grad += twd * p[j];
-    }
-    m[j] = tb1 * m[j] + t1b1 * grad;
-    v[j] = tb2 * v[j] + t1b2 * grad * grad;
-    T vv = v[j];
-    if (vmax) {
-      vmax[j] = std::max(vmax[j], vv);
-      vv = vmax[j];
-    }
-    const T denom = std::sqrt(vv) / tb2s + teps;
-    p[j] -= step_size * m[j] / denom;
-  }
+  AdamScalars<T> s;
+  s.step_size = static_cast<T>(lr / bc1);
+  s.b2s = static_cast<T>(bc2_sqrt);
+  s.eps = static_cast<T>(eps);
+  s.b1 = static_cast<T>(beta1);
+  s.one_b1 = static_cast<T>(1.0 - beta1);
+  s.b2 = static_cast<T>(beta2);
+  s.one_b2 = static_cast<T>(1.0 - beta2);
+  s.wd = static_cast<T>(wd);
+  s.decay = static_cast<T>(1.0 - lr * wd);
+  auto run = [&](auto wd_on, auto decoupled_on) {
+    constexpr bool kWd = decltype(wd_on)::value, kDec = decltype(decoupled_on)::value;
+    if (vmax)
+      adam_kernel<T, kWd, kDec, true>(p, g, m, v, vmax, n, s);
+    else
+      adam_kernel<T, kWd, kDec, false>(p, g, m, v, vmax, n, s);
+  };
+  if (wd == 0)
+    run(std::false_type{}, std::false_type{});
+  else if (decoupled)
+    run(std::true_type{}, std::true_type{});
+  else
+    run(std::true_type{}, std::false_type{});
 }
 
 // The gradient of p as a contiguous tensor of p's dtype (undefined when p has none).

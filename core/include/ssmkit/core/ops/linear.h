@@ -1,4 +1,4 @@
-// Linear layer (PyTorch nn.Linear): y = x W^T + b over the last axis, on Eigen's multi-threaded GEMM.
+// Linear layer (PyTorch nn.Linear): y = x W^T + b over the last axis, through core's gemm() (OpenBLAS; Eigen without it).
 // Shapes: x (..., I), W (O, I), b (O) optional -> y (..., O). F32 or F64, contiguous operands.
 #pragma once
 

@@ -1,4 +1,4 @@
-// Matrix products as autograd ops on Eigen's GEMM: matmul with torch.matmul semantics (batched, batch
+// Matrix products as autograd ops on core's gemm() (ops/gemm.h): matmul with torch.matmul semantics (batched, batch
 // dims broadcast, 1-D operands promoted and the added dim removed) and linear (nn.functional.linear)
 // on the kernels of ops/linear.h. Not here: integer matmul, out= variants, transposed-operand flags.
 // Shapes: m, k, n the matrix sizes, (...) batch dims. F32 or F64, both operands of one dtype.

@@ -54,13 +54,14 @@ struct MambaParams {
   void load(const SafetensorsFile& f, const std::string& prefix, const MambaConfig& cfg, DType dt = DType::F32);
 };
 
-// What the forward keeps for the backward (all (B,·,·) contiguous of the parameters' dtype).
+// What the forward keeps for the backward (tensors of the parameters' dtype). The block keeps its
+// activations channel-major, so in_proj writes x and z straight into their (B,E,L) buffers.
 struct MambaCache {
   Tensor hidden;     // (B,L,M)   the input
-  Tensor xz;         // (B,L,2E)  in_proj output
-  Tensor x_conv;     // (B,E,L)   conv input (x half of xz, channel-major)
+  Tensor xz;         // unused (kept for source compatibility): x lives in x_conv, z in scan.z
+  Tensor x_conv;     // (B,E,L)   conv input (x half of in_proj's output, channel-major)
   Tensor x_pre;      // (B,E,L)   conv output before SiLU
-  Tensor x_dbl;      // (B,L,R+2N)
+  Tensor x_dbl;      // (B,L,R+2N) a transposed view of a channel-major (B,R+2N,L) buffer (not contiguous)
   ScanInputs scan;   // u = SiLU(conv) (B,E,L), delta (B,E,L), A (E,N), B/C (B,N,L), D, z (B,E,L), bias
   ScanSaved saved;   // the scan's chunk states
   Tensor y_scan;     // (B,E,L)   scan output (gated)
