@@ -1,12 +1,16 @@
 // Activations: closed-form and hand-computed values (PyTorch's outputs for the same inputs), numerical
 // stability of the softmax family, finite-difference gradients of every op in double, F32 against F64,
-// and argument errors.
+// the F32 SIMD kernels of gelu and glu (forward and backward) on every compiled target against double
+// formulas, with odd sizes for the tails, and argument errors.
 #include <cmath>
+#include <cstdio>
+#include <limits>
 #include <numbers>
 
 #include "gradcheck.h"
 #include "ssmkit/core/ops/activation.h"
 #include "ssmkit/core/ops/elementwise.h"
+#include "ssmkit/core/ops/vec_math.h"
 
 using namespace ssmkit::core;
 using ssmkit::test::expect_error;
@@ -133,4 +137,90 @@ TEST(Activation, BadArgumentsThrow) {
   expect_error([&] { relu(Var(Tensor::zeros({3}, DType::I64))); }, "relu: input must be F32 or F64");
   expect_error([&] { softmax_backward(Tensor::zeros({3}, DType::F64), Tensor::zeros({2}, DType::F64), 0); },
                "softmax_backward: gradient (3)");
+}
+
+namespace {
+
+// x Phi(x) and its derivative Phi(x) + x phi(x), in double.
+double gelu_ref(double x) { return 0.5 * x * std::erfc(-x / std::sqrt(2.0)); }
+double gelu_grad_ref(double x) {
+  return 0.5 * std::erfc(-x / std::sqrt(2.0)) + x * std::exp(-0.5 * x * x) / std::sqrt(2 * std::numbers::pi);
+}
+
+}  // namespace
+
+TEST(Activation, GeluFloat32KernelOnEveryTarget) {
+  // Dense grid over [-14, 14] (both regions of the erf split, the far negative tail where 1 + erf(x/sqrt 2)
+  // in float would round to 0, and the clamp), plus special values; 10007 values so the tail runs.
+  const int64_t n = 10007;
+  std::vector<double> xs(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) xs[static_cast<size_t>(i)] = -14.0 + 28.0 * static_cast<double>(i) / (n - 1);
+  xs[0] = 0.0;
+  xs[1] = -0.0;
+  xs[2] = 1e-30;
+  xs[3] = -std::sqrt(2.0);  // t = 1 exactly: the region boundary
+  const Tensor x = Tensor::from_vector({n}, xs).to(DType::F32);
+  const std::vector<double> xf = x.to_double_vector();  // the float inputs
+  const Tensor seed = random_tensor({n}, 61, -1, 1, DType::F32);
+  const std::vector<double> w = seed.to_double_vector();
+  for (const std::string& target : simd_targets_available()) {
+    simd_force_target(target);
+    Var v(x, true);
+    Var y = gelu(v);
+    y.backward(seed);
+    const std::vector<double> got = y.value().to_double_vector(), grad = v.grad().to_double_vector();
+    double worst_abs = 0, worst_rel_tail = 0, worst_grad = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      const double r = gelu_ref(xf[i]), e = std::abs(got[i] - r);
+      worst_abs = std::max(worst_abs, e / std::max(1.0, std::abs(r)));
+      if (xf[i] < -1.5 && xf[i] > -13) worst_rel_tail = std::max(worst_rel_tail, e / std::abs(r));
+      const double g = w[i] * gelu_grad_ref(xf[i]);
+      worst_grad = std::max(worst_grad, std::abs(grad[i] - g) / std::max(1.0, std::abs(g)));
+    }
+    std::printf("gelu F32 %s: max err %.2g (rel to max(1,|y|)), negative tail rel %.2g, grad %.2g\n",
+                target.c_str(), worst_abs, worst_rel_tail, worst_grad);
+    EXPECT_LT(worst_abs, 4e-7) << target;        // about 2 float ulps
+    // relative accuracy kept down to x = -13 (2.6e-7 where FMA splits x^2 exactly; 3.9e-6 on the portable
+    // path, whose exp(-x^2/2) carries x^2's rounding); PyTorch's float formula has none left below x = -5.5
+    EXPECT_LT(worst_rel_tail, 5e-6) << target;
+    EXPECT_LT(worst_grad, 1e-6) << target;
+    EXPECT_EQ(got[0], 0.0) << target;
+    EXPECT_EQ(gelu(Var(Tensor::from_vector({1}, std::vector<double>{-20}).to(DType::F32))).value().at<float>({0}),
+              0.0f);
+  }
+  simd_force_target("");
+  // inf and nan as PyTorch: gelu(inf) = inf, gelu(-inf) = nan (-inf * 0), gelu(nan) = nan
+  const double inf = std::numeric_limits<double>::infinity();
+  const std::vector<double> sp =
+      gelu(Var(Tensor::from_vector({3}, std::vector<double>{inf, -inf, std::nan("")}).to(DType::F32)))
+          .value()
+          .to_double_vector();
+  EXPECT_EQ(sp[0], inf);
+  EXPECT_TRUE(std::isnan(sp[1]));
+  EXPECT_TRUE(std::isnan(sp[2]));
+}
+
+TEST(Activation, GluFloat32KernelOnEveryTarget) {
+  // (3, 2*37, 5) along dim 1: rows of 185 floats (vector tails), and along the last dim (rows of 2 * 1).
+  const Tensor x = random_tensor({3, 74, 5}, 71, -6, 6, DType::F32);
+  const Tensor seed = random_tensor({3, 37, 5}, 72, -1, 1, DType::F32);
+  const Tensor x64 = x.to(DType::F64);
+  Var r64(x64, true);
+  Var y64 = glu(r64, 1);
+  y64.backward(seed.to(DType::F64));
+  for (const std::string& target : simd_targets_available()) {
+    simd_force_target(target);
+    Var v(x, true);
+    Var y = glu(v, 1);
+    y.backward(seed);
+    const double ey = max_abs_diff(y.value().to(DType::F64), y64.value());
+    const double eg = max_abs_diff(v.grad().to(DType::F64), r64.grad());
+    std::printf("glu F32 %s: y %.2g, grad %.2g\n", target.c_str(), ey, eg);
+    EXPECT_LT(ey, 3e-6) << target;  // |y| < 6: about 2 float ulps
+    EXPECT_LT(eg, 3e-6) << target;
+    Tensor xl = random_tensor({4, 3, 2}, 73, -3, 3, DType::F32);
+    EXPECT_LT(max_abs_diff(glu(Var(xl), -1).value().to(DType::F64), glu(Var(xl.to(DType::F64)), -1).value()), 1e-6)
+        << target;
+  }
+  simd_force_target("");
 }

@@ -1,7 +1,8 @@
 // conv1d / conv2d: hand-computed 1-D cases (plain, Mamba's causal depthwise k=4, padding "same" with an even
 // kernel), the fast paths (im2col + GEMM, pointwise, depthwise) against the naive double reference across
 // stride / padding / dilation / groups / odd sizes in F64 and F32, accumulation, thread-count independence of
-// the weight gradient, finite-difference gradients of the autograd ops, and shape errors.
+// the weight gradient and of a lone GEMM that the BLAS threads, finite-difference gradients of the autograd
+// ops, and shape errors.
 #include <omp.h>
 
 #include <algorithm>
@@ -202,6 +203,43 @@ TEST(Conv, WeightGradientDoesNotDependOnThreadCount) {
     EXPECT_EQ(dws[0], dws[1]) << "groups " << groups;
     EXPECT_EQ(dws[0], dws[2]) << "groups " << groups;
   }
+}
+
+TEST(Conv, LoneGemmThreadedByTheBlas) {
+  // One image and one group: the single GEMM per pass is threaded by the BLAS itself. S4D's output layer
+  // shape in small (Conv1d 1x1, H -> 2H, with bias) and a 3x3 conv2d (im2col): reference values for every
+  // thread count, and the same bits when a call is repeated (the BLAS may block the sums differently for
+  // another thread count, as conv.h says).
+  const int prev = omp_get_max_threads();
+  struct Lone {
+    Shape x, w;
+    ConvGeometry g;
+  };
+  for (const Lone& c : {Lone{{1, 48, 1, 700}, {96, 48, 1, 1}, geo(1, 1, 0, 0, 0, 0, 1, 1, 1)},
+                        Lone{{1, 16, 30, 31}, {40, 16, 3, 3}, geo(1, 1, 1, 1, 1, 1, 1, 1, 1)}}) {
+    const Tensor x64 = random_tensor(c.x, 61), w64 = random_tensor(c.w, 62), b64 = random_tensor({c.w[0]}, 63);
+    Tensor y_ref, dx_ref, dw_ref, db_ref;
+    conv2d_ref_forward(y_ref, x64, w64, b64, c.g);
+    const Tensor dy64 = random_tensor(y_ref.shape(), 64);
+    conv2d_ref_backward(&dx_ref, &dw_ref, &db_ref, dy64, x64, w64, c.g);
+    const Tensor x = x64.to(DType::F32), w = w64.to(DType::F32), b = b64.to(DType::F32), dy = dy64.to(DType::F32);
+    for (int threads : {1, 2, 3}) {
+      omp_set_num_threads(threads);
+      Tensor y, dx, dw, db, y2, dx2, dw2;
+      conv2d_forward(y, x, w, b, c.g);
+      conv2d_backward(&dx, &dw, &db, dy, x, w, c.g);
+      EXPECT_LT(max_abs_diff(y, y_ref), 1e-4) << threads;
+      EXPECT_LT(max_abs_diff(dx, dx_ref), 1e-4) << threads;
+      EXPECT_LT(max_abs_diff(dw, dw_ref), 1e-3) << threads;  // sums over 700 / 930 positions
+      EXPECT_LT(max_abs_diff(db, db_ref), 1e-3) << threads;
+      conv2d_forward(y2, x, w, b, c.g);
+      conv2d_backward(&dx2, &dw2, nullptr, dy, x, w, c.g);
+      EXPECT_EQ(max_abs_diff(y, y2), 0.0) << threads;
+      EXPECT_EQ(max_abs_diff(dx, dx2), 0.0) << threads;
+      EXPECT_EQ(max_abs_diff(dw, dw2), 0.0) << threads;
+    }
+  }
+  omp_set_num_threads(prev);
 }
 
 TEST(Conv, GradcheckConv2d) {

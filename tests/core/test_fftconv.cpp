@@ -1,6 +1,9 @@
 // FFT convolution: a length-3 case by hand (forward and backward), fast path vs the direct O(L^2) reference on
-// odd lengths in F32 and F64, finite-difference gradients in double for u, k and D, the D-less case,
-// accumulation, strided inputs, FFT sizes, the golden files and shape errors.
+// odd lengths in F32 and F64 and on a length whose plans are measured (FFTW_MEASURE), finite-difference
+// gradients in double for u, k and D, the D-less case, accumulation, strided inputs, thread-count
+// independence, FFT sizes, the golden files and shape errors.
+#include <omp.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -87,6 +90,43 @@ TEST(FftConv, FastMatchesReferenceOddLengths) {
           EXPECT_LT(max_abs_diff(dD, dDr), tol_of(dDr, rel)) << "dD L=" << L;
         }
       }
+}
+
+TEST(FftConv, MeasuredPlansMatchReference) {
+  // L = 2048: n = 4096 takes the FFTW_MEASURE plans in F32 (F64 keeps FFTW_ESTIMATE); every thread count
+  // gives the same bits.
+  const int64_t B = 1, H = 3, L = 2048;
+  for (DType dt : {DType::F32, DType::F64}) {
+    Tensor u = random_tensor({B, H, L}, 51, -1, 1, dt), k = random_tensor({H, L}, 52, -1, 1, dt);
+    Tensor D = random_tensor({H}, 53, -1, 1, dt), dy = random_tensor({B, H, L}, 54, -1, 1, dt);
+    Tensor yr, dur, dkr, dDr;
+    fftconv_ref_forward(yr, u, k, D);
+    fftconv_ref_backward(dur, dkr, dDr, dy, u, k, D);
+    Tensor y1, du1, dk1, dD1;
+    const int prev = omp_get_max_threads();
+    for (int threads : {1, 2, 3}) {
+      omp_set_num_threads(threads);
+      Tensor y, du, dk, dD;
+      fftconv_forward(y, u, k, D);
+      fftconv_backward(du, dk, dD, dy, u, k, D);
+      if (threads == 1) {
+        y1 = y, du1 = du, dk1 = dk, dD1 = dD;
+        continue;
+      }
+      EXPECT_EQ(max_abs_diff(y, y1), 0.0) << threads;
+      EXPECT_EQ(max_abs_diff(du, du1), 0.0) << threads;
+      EXPECT_EQ(max_abs_diff(dk, dk1), 0.0) << threads;
+      EXPECT_EQ(max_abs_diff(dD, dD1), 0.0) << threads;
+    }
+    omp_set_num_threads(prev);
+    const double rel = dt == DType::F64 ? 1e-12 : 1e-5;
+    std::printf("measured plans L=%ld %s: y %.2g du %.2g dk %.2g (max |y| %.3g)\n", static_cast<long>(L),
+                dtype_name(dt), max_abs_diff(y1, yr), max_abs_diff(du1, dur), max_abs_diff(dk1, dkr), max_abs(yr));
+    EXPECT_LT(max_abs_diff(y1, yr), tol_of(yr, rel)) << dtype_name(dt);
+    EXPECT_LT(max_abs_diff(du1, dur), tol_of(dur, rel)) << dtype_name(dt);
+    EXPECT_LT(max_abs_diff(dk1, dkr), tol_of(dkr, rel)) << dtype_name(dt);
+    EXPECT_LT(max_abs_diff(dD1, dDr), tol_of(dDr, rel)) << dtype_name(dt);
+  }
 }
 
 TEST(FftConv, WithoutSkipIsPureConvolution) {

@@ -1,6 +1,7 @@
 // S4D kernel: hand-computed kernels (ZOH, bilinear, complex mode), the sign convention of SSMKernelDiag, fast
-// path vs the direct-exp reference on odd lengths, finite-difference gradients in double for every input and
-// both discretizations, accumulation, the golden file, the S4D-Lin/Inv initializers and shape errors.
+// path vs the direct-exp reference on odd lengths and past several power-table re-anchors, finite-difference
+// gradients in double for every input and both discretizations, accumulation, the golden file, the
+// S4D-Lin/Inv initializers and shape errors.
 #include <algorithm>
 #include <cmath>
 #include <complex>
@@ -143,6 +144,32 @@ TEST(S4DKernel, LongKernelMatchesReference) {
   double err = max_abs_diff(K, Kr);
   std::printf("S4D-Inv L=4097 F32 kernel: max err %.3g (max |K| %.3g)\n", err, max_abs(Kr));
   EXPECT_LT(err, tol_of(Kr, 1e-6));
+}
+
+TEST(S4DKernel, PowerTablesStayExactOverLongKernels) {
+  // The fast path's phases are products of a 64-step power table and block anchors re-evaluated every 64
+  // blocks: at L = 2 * 4096 + 77 (two re-anchors and a partial block), F64 forward and backward match the
+  // direct exp of every (n, l) to double precision, for both discretizations.
+  const int64_t L = 2 * 4096 + 77;
+  for (S4DDisc disc : {S4DDisc::ZOH, S4DDisc::Bilinear}) {
+    S4DParams p = random_params(2, 4, 77, DType::F64, 300);
+    Tensor K, Kr;
+    s4d_kernel_forward(K, p.log_dt, p.C, p.log_A_real, p.A_imag, L, disc);
+    s4d_kernel_ref_forward(Kr, p.log_dt, p.C, p.log_A_real, p.A_imag, L, disc);
+    Tensor gK = random_tensor({2, L}, 78, -1, 1);
+    Tensor d1, d2, d3, d4, r1, r2, r3, r4;
+    s4d_kernel_backward(d1, d2, d3, d4, gK, p.log_dt, p.C, p.log_A_real, p.A_imag, disc);
+    s4d_kernel_ref_backward(r1, r2, r3, r4, gK, p.log_dt, p.C, p.log_A_real, p.A_imag, disc);
+    std::printf("S4D L=%ld %s F64: K %.2g, dlog_dt %.2g, dC %.2g, dlog_A_real %.2g, dA_imag %.2g (relative)\n",
+                static_cast<long>(L), disc_name(disc), max_abs_diff(K, Kr) / std::max(1.0, max_abs(Kr)),
+                max_abs_diff(d1, r1) / std::max(1.0, max_abs(r1)), max_abs_diff(d2, r2) / std::max(1.0, max_abs(r2)),
+                max_abs_diff(d3, r3) / std::max(1.0, max_abs(r3)), max_abs_diff(d4, r4) / std::max(1.0, max_abs(r4)));
+    EXPECT_LT(max_abs_diff(K, Kr), tol_of(Kr, 1e-11)) << disc_name(disc);
+    EXPECT_LT(max_abs_diff(d1, r1), tol_of(r1, 1e-10)) << disc_name(disc);
+    EXPECT_LT(max_abs_diff(d2, r2), tol_of(r2, 1e-10)) << disc_name(disc);
+    EXPECT_LT(max_abs_diff(d3, r3), tol_of(r3, 1e-10)) << disc_name(disc);
+    EXPECT_LT(max_abs_diff(d4, r4), tol_of(r4, 1e-10)) << disc_name(disc);
+  }
 }
 
 TEST(S4DKernel, ZeroLength) {

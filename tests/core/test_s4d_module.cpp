@@ -1,5 +1,10 @@
 // S4D layer module: official keys and order, recurrent step equal to the convolution, the
-// bidirectional kernel's anti-causal part against a direct sum, and finite differences end to end.
+// bidirectional kernel's anti-causal part against a direct sum, finite differences end to end, and the
+// fused F32 inference path against the op chain and a float64 run (every thread count the same).
+#include <omp.h>
+
+#include <cstdio>
+
 #include "gradcheck.h"
 #include "ssmkit/core/nn/s4d.h"
 #include "ssmkit/core/ops/elementwise.h"
@@ -97,5 +102,51 @@ TEST(S4DModule, GradcheckAllParameters) {
     };
     ssmkit::test::gradcheck(loss, u, x.grad().clone(), "u");
     for (auto& [k, v] : layer.named_parameters()) ssmkit::test::gradcheck(loss, v.value(), v.grad().clone(), k);
+  }
+}
+
+TEST(S4DModule, FusedInferenceMatchesOpChain) {
+  // Shapes with odd sizes: L = 37 (one partial output chunk), L = 1100 (two full chunks of 512 and a partial
+  // one); both layouts.
+  struct Case {
+    int64_t B, H, L, N;
+    bool transposed;
+  };
+  for (const Case& c : {Case{3, 5, 37, 8, true}, Case{2, 4, 1100, 6, false}, Case{1, 3, 1, 2, true}}) {
+    Rng rng(11);
+    S4DOptions opt;
+    opt.d_state = c.N;
+    opt.transposed = c.transposed;
+    opt.dropout = 0.25;  // inactive in eval mode, so the fused path still applies
+    S4D layer(c.H, opt, rng);
+    layer.eval();
+    const Tensor u = c.transposed ? random_tensor({c.B, c.H, c.L}, 12, -2, 2, DType::F32)
+                                  : random_tensor({c.B, c.L, c.H}, 12, -2, 2, DType::F32);
+    const Tensor chain = layer.forward(Var(u)).value();  // parameters require grad: the recorded op chain
+    Tensor fused;
+    const int prev = omp_get_max_threads();
+    for (int threads : {1, 2, 3}) {
+      omp_set_num_threads(threads);
+      NoGradGuard ng;
+      Tensor y = layer.forward(Var(u)).value();
+      if (fused.defined())
+        EXPECT_EQ(max_abs_diff(y, fused), 0.0) << "threads " << threads;
+      else
+        fused = y;
+    }
+    omp_set_num_threads(prev);
+    ASSERT_EQ(fused.shape(), chain.shape());
+    EXPECT_EQ(fused.dtype(), DType::F32);
+    layer.to(DType::F64);
+    Tensor y64;
+    {
+      NoGradGuard ng;
+      y64 = layer.forward(Var(u.to(DType::F64))).value();
+    }
+    const double e_chain = max_abs_diff(fused, chain), e64 = max_abs_diff(fused.to(DType::F64), y64);
+    std::printf("fused S4D (B=%ld,H=%ld,L=%ld): vs op chain %.2g, vs float64 %.2g (max |y| %.2g)\n",
+                static_cast<long>(c.B), static_cast<long>(c.H), static_cast<long>(c.L), e_chain, e64, max_abs(y64));
+    EXPECT_LT(e_chain, 2e-6 * std::max(1.0, max_abs(y64)));
+    EXPECT_LT(e64, 1e-5 * std::max(1.0, max_abs(y64)));
   }
 }

@@ -1,14 +1,100 @@
 // S4D layer: official registration order and initialization (s4d.py), forward through the S4D kernel
-// and FFT-convolution ops, the bidirectional kernel split, and the recurrent step.
+// and FFT-convolution ops, the bidirectional kernel split, and the recurrent step. Inference in F32 (nothing
+// to record, no dropout, causal) takes a fused path instead: convolution, D skip and GELU of one batch item
+// into an (H,L) buffer, then the output Conv1d as gemm() over chunks of L with bias and GLU fused, so only
+// the output is allocated at full size. Same kernels and formulas as the op chain.
 #include "ssmkit/core/nn/s4d.h"
 
+#include <omp.h>
+
+#include <algorithm>
+#include <memory>
+
+#include "ssm/kernel_buffers.h"
 #include "ssmkit/core/ops/activation.h"
 #include "ssmkit/core/ops/dropout.h"
 #include "ssmkit/core/ops/elementwise.h"
+#include "ssmkit/core/ops/gemm.h"
 #include "ssmkit/core/ops/shape.h"
 #include "ssmkit/core/ssm/scan_ops.h"
 
 namespace ssmkit::core {
+
+namespace {
+
+constexpr int64_t kChunk = 512;  // columns of L per output GEMM in the fused path: (2H, kChunk) stays in cache
+
+// u (B,H,L) contiguous, K (H,L), D (H), w (2H,H), bias (2H) or undefined, all F32 -> (B,H,L):
+//   out = GLU(w gelu(K * u + D u) + bias) along the channel axis.
+// One batch item b: its H rows convolved (FftConvRowsF32) and passed through GELU into x (H,L); then for each
+// chunk of L, z (2H,lc) = w x[:, chunk] by gemm() and out = (z[:H] + bias[:H]) sigmoid(z[H:] + bias[H:]) (one
+// rounding for the bias, as the op chain's GEMM that starts from it). With at least as many batch items as
+// threads, each thread takes whole items (dynamic: a thread slowed by other work takes fewer) into its own x;
+// otherwise the team shares one x per item, threads over rows then over chunks. Same values either way.
+Tensor s4d_infer_f32(const Tensor& u, const Tensor& K, const Tensor& D, const Tensor& w, const Tensor& bias) {
+  const int64_t B = u.size(0), H = u.size(1), L = u.size(2);
+  Tensor out = Tensor::empty({B, H, L}, DType::F32);
+  if (B == 0 || H == 0 || L == 0) return out;
+  const detail::FftConvRowsF32 conv(K.data<float>(), H, L);
+  const float *pu = u.data<float>(), *pd = D.data<float>(), *pw = w.data<float>();
+  const float* pb = bias.defined() ? bias.data<float>() : nullptr;
+  float* po = out.data<float>();
+  const int64_t nc = (L + kChunk - 1) / kChunk;
+  auto conv_gelu_row = [&](float* x, int64_t b, int64_t h, detail::FftConvRowsF32::Scratch& scratch) {
+    float* xh = x + h * L;
+    conv.row(xh, pu + (b * H + h) * L, h, pd[h], scratch);
+    detail::gelu_f32(xh, xh, L);
+  };
+  auto linear_glu_chunk = [&](const float* x, int64_t b, int64_t c, float* z) {
+    const int64_t l0 = c * kChunk, lc = std::min(kChunk, L - l0);
+    gemm(false, false, 2 * H, lc, H, 1.0f, pw, H, x + l0, L, 0.0f, z, lc);
+    float* ob = po + b * H * L + l0;
+    for (int64_t o = 0; o < H; ++o)
+      detail::glu_bias_f32(z + o * lc, z + (H + o) * lc, pb ? pb[o] : 0.0f, pb ? pb[H + o] : 0.0f, ob + o * L, lc);
+  };
+  // Buffers are written before they are read: left uninitialized.
+  const bool whole_items = B >= omp_get_max_threads();
+  const auto shared_x = std::make_unique_for_overwrite<float[]>(whole_items ? 0 : static_cast<size_t>(H * L));
+#pragma omp parallel
+  {
+    detail::FftConvRowsF32::Scratch scratch(conv);
+    const auto z = std::make_unique_for_overwrite<float[]>(static_cast<size_t>(2 * H * std::min(L, kChunk)));
+    if (whole_items) {
+      const auto x = std::make_unique_for_overwrite<float[]>(static_cast<size_t>(H * L));
+#pragma omp for schedule(dynamic, 1)
+      for (int64_t b = 0; b < B; ++b) {
+        for (int64_t h = 0; h < H; ++h) conv_gelu_row(x.get(), b, h, scratch);
+        for (int64_t c = 0; c < nc; ++c) linear_glu_chunk(x.get(), b, c, z.get());
+      }
+    } else {
+      for (int64_t b = 0; b < B; ++b) {
+#pragma omp for schedule(static)
+        for (int64_t h = 0; h < H; ++h) conv_gelu_row(shared_x.get(), b, h, scratch);
+#pragma omp for schedule(static)
+        for (int64_t c = 0; c < nc; ++c) linear_glu_chunk(shared_x.get(), b, c, z.get());
+      }
+    }
+  }
+  return out;
+}
+
+// The fused path applies when nothing would be recorded (gradients off, or no input or parameter requiring
+// one), no dropout runs, the layer is causal, everything is F32 and the output conv is a plain 1x1.
+bool fused_path_applies(const S4D& m, const Var& u) {
+  if (m.opt.bidirectional || (m.training() && m.opt.dropout > 0.0)) return false;
+  const Conv1d& c = *m.output_conv;
+  if (c.opt.stride != 1 || c.opt.padding != 0 || c.opt.dilation != 1 || c.opt.groups != 1 ||
+      c.weight.shape() != Shape({2 * m.d_model, m.d_model, 1}))
+    return false;
+  const S4DKernel& k = *m.kernel;
+  for (const Var* v : {&u, &m.D, &k.C, &k.log_dt, &k.log_A_real, &k.A_imag, &c.weight, &c.bias}) {
+    if (!v->defined()) continue;
+    if (v->dtype() != DType::F32 || (grad_enabled() && v->requires_grad())) return false;
+  }
+  return true;
+}
+
+}  // namespace
 
 S4DKernel::S4DKernel(int64_t H, const S4DOptions& opt, Rng& rng) : disc(opt.disc), bidirectional(opt.bidirectional) {
   SSMKIT_CHECK(H > 0 && opt.d_state >= 2 && opt.d_state % 2 == 0, "S4DKernel: d_model ", H,
@@ -55,6 +141,16 @@ Var S4D::forward(const Var& u_in, Rng& rng) const {
   SSMKIT_CHECK(u.ndim() == 3 && u.size(1) == d_model, "S4D: input must be (B,", d_model, ",L)",
                opt.transposed ? "" : " after transposing (B,L,H)", ", got ", shape_str(u_in.shape()));
   const int64_t L = u.size(2);
+  if (fused_path_applies(*this, u)) {
+    const Tensor uc = u.value().contiguous();
+    Tensor K;
+    s4d_kernel_forward(K, kernel->log_dt.value(), kernel->C.value(), kernel->log_A_real.value(),
+                       kernel->A_imag.value(), L, kernel->disc, kS4DSignMinimal);
+    const Tensor& w = output_conv->weight.value();
+    Tensor y = s4d_infer_f32(uc, K, D.value().contiguous(), w.contiguous().view({w.size(0), w.size(1)}),
+                             output_conv->bias.defined() ? output_conv->bias.value().contiguous() : Tensor{});
+    return opt.transposed ? Var(y) : transpose(Var(y), -1, -2);
+  }
   Var y = fftconv(contiguous(u), kernel->forward(L, 0), D);
   if (opt.bidirectional) {
     // anti-causal part: y[t] += sum_{j>=1} k1[j-1] u[t+j] = flip(causal_conv(flip(u), [0, k1[0..L-2]]))

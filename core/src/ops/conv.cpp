@@ -1,6 +1,7 @@
 // conv1d / conv2d forward and backward (PyTorch semantics), their autograd ops, and the naive reference.
-// General case: im2col of one (image, group) into a (C/G*kH*kW, OH*OW) matrix, then Eigen GEMMs:
+// General case: im2col of one (image, group) into a (C/G*kH*kW, OH*OW) matrix, then gemm() (OpenBLAS):
 //   y_g = w_g col,  dw_g += dy_g col^T,  dcol = w_g^T dy_g -> col2im into dx.
+// A pointwise kernel (1x1, stride 1, no padding) skips im2col: col is x itself, e.g. S4D's output Conv1d.
 // Depthwise case (C/G == 1): direct loops over each (image, channel) plane. 1-D runs as 2-D with H = 1.
 // Shapes: N batch, C in channels, O out channels, G groups, Cg = C/G, Og = O/G, P = OH*OW, R = Cg*kH*kW.
 // Not here: transposed or 3-D convolutions, non-zero padding modes.
@@ -9,18 +10,12 @@
 #include <algorithm>
 #include <vector>
 
-#include <Eigen/Dense>
-
 #include "ssmkit/core/ops/elementwise.h"
+#include "ssmkit/core/ops/gemm.h"
 
 namespace ssmkit::core {
 
 namespace {
-
-template <class T>
-using RowMat = Eigen::Map<Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>;
-template <class T>
-using ConstRowMat = Eigen::Map<const Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>;
 
 struct ConvDims {
   int64_t N, C, H, W;  // input
@@ -239,8 +234,9 @@ void gemm_forward(T* y, const T* x, const T* w, const T* b, const ConvDims& d, c
   const TapRanges rh(d.KH, g.dilation_h, g.pad_top, g.stride_h, d.H, d.OH);
   const TapRanges rw(d.KW, g.dilation_w, g.pad_left, g.stride_w, d.W, d.OW);
   const int64_t items = d.N * d.G;
-  // One (image, group) per iteration; Eigen runs single-threaded inside the team, and threads the GEMM
-  // itself when there is only one item. Tiny problems stay on one thread.
+  // One (image, group) per iteration: y_g (Og,P) = w_g (Og,R) col (R,P), the bias written first and
+  // accumulated into (beta = 1). gemm() runs single-threaded inside the team and threads the GEMM itself
+  // when there is only one item. Tiny problems stay on one thread.
 #pragma omp parallel if (items > 1 && items * d.Og * R * P > kParallelMacs)
   {
     std::vector<T> col(pointwise ? 0 : static_cast<size_t>(R * P));
@@ -249,11 +245,11 @@ void gemm_forward(T* y, const T* x, const T* w, const T* b, const ConvDims& d, c
       const int64_t n = it / d.G, gi = it % d.G;
       const T* xg = x + (n * d.C + gi * d.Cg) * HW;
       if (!pointwise) im2col(col.data(), xg, d, g, rh, rw);
-      ConstRowMat<T> Col(pointwise ? xg : col.data(), R, P), Wg(w + gi * d.Og * R, d.Og, R);
-      RowMat<T> Y(y + (n * d.O + gi * d.Og) * P, d.Og, P);
-      Y.noalias() = Wg * Col;
+      T* yg = y + (n * d.O + gi * d.Og) * P;
       if (b)
-        for (int64_t o = 0; o < d.Og; ++o) Y.row(o).array() += b[gi * d.Og + o];
+        for (int64_t o = 0; o < d.Og; ++o) std::fill(yg + o * P, yg + (o + 1) * P, b[gi * d.Og + o]);
+      gemm(false, false, d.Og, P, R, T(1), w + gi * d.Og * R, R, pointwise ? xg : col.data(), P, b ? T(1) : T(0),
+           yg, P);
     }
   }
 }
@@ -340,21 +336,21 @@ void gemm_backward(T* dx, T* dw, const T* dy, const T* x, const T* w, const Conv
     for (int64_t it = 0; it < items; ++it) {
       const int64_t s = it / d.G, gi = it % d.G;
       const int64_t n0 = s * d.N / S, n1 = (s + 1) * d.N / S;
-      ConstRowMat<T> Wg(w + gi * d.Og * R, d.Og, R);
+      const T* wg = w + gi * d.Og * R;  // (Og,R)
       for (int64_t n = n0; n < n1; ++n) {
-        ConstRowMat<T> dY(dy + (n * d.O + gi * d.Og) * P, d.Og, P);
+        const T* dyg = dy + (n * d.O + gi * d.Og) * P;  // (Og,P)
         const T* xg = x + (n * d.C + gi * d.Cg) * HW;
         T* dxg = dx ? dx + (n * d.C + gi * d.Cg) * HW : nullptr;
-        if (dw) {
+        if (dw) {  // dw_g (Og,R) += dy_g (Og,P) col^T (P,R)
           if (!pointwise) im2col(col.data(), xg, d, g, rh, rw);
-          ConstRowMat<T> Col(pointwise ? xg : col.data(), R, P);
-          RowMat<T>(part.data() + s * wsize + gi * d.Og * R, d.Og, R).noalias() += dY * Col.transpose();
+          gemm(false, true, d.Og, R, P, T(1), dyg, P, pointwise ? xg : col.data(), P, T(1),
+               part.data() + s * wsize + gi * d.Og * R, R);
         }
-        if (dx) {
+        if (dx) {  // dcol (R,P) = w_g^T (R,Og) dy_g (Og,P); pointwise: added straight into dx
           if (pointwise) {
-            RowMat<T>(dxg, R, P).noalias() += Wg.transpose() * dY;
+            gemm(true, false, R, P, d.Og, T(1), wg, R, dyg, P, T(1), dxg, P);
           } else {
-            RowMat<T>(dcol.data(), R, P).noalias() = Wg.transpose() * dY;
+            gemm(true, false, R, P, d.Og, T(1), wg, R, dyg, P, T(0), dcol.data(), P);
             col2im_add(dxg, dcol.data(), d, g, rh, rw);
           }
         }

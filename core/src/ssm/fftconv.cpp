@@ -1,7 +1,9 @@
 // Causal FFT convolution y = k * u + D u along L, forward next to backward: the fast path (FFTW r2c/c2r on
-// length n >= 2L, plans cached per (n, dtype), OpenMP over channels H) and the reference path (direct O(L^2)
-// sums in double). Follows ../shared/specs/core-ssm.md §1.4 (forward) and §1.6 (backward: correlations via
-// the conjugate spectrum). Shapes: B batch, H channels, L length; u, y (B,H,L), k (H,L), D (H).
+// length n >= 2L, plans cached per (n, dtype), measured for long F32 transforms; OpenMP over channels H) and
+// the reference path (direct O(L^2) sums in double); also FftConvRowsF32, the same F32 convolution one row at
+// a time for the S4D layer's fused inference path. Follows ../shared/specs/core-ssm.md §1.4 (forward) and
+// §1.6 (backward: correlations via the conjugate spectrum). Shapes: B batch, H channels, L length;
+// u, y (B,H,L), k (H,L), D (H).
 #include "ssmkit/core/ssm/fftconv.h"
 
 #include "kernel_buffers.h"
@@ -11,6 +13,7 @@
 #include <algorithm>
 #include <complex>
 #include <map>
+#include <type_traits>
 #include <vector>
 
 namespace ssmkit::core {
@@ -38,11 +41,11 @@ namespace {
 template <class T> struct Fftw;
 template <> struct Fftw<float> {
   using Plan = fftwf_plan;
-  static Plan plan_r2c(int n, float* in, std::complex<float>* out) {
-    return fftwf_plan_dft_r2c_1d(n, in, reinterpret_cast<fftwf_complex*>(out), FFTW_ESTIMATE);
+  static Plan plan_r2c(int n, float* in, std::complex<float>* out, unsigned flags) {
+    return fftwf_plan_dft_r2c_1d(n, in, reinterpret_cast<fftwf_complex*>(out), flags);
   }
-  static Plan plan_c2r(int n, std::complex<float>* in, float* out) {
-    return fftwf_plan_dft_c2r_1d(n, reinterpret_cast<fftwf_complex*>(in), out, FFTW_ESTIMATE);
+  static Plan plan_c2r(int n, std::complex<float>* in, float* out, unsigned flags) {
+    return fftwf_plan_dft_c2r_1d(n, reinterpret_cast<fftwf_complex*>(in), out, flags);
   }
   static void r2c(Plan p, float* in, std::complex<float>* out) {
     fftwf_execute_dft_r2c(p, in, reinterpret_cast<fftwf_complex*>(out));
@@ -56,11 +59,11 @@ template <> struct Fftw<float> {
 };
 template <> struct Fftw<double> {
   using Plan = fftw_plan;
-  static Plan plan_r2c(int n, double* in, std::complex<double>* out) {
-    return fftw_plan_dft_r2c_1d(n, in, reinterpret_cast<fftw_complex*>(out), FFTW_ESTIMATE);
+  static Plan plan_r2c(int n, double* in, std::complex<double>* out, unsigned flags) {
+    return fftw_plan_dft_r2c_1d(n, in, reinterpret_cast<fftw_complex*>(out), flags);
   }
-  static Plan plan_c2r(int n, std::complex<double>* in, double* out) {
-    return fftw_plan_dft_c2r_1d(n, reinterpret_cast<fftw_complex*>(in), out, FFTW_ESTIMATE);
+  static Plan plan_c2r(int n, std::complex<double>* in, double* out, unsigned flags) {
+    return fftw_plan_dft_c2r_1d(n, reinterpret_cast<fftw_complex*>(in), out, flags);
   }
   static void r2c(Plan p, double* in, std::complex<double>* out) {
     fftw_execute_dft_r2c(p, in, reinterpret_cast<fftw_complex*>(out));
@@ -105,6 +108,14 @@ template <class T> struct FftPlanCache {
   auto emplace(int64_t n, const FftPlan<T>& p) { return plans.emplace(n, p); }
 };
 
+// F32 plans from this length on are measured (FFTW_MEASURE, planning capped at kMeasureSeconds per plan,
+// once per process and length; the transforms then run 25-40% faster than with FFTW_ESTIMATE's guess). The
+// chosen plan is fixed for the process, so results are the same for every thread count and call; another
+// process may pick another algorithm (rounding differences only). F64 (gradient checks, references) and
+// shorter lengths keep FFTW_ESTIMATE.
+constexpr int64_t kMeasureFrom = 4096;
+constexpr double kMeasureSeconds = 0.25;
+
 // The r2c and c2r plans of length n, created on first use (under the planner mutex) and kept until exit.
 template <class T>
 const FftPlan<T>& fft_plan(int64_t n) {
@@ -115,8 +126,12 @@ const FftPlan<T>& fft_plan(int64_t n) {
   FftBuf<T, T> re(n);
   FftBuf<std::complex<T>, T> sp(n / 2 + 1);
   SSMKIT_CHECK(re.p && sp.p, "fftconv: out of memory for FFT buffers of length ", n);
-  FftPlan<T> plan{Fftw<T>::plan_r2c(static_cast<int>(n), re.p, sp.p),
-                  Fftw<T>::plan_c2r(static_cast<int>(n), sp.p, re.p)};
+  const bool measure = std::is_same_v<T, float> && n >= kMeasureFrom;
+  const unsigned flags = measure ? FFTW_MEASURE : FFTW_ESTIMATE;  // MEASURE overwrites re / sp only
+  if (measure) fftwf_set_timelimit(kMeasureSeconds);
+  FftPlan<T> plan{Fftw<T>::plan_r2c(static_cast<int>(n), re.p, sp.p, flags),
+                  Fftw<T>::plan_c2r(static_cast<int>(n), sp.p, re.p, flags)};
+  if (measure) fftwf_set_timelimit(FFTW_NO_TIMELIMIT);
   SSMKIT_CHECK(plan.r2c && plan.c2r, "fftconv: FFTW could not plan a transform of length ", n);
   return cache.emplace(n, plan).first->second;
 }
@@ -163,34 +178,75 @@ ConvSizes check_conv_inputs(const char* fn, const Tensor& u, const Tensor& k, co
 // ----------------------------------------------------------------------------------------------------------
 // fast path
 
-// u (B,H,L), k (H,L), D (H) or null -> y (B,H,L); all contiguous.
+// k (L) -> kf (n/2+1): the spectrum of the zero-padded kernel row, scaled by 1/n (FFTW's inverse is
+// unnormalized). pad (n) is scratch whose [L, n) must be zero on entry and stays zero.
+template <class T>
+void kernel_spectrum(std::complex<T>* kf, const T* k, T* pad, int64_t L, int64_t n, const FftPlan<T>& plan) {
+  std::copy(k, k + L, pad);
+  Fftw<T>::r2c(plan.r2c, pad, kf);
+  const T scale = T(1) / static_cast<T>(n);
+  for (int64_t f = 0; f < n / 2 + 1; ++f) kf[f] *= scale;
+}
+
+// uf[f] *= kf[f] for f < nf, and y[t] = out[t] + d u[t] for t < L: the two elementwise loops of a row.
+// The F32 versions are compiled twice, for AVX2/FMA and for baseline x86-64, the clone picked at load time.
+template <class T>
+void spectrum_product(std::complex<T>* uf, const std::complex<T>* kf, int64_t nf) {
+  for (int64_t f = 0; f < nf; ++f) uf[f] = cmul(uf[f], kf[f]);
+}
+template <class T>
+void add_skip(T* y, const T* out, const T* u, T d, int64_t L) {
+  for (int64_t t = 0; t < L; ++t) y[t] = out[t] + d * u[t];
+}
+template <>
+__attribute__((target_clones("arch=haswell", "default"))) void spectrum_product<float>(
+    std::complex<float>* uf, const std::complex<float>* kf, int64_t nf) {
+  float* a = reinterpret_cast<float*>(uf);
+  const float* b = reinterpret_cast<const float*>(kf);
+#pragma omp simd
+  for (int64_t f = 0; f < nf; ++f) {
+    const float ar = a[2 * f], ai = a[2 * f + 1], br = b[2 * f], bi = b[2 * f + 1];
+    a[2 * f] = ar * br - ai * bi;
+    a[2 * f + 1] = ar * bi + ai * br;
+  }
+}
+template <>
+__attribute__((target_clones("arch=haswell", "default"))) void add_skip<float>(float* y, const float* out,
+                                                                                 const float* u, float d, int64_t L) {
+#pragma omp simd
+  for (int64_t t = 0; t < L; ++t) y[t] = out[t] + d * u[t];
+}
+
+// One row: y[t] = irfft(rfft(u) kf)[t] + d u[t] for t < L. pad (n) has [L, n) zero; out (n) and uf (n/2+1)
+// are scratch.
+template <class T>
+void conv_row(T* y, const T* u, const std::complex<T>* kf, T d, T* pad, T* out, std::complex<T>* uf, int64_t L,
+              int64_t n, const FftPlan<T>& plan) {
+  std::copy(u, u + L, pad);
+  Fftw<T>::r2c(plan.r2c, pad, uf);
+  spectrum_product(uf, kf, n / 2 + 1);
+  Fftw<T>::c2r(plan.c2r, uf, out);
+  add_skip(y, out, u, d, L);
+}
+
+// u (B,H,L), k (H,L), D (H) or null -> y (B,H,L); all contiguous. Each thread takes whole channels: the
+// kernel's spectrum once, then the B rows of that channel.
 template <class T>
 void fftconv_forward_impl(T* y, const T* u, const T* k, const T* D, int64_t B, int64_t H, int64_t L) {
   if (L == 0) return;
   const int64_t n = fftconv_size(L), nf = n / 2 + 1;
   const FftPlan<T>& plan = fft_plan<T>(n);
-  const T scale = T(1) / static_cast<T>(n);  // FFTW's inverse is unnormalized
 #pragma omp parallel
   {
-    FftBuf<T, T> buf(n);
+    FftBuf<T, T> pad(n), out(n);
     FftBuf<std::complex<T>, T> kf(nf), uf(nf);
+    std::fill(pad.p, pad.p + n, T(0));
 #pragma omp for schedule(static)
     for (int64_t h = 0; h < H; ++h) {
-      std::copy(k + h * L, k + (h + 1) * L, buf.p);
-      std::fill(buf.p + L, buf.p + n, T(0));
-      Fftw<T>::r2c(plan.r2c, buf.p, kf.p);
-      for (int64_t f = 0; f < nf; ++f) kf[f] *= scale;
+      kernel_spectrum(kf.p, k + h * L, pad.p, L, n, plan);
       const T d = D ? D[h] : T(0);
-      for (int64_t b = 0; b < B; ++b) {
-        const T* ub = u + (b * H + h) * L;
-        T* yb = y + (b * H + h) * L;
-        std::copy(ub, ub + L, buf.p);
-        std::fill(buf.p + L, buf.p + n, T(0));
-        Fftw<T>::r2c(plan.r2c, buf.p, uf.p);
-        for (int64_t f = 0; f < nf; ++f) uf[f] = cmul(uf[f], kf[f]);
-        Fftw<T>::c2r(plan.c2r, uf.p, buf.p);
-        for (int64_t t = 0; t < L; ++t) yb[t] = buf[t] + d * ub[t];
-      }
+      for (int64_t b = 0; b < B; ++b)
+        conv_row(y + (b * H + h) * L, u + (b * H + h) * L, kf.p, d, pad.p, out.p, uf.p, L, n, plan);
     }
   }
 }
@@ -249,6 +305,55 @@ void fftconv_backward_impl(T* du, T* dk, T* dD, const T* dy, const T* u, const T
 }
 
 }  // namespace
+
+// ----------------------------------------------------------------------------------------------------------
+// F32 rows for the S4D layer's fused inference path
+
+namespace detail {
+
+FftConvRowsF32::FftConvRowsF32(const float* k, int64_t H, int64_t L)
+    : H_(H), L_(L), n_(fftconv_size(L)), plan_(nullptr), kf_(nullptr) {
+  SSMKIT_CHECK(L > 0, "FftConvRowsF32: L must be > 0, got ", L);
+  const int64_t nf = spectrum_stride();
+  const FftPlan<float>& plan = fft_plan<float>(n_);
+  plan_ = &plan;
+  kf_ = static_cast<float*>(Fftw<float>::alloc(static_cast<size_t>(H * nf) * sizeof(std::complex<float>)));
+  SSMKIT_CHECK(kf_, "FftConvRowsF32: out of memory for ", H, " spectra of length ", nf);
+  std::complex<float>* kf = reinterpret_cast<std::complex<float>*>(kf_);
+#pragma omp parallel if (H > 1)
+  {
+    FftBuf<float, float> pad(n_);
+    std::fill(pad.p, pad.p + n_, 0.0f);
+#pragma omp for schedule(static)
+    for (int64_t h = 0; h < H; ++h) kernel_spectrum(kf + h * nf, k + h * L, pad.p, L, n_, plan);
+  }
+}
+
+FftConvRowsF32::~FftConvRowsF32() { Fftw<float>::release(kf_); }
+
+FftConvRowsF32::Scratch::Scratch(const FftConvRowsF32& conv) {
+  const int64_t n = conv.n_;
+  pad_ = static_cast<float*>(Fftw<float>::alloc(static_cast<size_t>(n) * sizeof(float)));
+  out_ = static_cast<float*>(Fftw<float>::alloc(static_cast<size_t>(n) * sizeof(float)));
+  spec_ = static_cast<float*>(Fftw<float>::alloc(static_cast<size_t>(n / 2 + 1) * sizeof(std::complex<float>)));
+  SSMKIT_CHECK(pad_ && out_ && spec_, "FftConvRowsF32: out of memory for FFT buffers of length ", n);
+  std::fill(pad_, pad_ + n, 0.0f);
+}
+
+FftConvRowsF32::Scratch::~Scratch() {
+  Fftw<float>::release(pad_);
+  Fftw<float>::release(out_);
+  Fftw<float>::release(spec_);
+}
+
+void FftConvRowsF32::row(float* y, const float* u, int64_t h, float d, Scratch& s) const {
+  SSMKIT_DCHECK(h >= 0 && h < H_, "FftConvRowsF32::row: channel ", h, " out of [0, ", H_, ")");
+  const int64_t nf = spectrum_stride();
+  conv_row(y, u, reinterpret_cast<const std::complex<float>*>(kf_) + h * nf, d, s.pad_, s.out_,
+           reinterpret_cast<std::complex<float>*>(s.spec_), L_, n_, *static_cast<const FftPlan<float>*>(plan_));
+}
+
+}  // namespace detail
 
 void fftconv_forward(Tensor& y, const Tensor& u, const Tensor& k, const Tensor& D) {
   const char* fn = "fftconv_forward()";

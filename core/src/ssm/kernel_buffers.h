@@ -1,8 +1,10 @@
-// Argument and buffer helpers shared by the S4D and FFT-convolution kernels (private to core/src/ssm):
-// shape checks naming the op and argument, output and gradient buffers that accept any strides (the
-// kernel writes a contiguous buffer and copies back), and the reference paths' F64 result store.
+// Argument and buffer helpers shared by the S4D and FFT-convolution kernels (private to core/src): shape
+// checks naming the op and argument, output and gradient buffers that accept any strides (the kernel writes
+// a contiguous buffer and copies back), and the reference paths' F64 result store. Also the F32 pieces that
+// the S4D layer's fused inference path (nn/s4d.cpp) takes from ssm/fftconv.cpp and ops/activation.cpp.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -61,5 +63,52 @@ inline void ref_store(const char* fn, const char* name, Tensor& g, const Shape& 
   }
   g.copy_from(Tensor::from_vector(shape, v));
 }
+
+// ----------------------------------------------------------------------------------------------------------
+// F32 pieces of the S4D layer's fused inference path
+
+// fftconv_forward's F32 convolution one (b,h) row at a time (defined in ssm/fftconv.cpp): the H kernel spectra
+// are computed once here, then row() may run from any thread with its own Scratch. Same plans and formulas as
+// fftconv_forward, so the same values.
+class FftConvRowsF32 {
+ public:
+  // k (H,L) contiguous. Computes the spectra on the calling team's threads (call outside a parallel region).
+  FftConvRowsF32(const float* k, int64_t H, int64_t L);
+  ~FftConvRowsF32();
+  FftConvRowsF32(const FftConvRowsF32&) = delete;
+  FftConvRowsF32& operator=(const FftConvRowsF32&) = delete;
+
+  // One thread's FFT buffers, aligned as the plans need.
+  class Scratch {
+   public:
+    explicit Scratch(const FftConvRowsF32& conv);
+    ~Scratch();
+    Scratch(const Scratch&) = delete;
+    Scratch& operator=(const Scratch&) = delete;
+
+   private:
+    friend class FftConvRowsF32;
+    float* pad_;   // (n) zero-padded input, [L, n) kept zero
+    float* out_;   // (n) inverse transform
+    float* spec_;  // (n/2+1) complex spectrum
+  };
+
+  // u (L) of channel h -> y (L): y[t] = sum_{s<=t} k[h,t-s] u[s] + d u[t].
+  void row(float* y, const float* u, int64_t h, float d, Scratch& s) const;
+
+ private:
+  // Complex values between the starts of two spectra: n/2+1 rounded up to 8 (64 bytes), so that every
+  // spectrum has the alignment the plans were made with (FFTW's new-array execute needs it).
+  int64_t spectrum_stride() const { return (n_ / 2 + 1 + 7) / 8 * 8; }
+
+  int64_t H_, L_, n_;
+  const void* plan_;  // the cached r2c/c2r plans of length n_
+  float* kf_;         // (H, spectrum_stride()) complex kernel spectra, scaled by 1/n
+};
+
+// Highway kernels of ops/activation.cpp on n contiguous floats (x and y may be the same array).
+void gelu_f32(const float* x, float* y, int64_t n);  // y = x Phi(x), exact erf form
+// y = (a + ba) sigmoid(b + bb): a Conv1d's bias added at its GLU (the same rounding as the bias in the GEMM)
+void glu_bias_f32(const float* a, const float* b, float ba, float bb, float* y, int64_t n);
 
 }  // namespace ssmkit::core::detail

@@ -1,13 +1,14 @@
-// S4D kernel: the fast path (OpenMP over channels H, phases exp(g l) by powers in double re-anchored with a
-// direct exp every 64 steps) and the reference path (direct exp per (n,l)), forward next to backward; then
-// the initializers. Follows ../shared/specs/core-ssm.md §1.2 (init), §1.3 (kernel), §1.6 (backward; the
-// bilinear backward is derived here the same way). Shapes: H channels, M = N/2 complex modes, L length.
-// Both discretizations are written as K[l] = 2 Re sum_n coef_n exp(g_n l) with
+// S4D kernel: the fast path (OpenMP over channels H; the phases exp(g l) in double as products of two power
+// tables, the sums over modes as small double GEMMs) and the reference path (direct exp per (n,l)), forward
+// next to backward; then the initializers. Follows ../shared/specs/core-ssm.md §1.2 (init), §1.3 (kernel),
+// §1.6 (backward; the bilinear backward is derived here the same way). Shapes: H channels, M = N/2 complex
+// modes, L length. Both discretizations are written as K[l] = 2 Re sum_n coef_n exp(g_n l) with
 //   ZOH:      z = dt A, coef = C (exp(z) - 1)/A, g = z
 //   bilinear: z = dt A, coef = C dt/(1 - z/2),  g = log((1 + z/2)/(1 - z/2))  (any branch: l is an integer)
 #include "ssmkit/core/ssm/s4d.h"
 
 #include "kernel_buffers.h"
+#include "ssmkit/core/ops/gemm.h"
 
 #include <algorithm>
 #include <cmath>
@@ -22,7 +23,11 @@ namespace {
 
 using cd = std::complex<double>;
 
-constexpr int64_t kAnchor = 64;  // steps between direct evaluations of exp(g l) in the fast path
+// Fast path: l = kBlock b + j. exp(g l) = anchor_b * w^j with the table w^j (j < kBlock) and the anchors
+// (w^kBlock)^b both built by products in double from direct exps, the anchors re-evaluated directly every
+// kReanchor blocks (relative phase error ~1e-14 at any L).
+constexpr int64_t kBlock = 64;
+constexpr int64_t kReanchor = 64;
 
 // ----------------------------------------------------------------------------------------------------------
 // argument checks and output buffers
@@ -104,43 +109,66 @@ S4DMode s4d_mode(double dt, double log_a_real, double a_imag, double c_re, doubl
 // ----------------------------------------------------------------------------------------------------------
 // fast path
 
+// One channel's modes and powers, in double; buffers reused across the channels of one thread.
+//   pw (2M, kBlock): rows n and M + n hold Re and Im of w_n^j = exp(g_n j), j < kBlock
+//   anchor (nb, M) complex: exp(g_n kBlock b), b < nb = ceil(L / kBlock)
+struct S4DPowers {
+  int64_t M = 0, nb = 0;
+  std::vector<S4DMode> mode;
+  std::vector<double> pw;
+  std::vector<cd> anchor;
+
+  S4DPowers(int64_t M_, int64_t L) : M(M_), nb((L + kBlock - 1) / kBlock), mode(M_), pw(2 * M_ * kBlock),
+                                     anchor(nb * M_) {}
+
+  template <class T>
+  void build(int64_t h, const T* log_dt, const T* C, const T* log_A_real, const T* A_imag, S4DDisc disc,
+             int sign) {
+    const double dt = std::exp(static_cast<double>(log_dt[h]));
+    for (int64_t n = 0; n < M; ++n) {
+      const int64_t i = h * M + n;
+      mode[n] = s4d_mode(dt, log_A_real[i], A_imag[i], C[2 * i], C[2 * i + 1], disc, sign);
+      const cd g = mode[n].g, w = std::exp(g), w_block = std::exp(g * static_cast<double>(kBlock));
+      cd p = 1.0;
+      for (int64_t j = 0; j < kBlock; ++j) {
+        pw[n * kBlock + j] = p.real();
+        pw[(M + n) * kBlock + j] = p.imag();
+        p *= w;
+      }
+      cd a = 1.0;
+      for (int64_t b = 0; b < nb; ++b) {
+        if (b % kReanchor == 0) a = std::exp(g * static_cast<double>(b * kBlock));
+        anchor[b * M + n] = a;
+        a *= w_block;
+      }
+    }
+  }
+};
+
 // log_dt (H), C (H,M,2), log_A_real (H,M), A_imag (H,M) -> K (H,L); all contiguous.
+// Per channel: K[kBlock b + j] = sum over the 2M rows r of cm[b,r] pw[r,j], one (nb,2M) x (2M,kBlock) GEMM,
+// with cm[b,n] = 2 Re(coef_n anchor[b,n]) and cm[b,M+n] = -2 Im(coef_n anchor[b,n]).
 template <class T>
 void s4d_forward_impl(T* K, const T* log_dt, const T* C, const T* log_A_real, const T* A_imag, int64_t H,
                       int64_t M, int64_t L, S4DDisc disc, int sign) {
-#pragma omp parallel
+  if (L == 0 || H == 0) return;
+#pragma omp parallel if (H > 1 && H * M * L > (int64_t{1} << 16))
   {
-    std::vector<double> cre(M), cim(M), gre(M), gim(M), wre(M), wim(M), pre(M), pim(M);
+    S4DPowers pows(M, L);
+    const int64_t nb = pows.nb;
+    std::vector<double> cm(nb * 2 * M), kb(nb * kBlock);
 #pragma omp for schedule(static)
     for (int64_t h = 0; h < H; ++h) {
-      double dt = std::exp(static_cast<double>(log_dt[h]));
-      for (int64_t n = 0; n < M; ++n) {
-        int64_t i = h * M + n;
-        S4DMode m = s4d_mode(dt, log_A_real[i], A_imag[i], C[2 * i], C[2 * i + 1], disc, sign);
-        cd w = std::exp(m.g);
-        cre[n] = m.coef.real(), cim[n] = m.coef.imag();
-        gre[n] = m.g.real(), gim[n] = m.g.imag();
-        wre[n] = w.real(), wim[n] = w.imag();
-      }
+      pows.build(h, log_dt, C, log_A_real, A_imag, disc, sign);
+      for (int64_t b = 0; b < nb; ++b)
+        for (int64_t n = 0; n < M; ++n) {
+          const cd c = pows.mode[n].coef * pows.anchor[b * M + n];
+          cm[b * 2 * M + n] = 2 * c.real();
+          cm[b * 2 * M + M + n] = -2 * c.imag();
+        }
+      gemm(false, false, nb, kBlock, 2 * M, 1.0, cm.data(), 2 * M, pows.pw.data(), kBlock, 0.0, kb.data(), kBlock);
       T* Kh = K + h * L;
-      for (int64_t l0 = 0; l0 < L; l0 += kAnchor) {
-        for (int64_t n = 0; n < M; ++n) {  // p_n = exp(g_n l0), direct
-          cd p = std::exp(cd(gre[n], gim[n]) * static_cast<double>(l0));
-          pre[n] = p.real(), pim[n] = p.imag();
-        }
-        int64_t l1 = std::min(L, l0 + kAnchor);
-        for (int64_t l = l0; l < l1; ++l) {
-          double s = 0;
-#pragma omp simd reduction(+ : s)
-          for (int64_t n = 0; n < M; ++n) {
-            s += cre[n] * pre[n] - cim[n] * pim[n];
-            double r = pre[n] * wre[n] - pim[n] * wim[n];
-            pim[n] = pre[n] * wim[n] + pim[n] * wre[n];
-            pre[n] = r;
-          }
-          Kh[l] = static_cast<T>(2 * s);
-        }
-      }
+      for (int64_t l = 0; l < L; ++l) Kh[l] = static_cast<T>(kb[l]);
     }
   }
 }
@@ -150,50 +178,43 @@ void s4d_forward_impl(T* K, const T* log_dt, const T* C, const T* log_A_real, co
 // H_n = C_n P_n Q_n holomorphic, so d loss / d x = 2 Re dH/dx for every real x:
 //   dH/dA = C dP/dA Q + coef Q' dg/dA,  dH/ddt = C dP/ddt Q + coef Q' dg/ddt,  dH/dC = P Q,
 //   A = -exp(log_A_real) + i s A_imag,  dt = exp(log_dt).
+// Q and Q' by blocks: R[b,n] = sum_j dK[kBlock b + j] w_n^j and R'[b,n] = sum_j dK[kBlock b + j] j w_n^j (one
+// GEMM of the stacked (2nb, kBlock) rows against the power table), then Q_n = sum_b anchor[b,n] R[b,n],
+// Q'_n = sum_b anchor[b,n] (kBlock b R[b,n] + R'[b,n]).
 template <class T>
 void s4d_backward_impl(T* dlog_dt, T* dC, T* dlog_A_real, T* dA_imag, const T* dK, const T* log_dt, const T* C,
                        const T* log_A_real, const T* A_imag, int64_t H, int64_t M, int64_t L, S4DDisc disc,
                        int sign) {
-#pragma omp parallel
+  if (H == 0) return;
+#pragma omp parallel if (H > 1 && H * M * L > (int64_t{1} << 16))
   {
-    std::vector<S4DMode> mode(M);
-    std::vector<double> gre(M), gim(M), wre(M), wim(M), pre(M), pim(M);
-    std::vector<double> qre(M), qim(M), q1re(M), q1im(M);
+    S4DPowers pows(M, L);
+    const int64_t nb = pows.nb;
+    std::vector<double> gk(2 * nb * kBlock), r(2 * nb * 2 * M);
 #pragma omp for schedule(static)
     for (int64_t h = 0; h < H; ++h) {
-      double dt = std::exp(static_cast<double>(log_dt[h]));
-      for (int64_t n = 0; n < M; ++n) {
-        int64_t i = h * M + n;
-        mode[n] = s4d_mode(dt, log_A_real[i], A_imag[i], C[2 * i], C[2 * i + 1], disc, sign);
-        cd w = std::exp(mode[n].g);
-        gre[n] = mode[n].g.real(), gim[n] = mode[n].g.imag();
-        wre[n] = w.real(), wim[n] = w.imag();
-        qre[n] = qim[n] = q1re[n] = q1im[n] = 0;
-      }
+      pows.build(h, log_dt, C, log_A_real, A_imag, disc, sign);
       const T* dKh = dK + h * L;
-      for (int64_t l0 = 0; l0 < L; l0 += kAnchor) {
-        for (int64_t n = 0; n < M; ++n) {
-          cd p = std::exp(cd(gre[n], gim[n]) * static_cast<double>(l0));
-          pre[n] = p.real(), pim[n] = p.imag();
-        }
-        int64_t l1 = std::min(L, l0 + kAnchor);
-        for (int64_t l = l0; l < l1; ++l) {
-          double gk = dKh[l], gkl = gk * static_cast<double>(l);
-#pragma omp simd
-          for (int64_t n = 0; n < M; ++n) {
-            qre[n] += gk * pre[n], qim[n] += gk * pim[n];
-            q1re[n] += gkl * pre[n], q1im[n] += gkl * pim[n];
-            double r = pre[n] * wre[n] - pim[n] * wim[n];
-            pim[n] = pre[n] * wim[n] + pim[n] * wre[n];
-            pre[n] = r;
-          }
-        }
+      for (int64_t l = 0; l < nb * kBlock; ++l) {  // rows [0, nb): dK; rows [nb, 2nb): dK j; zero past L
+        const double v = l < L ? static_cast<double>(dKh[l]) : 0.0;
+        gk[l] = v;
+        gk[nb * kBlock + l] = v * static_cast<double>(l % kBlock);
       }
+      if (nb > 0)
+        gemm(false, true, 2 * nb, 2 * M, kBlock, 1.0, gk.data(), kBlock, pows.pw.data(), kBlock, 0.0, r.data(),
+             2 * M);
       double d_dt = 0;
       for (int64_t n = 0; n < M; ++n) {
-        int64_t i = h * M + n;
-        const S4DMode& m = mode[n];
-        cd Q(qre[n], qim[n]), Q1(q1re[n], q1im[n]);
+        cd Q = 0, Q1 = 0;
+        for (int64_t b = 0; b < nb; ++b) {
+          const cd R(r[b * 2 * M + n], r[b * 2 * M + M + n]);
+          const cd R1(r[(nb + b) * 2 * M + n], r[(nb + b) * 2 * M + M + n]);
+          const cd a = pows.anchor[b * M + n];
+          Q += a * R;
+          Q1 += a * (static_cast<double>(b * kBlock) * R + R1);
+        }
+        const int64_t i = h * M + n;
+        const S4DMode& m = pows.mode[n];
         cd PQ = m.P * Q;
         cd dH_dA = m.C * m.dP_dA * Q + m.coef * Q1 * m.dg_dA;
         cd dH_ddt = m.C * m.dP_ddt * Q + m.coef * Q1 * m.dg_ddt;
@@ -203,7 +224,7 @@ void s4d_backward_impl(T* dlog_dt, T* dC, T* dlog_A_real, T* dA_imag, const T* d
         dlog_A_real[i] += static_cast<T>(2 * dH_dA.real() * m.A.real());  // dRe(A)/dlog_A_real = Re A
         dA_imag[i] += static_cast<T>(-2 * sign * dH_dA.imag());            // 2 Re(dH/dA * i s)
       }
-      dlog_dt[h] += static_cast<T>(d_dt * dt);
+      dlog_dt[h] += static_cast<T>(d_dt * std::exp(static_cast<double>(log_dt[h])));
     }
   }
 }

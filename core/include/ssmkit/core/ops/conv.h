@@ -32,10 +32,10 @@ int64_t conv_output_size(int64_t in, int64_t kernel, int64_t stride, int64_t pad
 // ------------------------------------------------------------------------------------------------------
 // Tensor kernels. F32 or F64 (all operands one dtype), any strides. Shapes are checked here.
 // Depthwise convolutions (C/G == 1, the Mamba conv1d and VMamba 3x3 case) take a direct loop; the rest
-// run im2col + one Eigen GEMM per (image, group). Threads: forward over N*G (depthwise: N*O); backward
+// run im2col + one gemm() (OpenBLAS) per (image, group). Threads: forward over N*G (depthwise: N*O); backward
 // over fixed batch chunks x groups with one dw partial per chunk, summed in chunk order (depthwise: dx over
 // input planes, dw over output channels). Results are run-to-run deterministic and, except where a lone
-// (image, group) GEMM is threaded by Eigen itself, the same for every thread count.
+// (image, group) GEMM is threaded by the BLAS itself, the same for every thread count.
 
 // x (N,C,H,W), w (O,C/G,kH,kW), b (O) or undefined -> y (N,O,OH,OW) (allocated, or overwritten when it
 // already has that shape and dtype and is contiguous).
