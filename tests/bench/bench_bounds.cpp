@@ -4,7 +4,7 @@
 //                kept in L1 so it measures exp throughput, not memory.
 //   GEMM_W3, GEMM_W5  every matmul of the W3 forward / of the W5 forward + backward (dX and dW) through
 //                core's gemm(); GEMM_peak one 2048^3 sgemm (the machine's GEMM rate).
-//   FFT_W4       FFTW (fftw3f, FFTW_ESTIMATE plans as core's fftconv) for W4: B*H r2c of length 2L, H kernel
+//   FFT_W4       FFTW (fftw3f, FFTW_ESTIMATE plans) for W4: B*H r2c of length 2L, H kernel
 //                r2c, B*H c2r, OpenMP over sequences (one plan, new-array execute).
 // Leaves out the elementwise work around the GEMMs and FFTs (conv, gating, spectrum products).
 #include <benchmark/benchmark.h>
@@ -207,7 +207,7 @@ void FFT_W4(benchmark::State& state, unsigned flags) {
 }
 BENCHMARK_CAPTURE(FFT_W4, estimate, FFTW_ESTIMATE)
     ->Name("FFT_W4")->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
-// For information: what FFTW_MEASURE plans would gain over core's FFTW_ESTIMATE.
+// FFTW_MEASURE plans, as core's fftconv uses for long F32 transforms: W4's FFT bound.
 BENCHMARK_CAPTURE(FFT_W4, measure, FFTW_MEASURE)
     ->Name("FFT_W4_measure")->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
 
