@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "ssmkit/core/error.h"
+#include "io/utf8.h"
 
 namespace ssmkit::core::pickle {
 
@@ -101,36 +102,7 @@ Node* dict_get(const Node* dict, const std::string& str_key) {
 }
 
 // UTF-8 as Python's "utf-8"/"surrogatepass" decoder accepts it: no overlongs, nothing above U+10FFFF.
-static bool utf8_ok(const uint8_t* s, size_t n) {
-  size_t i = 0;
-  while (i < n) {
-    uint8_t c = s[i];
-    if (c < 0x80) {
-      ++i;
-      continue;
-    }
-    size_t len;
-    uint32_t cp;
-    if ((c & 0xe0) == 0xc0) {
-      len = 2, cp = c & 0x1f;
-    } else if ((c & 0xf0) == 0xe0) {
-      len = 3, cp = c & 0x0f;
-    } else if ((c & 0xf8) == 0xf0) {
-      len = 4, cp = c & 0x07;
-    } else {
-      return false;
-    }
-    if (n - i < len) return false;
-    for (size_t k = 1; k < len; ++k) {
-      if ((s[i + k] & 0xc0) != 0x80) return false;
-      cp = (cp << 6) | (s[i + k] & 0x3f);
-    }
-    static const uint32_t min_cp[5] = {0, 0, 0x80, 0x800, 0x10000};
-    if (cp < min_cp[len] || cp > 0x10ffff) return false;
-    i += len;
-  }
-  return true;
-}
+static bool utf8_ok(const uint8_t* s, size_t n) { return io_detail::utf8_invalid_at(s, n, true) == n; }
 
 static const char* opcode_name(uint8_t op) {
   switch (op) {

@@ -21,6 +21,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "io/utf8.h"
+
 namespace ssmkit::core {
 
 static_assert(std::endian::native == std::endian::little, "ssmkit's safetensors I/O assumes a little-endian host");
@@ -82,37 +84,7 @@ std::string SafetensorsFile::meta_or(const std::string& key, const std::string& 
 
 // --- reading ----------------------------------------------------------------------------------------
 
-// Offset of the first byte that breaks UTF-8 (overlongs, surrogates and > U+10FFFF included), or n.
-static size_t utf8_invalid_at(const uint8_t* s, size_t n) {
-  size_t i = 0;
-  while (i < n) {
-    uint8_t c = s[i];
-    if (c < 0x80) {
-      ++i;
-      continue;
-    }
-    size_t len;
-    uint32_t cp;
-    if ((c & 0xe0) == 0xc0) {
-      len = 2, cp = c & 0x1f;
-    } else if ((c & 0xf0) == 0xe0) {
-      len = 3, cp = c & 0x0f;
-    } else if ((c & 0xf8) == 0xf0) {
-      len = 4, cp = c & 0x07;
-    } else {
-      return i;
-    }
-    if (n - i < len) return i;
-    for (size_t k = 1; k < len; ++k) {
-      if ((s[i + k] & 0xc0) != 0x80) return i;
-      cp = (cp << 6) | (s[i + k] & 0x3f);
-    }
-    static const uint32_t min_cp[5] = {0, 0, 0x80, 0x800, 0x10000};
-    if (cp < min_cp[len] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return i;
-    i += len;
-  }
-  return n;
-}
+using io_detail::utf8_invalid_at;
 
 static bool valid_utf8(const std::string& s) {
   return utf8_invalid_at(reinterpret_cast<const uint8_t*>(s.data()), s.size()) == s.size();
