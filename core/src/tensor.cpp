@@ -1,6 +1,8 @@
 // Tensor: storage allocation, views, copies and dtype conversion (F16/BF16 converted in software).
 #include "ssmkit/core/tensor.h"
 
+#include <omp.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
@@ -61,7 +63,19 @@ std::shared_ptr<Storage> Storage::allocate(size_t bytes) {
   size_t padded = std::max<size_t>(64, (bytes + 63) / 64 * 64);
   void* p = std::aligned_alloc(64, padded);
   SSMKIT_CHECK(p != nullptr, "out of memory allocating ", bytes, " bytes");
-  std::memset(p, 0, padded);
+  // Large buffers are cleared by all threads (first touch also spreads the page faults over them).
+  constexpr size_t kPiece = size_t(1) << 18;
+  if (padded >= 4 * kPiece && !omp_in_parallel()) {
+    const int64_t pieces = static_cast<int64_t>((padded + kPiece - 1) / kPiece);
+    char* c = static_cast<char*>(p);
+#pragma omp parallel for schedule(static)
+    for (int64_t k = 0; k < pieces; ++k) {
+      const size_t off = static_cast<size_t>(k) * kPiece;
+      std::memset(c + off, 0, std::min(kPiece, padded - off));
+    }
+  } else {
+    std::memset(p, 0, padded);
+  }
   st->data = p;
   st->bytes = bytes;
   st->owner = std::shared_ptr<void>(p, [](void* q) { std::free(q); });
