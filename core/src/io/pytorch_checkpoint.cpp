@@ -6,17 +6,13 @@
 // torch/serialization.py (_load, _legacy_load) and torch/_utils.py (_rebuild_tensor_v2) of torch 1.13/2.x.
 #include "ssmkit/core/io/pytorch_checkpoint.h"
 
-#include <fcntl.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <bit>
 #include <cerrno>
 #include <cstring>
 #include <map>
 #include <unordered_map>
 
+#include "io/mapped_file.h"
 #include "io/pickle.h"
 #include "io/zip_reader.h"
 
@@ -576,33 +572,10 @@ PthFile parse_pytorch_checkpoint(const void* bytes, size_t size, const std::stri
 }
 
 PthFile load_pytorch_checkpoint(const std::string& path, const PthOptions& options) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) fail(path, std::string("cannot open: ") + std::strerror(errno), "check the path and permissions");
-  struct stat st;
-  if (::fstat(fd, &st) != 0) {
-    int err = errno;
-    ::close(fd);
-    fail(path, std::string("cannot stat: ") + std::strerror(err), "check the file");
-  }
-  if (!S_ISREG(st.st_mode)) {
-    ::close(fd);
-    fail(path, "not a regular file", "give the path of a .pth/.pt file");
-  }
-  size_t size = static_cast<size_t>(st.st_size);
-  if (size == 0) {
-    ::close(fd);
-    fail(path, "the file is empty", "not a torch.save file");
-  }
-  void* m = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
-  int err = errno;
-  ::close(fd);
-  if (m == MAP_FAILED) fail(path, std::string("cannot mmap: ") + std::strerror(err), "check the file and free address space");
-  struct Unmap {
-    void* p;
-    size_t n;
-    ~Unmap() { ::munmap(p, n); }
-  } unmap{m, size};  // the tensors are copies: the mapping can go when parsing ends
-  return parse_image(static_cast<const uint8_t*>(m), size, path, options);
+  // The tensors are copies: the mapping goes when parsing ends.
+  const io_detail::MappedFile m = io_detail::map_file(path, "a .pth/.pt file", 1);
+  if (m.size == 0) fail(path, "the file is empty", "not a torch.save file");
+  return parse_image(m.data, m.size, path, options);
 }
 
 }  // namespace ssmkit::core

@@ -6,7 +6,6 @@
 #include "ssmkit/core/io/safetensors.h"
 
 #include <fcntl.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -21,6 +20,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "io/mapped_file.h"
 #include "io/utf8.h"
 
 namespace ssmkit::core {
@@ -333,31 +333,11 @@ static SafetensorsFile parse_image(const uint8_t* base, size_t size, std::shared
 }
 
 SafetensorsFile load_safetensors(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) fail(path, std::string("cannot open: ") + std::strerror(errno), "check the path and permissions");
-  struct stat st;
-  if (::fstat(fd, &st) != 0) {
-    int err = errno;
-    ::close(fd);
-    fail(path, std::string("cannot stat: ") + std::strerror(err), "check the file");
-  }
-  if (!S_ISREG(st.st_mode)) {
-    ::close(fd);
-    fail(path, "not a regular file", "give the path of a .safetensors file");
-  }
-  size_t size = static_cast<size_t>(st.st_size);
-  if (size < 8) {
-    ::close(fd);
-    fail(path, "file is " + std::to_string(size) + " bytes, shorter than the 8-byte header length",
+  const io_detail::MappedFile m = io_detail::map_file(path, "a .safetensors file", 8);
+  if (m.size < 8)
+    fail(path, "file is " + std::to_string(m.size) + " bytes, shorter than the 8-byte header length",
          "not a safetensors file, or truncated");
-  }
-  // copy-on-write: writing into a loaded tensor changes this process's copy only, never the file
-  void* m = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
-  int err = errno;
-  ::close(fd);  // the mapping stays valid
-  if (m == MAP_FAILED) fail(path, std::string("cannot mmap: ") + std::strerror(err), "check the file and free address space");
-  std::shared_ptr<void> owner(m, [size](void* p) { ::munmap(p, size); });
-  return parse_image(static_cast<const uint8_t*>(m), size, owner, path);
+  return parse_image(m.data, m.size, m.owner, path);
 }
 
 SafetensorsFile parse_safetensors(const void* bytes, size_t size, const std::string& origin) {
