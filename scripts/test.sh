@@ -26,7 +26,7 @@ build-test/example/scan_example "$golden/core/selective_scan_plain.safetensors"
 
 echo "== core and time-series tests under ASan + UBSan (Eigen GEMM)"
 cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DSSMKIT_SANITIZE=ON -DSSMKIT_WERROR=ON -DSSMKIT_BUILD_APPS=OFF \
-  -DSSMKIT_WITH_BLAS=OFF -DSSMKIT_WITH_TIMESERIES=ON > /dev/null
+  -DSSMKIT_WITH_BLAS=OFF -DSSMKIT_WITH_TIMESERIES=ON -DSSMKIT_WITH_VISION=OFF > /dev/null
 cmake --build build-asan -j "$jobs"
 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
   ctest --test-dir build-asan --output-on-failure -j "$jobs" -L "core|timeseries"
