@@ -58,14 +58,16 @@ int64_t shape_numel(const Shape& s) {
   return n;
 }
 
-std::shared_ptr<Storage> Storage::allocate(size_t bytes) {
+std::shared_ptr<Storage> Storage::allocate(size_t bytes, bool zero) {
   auto st = std::make_shared<Storage>();
   size_t padded = std::max<size_t>(64, (bytes + 63) / 64 * 64);
   void* p = std::aligned_alloc(64, padded);
   SSMKIT_CHECK(p != nullptr, "out of memory allocating ", bytes, " bytes");
   // Large buffers are cleared by all threads (first touch also spreads the page faults over them).
   constexpr size_t kPiece = size_t(1) << 18;
-  if (padded >= 4 * kPiece && !omp_in_parallel()) {
+  if (!zero) {
+    // contents left undefined
+  } else if (padded >= 4 * kPiece && !omp_in_parallel()) {
     const int64_t pieces = static_cast<int64_t>((padded + kPiece - 1) / kPiece);
     char* c = static_cast<char*>(p);
 #pragma omp parallel for schedule(static)
@@ -96,6 +98,16 @@ Tensor Tensor::empty(const Shape& shape, DType dt) {
   for (int64_t d : shape) SSMKIT_CHECK(d >= 0, "Tensor::empty(): negative dimension in ", shape_str(shape));
   Tensor t;
   t.storage_ = Storage::allocate(static_cast<size_t>(shape_numel(shape)) * dtype_size(dt));
+  t.dtype_ = dt;
+  t.shape_ = shape;
+  t.strides_ = contiguous_strides(shape);
+  return t;
+}
+
+Tensor Tensor::uninitialized(const Shape& shape, DType dt) {
+  for (int64_t d : shape) SSMKIT_CHECK(d >= 0, "Tensor::uninitialized(): negative dimension in ", shape_str(shape));
+  Tensor t;
+  t.storage_ = Storage::allocate(static_cast<size_t>(shape_numel(shape)) * dtype_size(dt), /*zero=*/false);
   t.dtype_ = dt;
   t.shape_ = shape;
   t.strides_ = contiguous_strides(shape);

@@ -56,7 +56,7 @@ void SimbaConfig::validate() const {
   SSMKIT_CHECK(in_chans > 0 && num_classes > 0 && stem_hidden_dim > 0, "SimbaConfig: in_chans ", in_chans,
                ", num_classes ", num_classes, " and stem_hidden_dim ", stem_hidden_dim, " must be positive");
   for (size_t i = 0; i < 4; ++i) {
-    SSMKIT_CHECK(embed_dims[i] > 0 && (mixer != SimbaMixer::EinFFT || embed_dims[i] % kEinFFTBlocks == 0),
+    SSMKIT_CHECK(embed_dims[i] > 0 && (mixer != SimbaMixer::EinFFT || embed_dims[i] % core::kEinFFTBlocks == 0),
                  "SimbaConfig: embed_dims[", i, "] = ", embed_dims[i],
                  " must be positive (and a multiple of 4 with the EinFFT mixer)");
     SSMKIT_CHECK(depths[i] >= 0, "SimbaConfig: depths[", i, "] = ", depths[i], " is negative");
@@ -147,7 +147,7 @@ SimbaBlock::SimbaBlock(int64_t d, double mlp_ratio, SimbaMixer mixer, double dp,
   norm2 = register_module("norm2", std::make_shared<core::LayerNorm>(core::Shape{d}, eps));
   attn = register_module("attn", std::make_shared<MambaLayer>(d, r));
   if (mixer == SimbaMixer::EinFFT)
-    einfft = register_module("mlp", std::make_shared<EinFFT>(d, r));
+    einfft = register_module("mlp", std::make_shared<core::EinFFT>(d, r));
   else
     pvt_ffn = register_module("mlp", std::make_shared<PVT2FFN>(d, hidden_size(d, mlp_ratio), r));
 }
@@ -163,7 +163,7 @@ SimbaClassBlock::SimbaClassBlock(int64_t d, double mlp_ratio, SimbaMixer mixer, 
   norm2 = register_module("norm2", std::make_shared<core::LayerNorm>(core::Shape{d}, eps));
   attn = register_module("attn", std::make_shared<MambaLayer>(d, rng));
   if (mixer == SimbaMixer::EinFFT)
-    einfft = register_module("mlp", std::make_shared<EinFFT>(d, rng));
+    einfft = register_module("mlp", std::make_shared<core::EinFFT>(d, rng));
   else
     ffn = register_module("mlp", std::make_shared<FFN>(d, hidden_size(d, mlp_ratio), rng));
 }

@@ -39,7 +39,7 @@ struct Storage {
   void* data = nullptr;
   size_t bytes = 0;
   std::shared_ptr<void> owner;  // frees the memory when the last reference goes
-  static std::shared_ptr<Storage> allocate(size_t bytes);  // zero-filled, 64-byte aligned
+  static std::shared_ptr<Storage> allocate(size_t bytes, bool zero = true);  // 64-byte aligned; zero-filled unless zero = false
 };
 
 class Tensor {
@@ -48,6 +48,8 @@ class Tensor {
 
   static Tensor empty(const Shape& shape, DType dt = DType::F32);  // zero-filled
   static Tensor zeros(const Shape& shape, DType dt = DType::F32) { return empty(shape, dt); }
+  // Contents undefined (not cleared): for outputs and scratch that are written in full before being read.
+  static Tensor uninitialized(const Shape& shape, DType dt = DType::F32);
   static Tensor full(const Shape& shape, double value, DType dt = DType::F32);
   static Tensor from_vector(const Shape& shape, const std::vector<float>& v);
   static Tensor from_vector(const Shape& shape, const std::vector<double>& v);

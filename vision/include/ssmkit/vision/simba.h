@@ -27,7 +27,7 @@
 #include "ssmkit/core/nn/layers.h"
 #include "ssmkit/core/nn/mamba.h"
 #include "ssmkit/vision/blocks.h"
-#include "ssmkit/vision/einfft.h"
+#include "ssmkit/core/nn/einfft.h"
 #include "ssmkit/vision/model.h"
 
 namespace ssmkit::vision {
@@ -74,7 +74,7 @@ class SimbaBlock : public core::Module {
 
   std::shared_ptr<core::LayerNorm> norm2;
   std::shared_ptr<MambaLayer> attn;
-  std::shared_ptr<EinFFT> einfft;   // "mlp" with the EinFFT mixer
+  std::shared_ptr<core::EinFFT> einfft;   // "mlp" with the EinFFT mixer
   std::shared_ptr<PVT2FFN> pvt_ffn;  // "mlp" with the MLP mixer
   double drop_path;
   core::Rng* rng = nullptr;
@@ -88,7 +88,7 @@ class SimbaClassBlock : public core::Module {
 
   std::shared_ptr<core::LayerNorm> norm2;
   std::shared_ptr<MambaLayer> attn;
-  std::shared_ptr<EinFFT> einfft;
+  std::shared_ptr<core::EinFFT> einfft;
   std::shared_ptr<FFN> ffn;
 };
 

@@ -6,9 +6,7 @@
 // forward unitary DFT of dy; the adjoint of F = V x (V the forward DFT, real x) is dx = Re(conj(V) dF). Both
 // matrices are symmetric, so the same two transforms serve forward and backward.
 // Not here: FFTW threading (images run in parallel instead), a half-spectrum (r2c) variant.
-#include "ssmkit/vision/einfft.h"
-
-#include "alloc.h"
+#include "ssmkit/core/nn/einfft.h"
 
 #include <fftw3.h>
 
@@ -21,11 +19,7 @@
 #include "ssmkit/core/ssm/fftconv.h"  // fftw_planner_mutex()
 #include "ssmkit/core/train/init.h"
 
-namespace ssmkit::vision {
-
-using core::DType;
-using core::Shape;
-using core::Tensor;
+namespace ssmkit::core {
 
 namespace {
 
@@ -88,7 +82,7 @@ template <class T> struct PlanCache {
 template <class T>
 typename Fftw<T>::Plan column_plan(int64_t n, int64_t cols, int sign) {
   static PlanCache<T> cache;
-  std::lock_guard<std::mutex> lock(core::fftw_planner_mutex());
+  std::lock_guard<std::mutex> lock(fftw_planner_mutex());
   const auto key = std::make_tuple(static_cast<int>(n), static_cast<int>(cols), sign);
   auto it = cache.plans.find(key);
   if (it != cache.plans.end()) return it->second;
@@ -193,10 +187,10 @@ void complex_block_layer(T* outR, T* outI, const T* inR, const T* inI, const T* 
     const T* Wr = w + k * bb;
     const T* Wi = w + (kEinFFTBlocks + k) * bb;
     const int64_t o = k * bs;
-    core::gemm(false, false, M, bs, bs, T(1), inR + o, K, Wr, bs, T(1), outR + o, K);
-    core::gemm(false, false, M, bs, bs, T(-1), inI + o, K, Wi, bs, T(1), outR + o, K);
-    core::gemm(false, false, M, bs, bs, T(1), inR + o, K, Wi, bs, T(1), outI + o, K);
-    core::gemm(false, false, M, bs, bs, T(1), inI + o, K, Wr, bs, T(1), outI + o, K);
+    gemm(false, false, M, bs, bs, T(1), inR + o, K, Wr, bs, T(1), outR + o, K);
+    gemm(false, false, M, bs, bs, T(-1), inI + o, K, Wi, bs, T(1), outR + o, K);
+    gemm(false, false, M, bs, bs, T(1), inR + o, K, Wi, bs, T(1), outI + o, K);
+    gemm(false, false, M, bs, bs, T(1), inI + o, K, Wr, bs, T(1), outI + o, K);
   }
 }
 
@@ -213,16 +207,16 @@ void complex_block_layer_backward(T* ginR, T* ginI, T* dw, T* db, const T* gR, c
     T* dWi = dw + (kEinFFTBlocks + k) * bb;
     const int64_t o = k * bs;
     // dWr += inR^T gR + inI^T gI;  dWi += -inI^T gR + inR^T gI
-    core::gemm(true, false, bs, bs, M, T(1), inR + o, K, gR + o, K, T(1), dWr, bs);
-    core::gemm(true, false, bs, bs, M, T(1), inI + o, K, gI + o, K, T(1), dWr, bs);
-    core::gemm(true, false, bs, bs, M, T(-1), inI + o, K, gR + o, K, T(1), dWi, bs);
-    core::gemm(true, false, bs, bs, M, T(1), inR + o, K, gI + o, K, T(1), dWi, bs);
+    gemm(true, false, bs, bs, M, T(1), inR + o, K, gR + o, K, T(1), dWr, bs);
+    gemm(true, false, bs, bs, M, T(1), inI + o, K, gI + o, K, T(1), dWr, bs);
+    gemm(true, false, bs, bs, M, T(-1), inI + o, K, gR + o, K, T(1), dWi, bs);
+    gemm(true, false, bs, bs, M, T(1), inR + o, K, gI + o, K, T(1), dWi, bs);
     if (ginR) {
       // ginR = gR Wr^T + gI Wi^T;  ginI = -gR Wi^T + gI Wr^T
-      core::gemm(false, true, M, bs, bs, T(1), gR + o, K, Wr, bs, T(0), ginR + o, K);
-      core::gemm(false, true, M, bs, bs, T(1), gI + o, K, Wi, bs, T(1), ginR + o, K);
-      core::gemm(false, true, M, bs, bs, T(-1), gR + o, K, Wi, bs, T(0), ginI + o, K);
-      core::gemm(false, true, M, bs, bs, T(1), gI + o, K, Wr, bs, T(1), ginI + o, K);
+      gemm(false, true, M, bs, bs, T(1), gR + o, K, Wr, bs, T(0), ginR + o, K);
+      gemm(false, true, M, bs, bs, T(1), gI + o, K, Wi, bs, T(1), ginR + o, K);
+      gemm(false, true, M, bs, bs, T(-1), gR + o, K, Wi, bs, T(0), ginI + o, K);
+      gemm(false, true, M, bs, bs, T(1), gI + o, K, Wr, bs, T(1), ginI + o, K);
     }
   }
   for (int64_t m = 0; m < M; ++m)
@@ -265,8 +259,8 @@ void backward_impl(T* dx, T* dw1, T* db1, T* dw2, T* db2, const T* dy, const Ein
   const int64_t M = B * N, n = M * kEinFFTBlocks * bs;
   const T *Fr = c.Fr.data<T>(), *Fi = c.Fi.data<T>(), *R1 = c.R1.data<T>(), *I1 = c.I1.data<T>();
   const T *Sr = c.Sr.data<T>(), *Si = c.Si.data<T>();
-  Tensor t_gr = detail::uninit({n}, c.Fr.dtype()), t_gi = detail::uninit({n}, c.Fr.dtype());
-  Tensor t_hr = detail::uninit({n}, c.Fr.dtype()), t_hi = detail::uninit({n}, c.Fr.dtype());
+  Tensor t_gr = Tensor::uninitialized({n}, c.Fr.dtype()), t_gi = Tensor::uninitialized({n}, c.Fr.dtype());
+  Tensor t_hr = Tensor::uninitialized({n}, c.Fr.dtype()), t_hi = Tensor::uninitialized({n}, c.Fr.dtype());
   T *gr = t_gr.data<T>(), *gi = t_gi.data<T>(), *hr = t_hr.data<T>(), *hi = t_hi.data<T>();
   // d loss / d S = unitary forward DFT of dy, through the softshrink mask (zero outputs had |v| <= lambda)
   dft2_forward_real(gr, gi, dy, B, N, bs);
@@ -290,17 +284,17 @@ struct Dims {
 };
 
 Dims check_args(const Tensor& x, const Tensor& w1, const Tensor& b1, const Tensor& w2, const Tensor& b2) {
-  SSMKIT_CHECK(x.ndim() == 3, "einfft: x must be (B,N,C), got ", core::shape_str(x.shape()));
+  SSMKIT_CHECK(x.ndim() == 3, "einfft: x must be (B,N,C), got ", shape_str(x.shape()));
   const int64_t B = x.size(0), N = x.size(1), C = x.size(2);
   SSMKIT_CHECK(C % kEinFFTBlocks == 0 && C > 0, "einfft: channels ", C, " must be a positive multiple of ",
                kEinFFTBlocks);
-  SSMKIT_CHECK(B > 0 && N > 0, "einfft: x must have tokens, got ", core::shape_str(x.shape()));
+  SSMKIT_CHECK(B > 0 && N > 0, "einfft: x must have tokens, got ", shape_str(x.shape()));
   const int64_t bs = C / kEinFFTBlocks;
   const Shape ws{2, kEinFFTBlocks, bs, bs}, bsh{2, kEinFFTBlocks, bs};
-  SSMKIT_CHECK(w1.shape() == ws && w2.shape() == ws, "einfft: complex weights must be ", core::shape_str(ws), ", got ",
-               core::shape_str(w1.shape()), " and ", core::shape_str(w2.shape()));
-  SSMKIT_CHECK(b1.shape() == bsh && b2.shape() == bsh, "einfft: complex biases must be ", core::shape_str(bsh),
-               ", got ", core::shape_str(b1.shape()), " and ", core::shape_str(b2.shape()));
+  SSMKIT_CHECK(w1.shape() == ws && w2.shape() == ws, "einfft: complex weights must be ", shape_str(ws), ", got ",
+               shape_str(w1.shape()), " and ", shape_str(w2.shape()));
+  SSMKIT_CHECK(b1.shape() == bsh && b2.shape() == bsh, "einfft: complex biases must be ", shape_str(bsh),
+               ", got ", shape_str(b1.shape()), " and ", shape_str(b2.shape()));
   const DType dt = x.dtype();
   SSMKIT_CHECK((dt == DType::F32 || dt == DType::F64) && w1.dtype() == dt && w2.dtype() == dt && b1.dtype() == dt &&
                    b2.dtype() == dt,
@@ -315,7 +309,7 @@ void ensure_grad(Tensor& t, const Shape& shape, DType dt, const char* name) {
     return;
   }
   SSMKIT_CHECK(t.shape() == shape && t.dtype() == dt && t.is_contiguous(), "einfft_backward: ", name, " must be ",
-               core::shape_str(shape), " contiguous ", core::dtype_name(dt), ", got ", core::shape_str(t.shape()));
+               shape_str(shape), " contiguous ", dtype_name(dt), ", got ", shape_str(t.shape()));
 }
 
 }  // namespace
@@ -330,14 +324,14 @@ void einfft_forward(Tensor& y, EinFFTCache* cache, const Tensor& x0, const Tenso
   const Shape s4{d.B, d.N, kEinFFTBlocks, d.bs};
   EinFFTCache local;
   EinFFTCache& c = cache ? *cache : local;
-  c.Fr = detail::uninit(s4, dt);
-  c.Fi = detail::uninit(s4, dt);
-  c.R1 = detail::uninit(s4, dt);
-  c.I1 = detail::uninit(s4, dt);
-  c.Sr = detail::uninit(s4, dt);
-  c.Si = detail::uninit(s4, dt);
+  c.Fr = Tensor::uninitialized(s4, dt);
+  c.Fi = Tensor::uninitialized(s4, dt);
+  c.R1 = Tensor::uninitialized(s4, dt);
+  c.I1 = Tensor::uninitialized(s4, dt);
+  c.Sr = Tensor::uninitialized(s4, dt);
+  c.Si = Tensor::uninitialized(s4, dt);
   c.lambda = lambda;
-  if (!(y.defined() && y.shape() == x.shape() && y.dtype() == dt && y.is_contiguous())) y = detail::uninit(x.shape(), dt);
+  if (!(y.defined() && y.shape() == x.shape() && y.dtype() == dt && y.is_contiguous())) y = Tensor::uninitialized(x.shape(), dt);
   if (dt == DType::F64)
     forward_impl<double>(y.data<double>(), c, x.data<double>(), w1.data<double>(), b1.data<double>(),
                          w2.data<double>(), b2.data<double>(), d.B, d.N, d.bs, lambda);
@@ -354,16 +348,16 @@ void einfft_backward(Tensor& dx, Tensor& dw1, Tensor& db1, Tensor& dw2, Tensor& 
   const DType dt = c.Fr.dtype();
   const Tensor dy = dy0.contiguous(), w1 = w10.contiguous(), w2 = w20.contiguous();
   SSMKIT_CHECK(dy.shape() == Shape({B, N, C}) && dy.dtype() == dt, "einfft_backward: dy must be ",
-               core::shape_str({B, N, C}), " ", core::dtype_name(dt), ", got ", core::shape_str(dy.shape()));
+               shape_str({B, N, C}), " ", dtype_name(dt), ", got ", shape_str(dy.shape()));
   const Shape ws{2, kEinFFTBlocks, bs, bs}, bsh{2, kEinFFTBlocks, bs};
   SSMKIT_CHECK(w1.shape() == ws && w2.shape() == ws && w1.dtype() == dt && w2.dtype() == dt,
-               "einfft_backward: weights must be ", core::shape_str(ws), " of the cache's dtype");
+               "einfft_backward: weights must be ", shape_str(ws), " of the cache's dtype");
   ensure_grad(dw1, ws, dt, "dw1");
   ensure_grad(dw2, ws, dt, "dw2");
   ensure_grad(db1, bsh, dt, "db1");
   ensure_grad(db2, bsh, dt, "db2");
   if (!(dx.defined() && dx.shape() == dy.shape() && dx.dtype() == dt && dx.is_contiguous()))
-    dx = detail::uninit(dy.shape(), dt);
+    dx = Tensor::uninitialized(dy.shape(), dt);
   if (dt == DType::F64)
     backward_impl<double>(dx.data<double>(), dw1.data<double>(), db1.data<double>(), dw2.data<double>(),
                           db2.data<double>(), dy.data<double>(), c, w1.data<double>(), w2.data<double>(), B, N, bs);
@@ -372,17 +366,17 @@ void einfft_backward(Tensor& dx, Tensor& dw1, Tensor& db1, Tensor& dw2, Tensor& 
                          dy.data<float>(), c, w1.data<float>(), w2.data<float>(), B, N, bs);
 }
 
-core::Var einfft(const core::Var& x, const core::Var& w1, const core::Var& b1, const core::Var& w2,
-                 const core::Var& b2, double lambda) {
-  const bool record = core::grad_enabled() && (x.requires_grad() || w1.requires_grad() || b1.requires_grad() ||
+Var einfft(const Var& x, const Var& w1, const Var& b1, const Var& w2,
+                 const Var& b2, double lambda) {
+  const bool record = grad_enabled() && (x.requires_grad() || w1.requires_grad() || b1.requires_grad() ||
                                                w2.requires_grad() || b2.requires_grad());
   auto cache = std::make_shared<EinFFTCache>();
   Tensor y;
   einfft_forward(y, record ? cache.get() : nullptr, x.value(), w1.value(), b1.value(), w2.value(), b2.value(),
                  lambda);
-  if (!record) return core::Var(y);
+  if (!record) return Var(y);
   Tensor W1 = w1.value(), W2 = w2.value();
-  return core::make_result(
+  return make_result(
       y, {x, w1, b1, w2, b2},
       [cache, W1, W2](const Tensor& g, const std::vector<bool>&) {
         Tensor dx, dw1, db1, dw2, db2;
@@ -392,12 +386,12 @@ core::Var einfft(const core::Var& x, const core::Var& w1, const core::Var& b1, c
       "einfft");
 }
 
-EinFFT::EinFFT(int64_t d, core::Rng& rng) : dim(d) {
+EinFFT::EinFFT(int64_t d, Rng& rng) : dim(d) {
   SSMKIT_CHECK(d > 0 && d % kEinFFTBlocks == 0, "EinFFT: dim ", d, " must be a positive multiple of ", kEinFFTBlocks);
   const int64_t bs = d / kEinFFTBlocks;
   auto draw = [&rng](const Shape& s) {
     Tensor t = Tensor::zeros(s);
-    core::normal_(t, rng, 0.0, 0.02);
+    normal_(t, rng, 0.0, 0.02);
     return t;
   };
   complex_weight_1 = register_parameter("complex_weight_1", draw({2, kEinFFTBlocks, bs, bs}));
@@ -406,8 +400,8 @@ EinFFT::EinFFT(int64_t d, core::Rng& rng) : dim(d) {
   complex_bias_2 = register_parameter("complex_bias_2", draw({2, kEinFFTBlocks, bs}));
 }
 
-core::Var EinFFT::forward(const core::Var& x) const {
+Var EinFFT::forward(const Var& x) const {
   return einfft(x, complex_weight_1, complex_bias_1, complex_weight_2, complex_bias_2);
 }
 
-}  // namespace ssmkit::vision
+}  // namespace ssmkit::core

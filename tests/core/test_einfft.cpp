@@ -1,0 +1,142 @@
+// EinFFT (SiMBA's channel mixer, core/nn/einfft.h): the forward against a direct double DFT evaluation of the
+// official formula, the backward by central differences, float against double, module keys and bad inputs.
+#include <complex>
+
+#include "gradcheck.h"
+#include "ssmkit/core/nn/einfft.h"
+
+using namespace ssmkit;
+using core::DType;
+using core::Tensor;
+using core::Var;
+using test::expect_error;
+using test::gradcheck_op;
+using test::random_tensor;
+
+// ---------------------------------------------------------------------------------------------------------
+// EinFFT
+
+namespace {
+
+// The official forward in double, straight from the definition: 2-D DFT over (token, block), two complex
+// block layers with ReLU on each part, softshrink of each part, real part of the inverse DFT.
+std::vector<double> einfft_reference(const Tensor& x, const Tensor& w1, const Tensor& b1, const Tensor& w2,
+                                     const Tensor& b2, double lambda) {
+  using cd = std::complex<double>;
+  const int64_t B = x.size(0), N = x.size(1), C = x.size(2), nb = 4, bs = C / 4;
+  const double pi = 3.14159265358979323846, s = 1.0 / std::sqrt(static_cast<double>(N * nb));
+  std::vector<double> out(static_cast<size_t>(B * N * C));
+  auto W1 = [&](int p, int64_t k, int64_t d, int64_t e) { return w1.at<double>({p, k, d, e}); };
+  auto W2 = [&](int p, int64_t k, int64_t d, int64_t e) { return w2.at<double>({p, k, d, e}); };
+  auto shrink = [&](double v) { return v > lambda ? v - lambda : v < -lambda ? v + lambda : 0.0; };
+  for (int64_t b = 0; b < B; ++b) {
+    std::vector<cd> F(static_cast<size_t>(N * C)), S(static_cast<size_t>(N * C));
+    for (int64_t k1 = 0; k1 < N; ++k1)
+      for (int64_t k2 = 0; k2 < nb; ++k2)
+        for (int64_t d = 0; d < bs; ++d) {
+          cd acc = 0;
+          for (int64_t n = 0; n < N; ++n)
+            for (int64_t j = 0; j < nb; ++j)
+              acc += x.at<double>({b, n, j * bs + d}) *
+                     std::polar(1.0, -2 * pi * (static_cast<double>(k1 * n) / N + static_cast<double>(k2 * j) / nb));
+          F[static_cast<size_t>(k1 * C + k2 * bs + d)] = s * acc;
+        }
+    for (int64_t k1 = 0; k1 < N; ++k1)
+      for (int64_t k = 0; k < nb; ++k) {
+        std::vector<double> r1(static_cast<size_t>(bs)), i1(static_cast<size_t>(bs));
+        for (int64_t e = 0; e < bs; ++e) {
+          double re = b1.at<double>({0, k, e}), im = b1.at<double>({1, k, e});
+          for (int64_t d = 0; d < bs; ++d) {
+            const cd f = F[static_cast<size_t>(k1 * C + k * bs + d)];
+            re += f.real() * W1(0, k, d, e) - f.imag() * W1(1, k, d, e);
+            im += f.real() * W1(1, k, d, e) + f.imag() * W1(0, k, d, e);
+          }
+          r1[static_cast<size_t>(e)] = std::max(re, 0.0);
+          i1[static_cast<size_t>(e)] = std::max(im, 0.0);
+        }
+        for (int64_t e = 0; e < bs; ++e) {
+          double re = b2.at<double>({0, k, e}), im = b2.at<double>({1, k, e});
+          for (int64_t d = 0; d < bs; ++d) {
+            re += r1[static_cast<size_t>(d)] * W2(0, k, d, e) - i1[static_cast<size_t>(d)] * W2(1, k, d, e);
+            im += r1[static_cast<size_t>(d)] * W2(1, k, d, e) + i1[static_cast<size_t>(d)] * W2(0, k, d, e);
+          }
+          S[static_cast<size_t>(k1 * C + k * bs + e)] = cd(shrink(re), shrink(im));
+        }
+      }
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t j = 0; j < nb; ++j)
+        for (int64_t d = 0; d < bs; ++d) {
+          cd acc = 0;
+          for (int64_t k1 = 0; k1 < N; ++k1)
+            for (int64_t k2 = 0; k2 < nb; ++k2)
+              acc += S[static_cast<size_t>(k1 * C + k2 * bs + d)] *
+                     std::polar(1.0, 2 * pi * (static_cast<double>(k1 * n) / N + static_cast<double>(k2 * j) / nb));
+          out[static_cast<size_t>((b * N + n) * C + j * bs + d)] = s * acc.real();
+        }
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST(EinFFT, MatchesDirectDftOfTheOfficialFormula) {
+  const int64_t B = 2, N = 6, C = 12;
+  Tensor x = random_tensor({B, N, C}, 20), w1 = random_tensor({2, 4, 3, 3}, 21), b1 = random_tensor({2, 4, 3}, 22, -0.3, 0.3);
+  Tensor w2 = random_tensor({2, 4, 3, 3}, 23), b2 = random_tensor({2, 4, 3}, 24, -0.3, 0.3);
+  const double lambda = 0.05;
+  Tensor y;
+  core::einfft_forward(y, nullptr, x, w1, b1, w2, b2, lambda);
+  std::vector<double> ref = einfft_reference(x, w1, b1, w2, b2, lambda);
+  test::expect_near(y.to_double_vector(), ref, 1e-12, "einfft");
+  // the shrink and ReLU masks are active (not an all-linear case)
+  core::EinFFTCache c;
+  core::einfft_forward(y, &c, x, w1, b1, w2, b2, lambda);
+  int zeros = 0;
+  for (double v : c.Sr.to_double_vector()) zeros += v == 0.0;
+  for (double v : c.R1.to_double_vector()) zeros += v == 0.0;
+  EXPECT_GT(zeros, 10);
+}
+
+TEST(EinFFT, SingleTokenIsTheBlockDftOnly) {
+  // N = 1 (the class token): no FFTW call, only the 4-point DFT across the blocks (scale 1/2)
+  Tensor x = random_tensor({1, 1, 8}, 30), w1 = random_tensor({2, 4, 2, 2}, 31), b1 = random_tensor({2, 4, 2}, 32);
+  Tensor w2 = random_tensor({2, 4, 2, 2}, 33), b2 = random_tensor({2, 4, 2}, 34);
+  Tensor y;
+  core::einfft_forward(y, nullptr, x, w1, b1, w2, b2, 0.01);
+  test::expect_near(y.to_double_vector(), einfft_reference(x, w1, b1, w2, b2, 0.01), 1e-13, "einfft N=1");
+}
+
+TEST(EinFFT, Gradcheck) {
+  double err = gradcheck_op(
+      [](const std::vector<Var>& v) { return core::einfft(v[0], v[1], v[2], v[3], v[4], 0.05); },
+      {random_tensor({2, 5, 8}, 40), random_tensor({2, 4, 2, 2}, 41), random_tensor({2, 4, 2}, 42, -0.3, 0.3),
+       random_tensor({2, 4, 2, 2}, 43), random_tensor({2, 4, 2}, 44, -0.3, 0.3)},
+      "einfft");
+  EXPECT_LT(err, 1e-7);
+}
+
+TEST(EinFFT, FloatMatchesDouble) {
+  Tensor x = random_tensor({2, 49, 16}, 50), w1 = random_tensor({2, 4, 4, 4}, 51), b1 = random_tensor({2, 4, 4}, 52);
+  Tensor w2 = random_tensor({2, 4, 4, 4}, 53), b2 = random_tensor({2, 4, 4}, 54);
+  Tensor y64, y32;
+  core::einfft_forward(y64, nullptr, x, w1, b1, w2, b2);
+  core::einfft_forward(y32, nullptr, x.to(DType::F32), w1.to(DType::F32), b1.to(DType::F32), w2.to(DType::F32),
+                         b2.to(DType::F32));
+  EXPECT_LT(core::max_abs_diff(y32, y64), 1e-5 * std::max(1.0, core::max_abs(y64)));
+}
+
+TEST(EinFFT, ModuleKeysAndBadInputs) {
+  core::Rng rng(1);
+  core::EinFFT m(24, rng);
+  std::vector<std::string> keys;
+  for (auto& [k, t] : m.state_dict()) keys.push_back(k + core::shape_str(t.shape()));
+  EXPECT_EQ(keys, (std::vector<std::string>{"complex_weight_1(2,4,6,6)", "complex_weight_2(2,4,6,6)",
+                                            "complex_bias_1(2,4,6)", "complex_bias_2(2,4,6)"}));
+  expect_error([&] { core::EinFFT(10, rng); }, "multiple of 4");
+  Tensor y;
+  Tensor w = Tensor::zeros({2, 4, 2, 2}, DType::F64), b = Tensor::zeros({2, 4, 2}, DType::F64);
+  expect_error([&] { core::einfft_forward(y, nullptr, random_tensor({1, 3, 6}, 1), w, b, w, b); }, "multiple of 4");
+  expect_error([&] { core::einfft_forward(y, nullptr, random_tensor({1, 3, 12}, 1), w, b, w, b); },
+               "complex weights must be (2,4,3,3)");
+  expect_error([&] { core::einfft_forward(y, nullptr, random_tensor({3, 8}, 1), w, b, w, b); }, "(B,N,C)");
+}
