@@ -9,6 +9,7 @@ packages=(
   g++ make cmake pkg-config ccache git
   libeigen3-dev libfftw3-dev nlohmann-json3-dev libhwy-dev libopenblas-openmp-dev
   libcli11-dev libgtest-dev libbenchmark-dev libsleef-dev
+  libopencv-dev
 )
 missing=()
 for p in "${packages[@]}"; do
