@@ -449,13 +449,13 @@ Tensor Tensor::contiguous() const {
 }
 
 Tensor Tensor::clone() const {
-  Tensor t = empty(shape_, dtype_);
+  Tensor t = uninitialized(shape_, dtype_);  // copy_from writes every element
   t.copy_from(*this);
   return t;
 }
 
 Tensor Tensor::to(DType dt) const {
-  Tensor t = empty(shape_, dt);
+  Tensor t = uninitialized(shape_, dt);
   t.copy_from(*this);
   return t;
 }

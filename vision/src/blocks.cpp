@@ -1,6 +1,7 @@
 // The shared PVT-v2 scaffold (Stem, DownSamples, DWConv, PVT2FFN, FFN) built on core's layers and ops, and
 // the `_init_weights` rule of Amshaker/GroupMamba and badripatro/Simba (identical in both repositories).
-// The DWConv runs channels-last on the tokens (ops.h), so PVT2FFN never builds the NCHW map.
+// Everything runs channels-last on the tokens (ops.h): the stem's and DownSamples' convolutions and batch
+// norms (conv2d_tokens, batch_norm_relu_tokens) and PVT2FFN's DWConv, so no NCHW map is ever built.
 #include "ssmkit/vision/blocks.h"
 
 #include <algorithm>
@@ -8,7 +9,6 @@
 #include <string>
 
 #include "ssmkit/core/ops/activation.h"
-#include "ssmkit/core/ops/conv.h"
 #include "ssmkit/core/ops/elementwise.h"
 #include "ssmkit/core/ops/shape.h"
 #include "ssmkit/core/train/init.h"
@@ -53,27 +53,39 @@ Stem::Stem(int64_t in_chans, int64_t hidden, int64_t out_chans, core::Rng& rng) 
   norm = register_module("norm", std::make_shared<LayerNorm>(core::Shape{out_chans}, 1e-5));
 }
 
+namespace {
+
+// A Conv2d module (square kernel, equal strides and paddings, no groups: what the scaffold builds) on tokens.
+// H, W: the input grid in, the output grid out.
+Var conv_tokens(const Conv2d& c, const Var& x, int64_t& H, int64_t& W) {
+  int64_t OH = 0, OW = 0;
+  Var y = conv2d_tokens(x, H, W, c.weight, c.bias, c.opt.stride[0], c.opt.padding[0], OH, OW);
+  H = OH;
+  W = OW;
+  return y;
+}
+
+// relu(bn(x)) on tokens, counting the batch as nn.BatchNorm2d does in training.
+Var bn_relu_tokens(const core::BatchNorm& bn, const Var& x) {
+  if (bn.training()) bn.buffer("num_batches_tracked").data<int64_t>()[0] += 1;
+  return batch_norm_relu_tokens(x, bn.buffer("running_mean"), bn.buffer("running_var"), bn.weight, bn.bias,
+                                bn.training(), bn.momentum, bn.eps);
+}
+
+}  // namespace
+
 Var Stem::forward(const Var& x, int64_t& H, int64_t& W) const {
   SSMKIT_CHECK(x.ndim() == 4 && x.size(1) == conv0->weight.size(1), "Stem: image must be (B,",
                conv0->weight.size(1), ",H,W), got ", core::shape_str(x.shape()));
-  Var h;
-  if (x.size(1) == 1) {
-    // core's conv2d runs every C/G == 1 convolution through its direct depthwise loop, which is slow when the
-    // output has many channels; one zero input channel (and zero weights for it) sends the gray-image stem
-    // through im2col + gemm instead: the same sums, the same gradients.
-    const std::vector<int64_t> one_more_channel = {0, 0, 0, 0, 0, 1};
-    h = core::conv2d(core::pad(x, one_more_channel), core::pad(conv0->weight, one_more_channel), Var{}, {2, 2},
-                     {3, 3});
-  } else {
-    h = conv0->forward(x);
-  }
-  h = core::relu(bn1->forward(h));
-  h = core::relu(bn4->forward(conv3->forward(h)));
-  h = core::relu(bn7->forward(conv6->forward(h)));
-  h = proj->forward(h);
-  H = h.size(2);
-  W = h.size(3);
-  return layer_norm(*norm, map_to_tokens(h));
+  // channels-last throughout (conv2d_tokens, batch_norm_relu_tokens); a gray image already is its token map
+  const int64_t B = x.size(0);
+  H = x.size(2);
+  W = x.size(3);
+  Var h = x.size(1) == 1 ? core::reshape(x, {B, H * W, 1}) : map_to_tokens(x);
+  h = bn_relu_tokens(*bn1, conv_tokens(*conv0, h, H, W));
+  h = bn_relu_tokens(*bn4, conv_tokens(*conv3, h, H, W));
+  h = bn_relu_tokens(*bn7, conv_tokens(*conv6, h, H, W));
+  return layer_norm(*norm, conv_tokens(*proj, h, H, W));
 }
 
 DownSamples::DownSamples(int64_t in_chans, int64_t out_chans, core::Rng& rng) {
@@ -82,10 +94,14 @@ DownSamples::DownSamples(int64_t in_chans, int64_t out_chans, core::Rng& rng) {
 }
 
 Var DownSamples::forward(const Var& x, int64_t& H, int64_t& W) const {
-  Var h = proj->forward(x);
-  H = h.size(2);
-  W = h.size(3);
-  return layer_norm(*norm, map_to_tokens(h));
+  SSMKIT_CHECK(x.ndim() == 4, "DownSamples: x must be (B,C,H,W), got ", core::shape_str(x.shape()));
+  H = x.size(2);
+  W = x.size(3);
+  return forward_tokens(map_to_tokens(x), H, W);
+}
+
+Var DownSamples::forward_tokens(const Var& x, int64_t& H, int64_t& W) const {
+  return layer_norm(*norm, conv_tokens(*proj, x, H, W));
 }
 
 // ---------------------------------------------------------------------------------------------------------

@@ -9,7 +9,6 @@
 #include <cmath>
 #include <vector>
 
-#include "alloc.h"
 #include "dwconv_kernels.h"
 #include "simd_clones.h"
 #include "ssmkit/core/ops/elementwise.h"
@@ -248,7 +247,7 @@ void transpose_cl_forward(Tensor& y, const Tensor& x0) {
   SSMKIT_CHECK(x0.ndim() == 3, "transpose_cl: x must be (B,R,S), got ", core::shape_str(x0.shape()));
   const Tensor x = x0.contiguous();
   const int64_t B = x.size(0), R = x.size(1), S = x.size(2);
-  y = detail::uninit({B, S, R}, x.dtype());
+  y = Tensor::uninitialized({B, S, R}, x.dtype());
   if (x.dtype() == DType::F64)
     transpose_impl(y.data<double>(), x.data<double>(), B, R, S);
   else
@@ -259,7 +258,7 @@ void dwconv3x3_tokens_forward(Tensor& y, const Tensor& x0, int64_t H, int64_t W,
   check_dwconv(x0, H, W, w0, b0, "dwconv3x3_tokens");
   const Tensor x = x0.contiguous(), w = w0.contiguous(), b = b0.defined() ? b0.contiguous() : Tensor{};
   const int64_t B = x.size(0), C = x.size(2);
-  y = detail::uninit(x.shape(), x.dtype());
+  y = Tensor::uninitialized(x.shape(), x.dtype());
   if (x.dtype() == DType::F64)
     detail::dw_forward(y.data<double>(), C, x.data<double>(), C, w.data<double>(),
                        b.defined() ? b.data<double>() : nullptr, B, H, W, C);
@@ -277,7 +276,7 @@ void dwconv3x3_tokens_backward(Tensor* dx, Tensor* dw, Tensor* db, const Tensor&
   const int64_t B = x.size(0), C = x.size(2);
   const DType dt = x.dtype();
   if (dx) {
-    *dx = detail::uninit(x.shape(), dt);
+    *dx = Tensor::uninitialized(x.shape(), dt);
     if (dt == DType::F64)
       detail::dw_backward_input(dx->data<double>(), C, dy.data<double>(), C, w.data<double>(), B, H, W, C);
     else
@@ -354,7 +353,7 @@ Var dwconv3x3_gelu_tokens(const Var& x, int64_t H, int64_t W, const Var& w, cons
   Tensor pre;
   dwconv3x3_tokens_forward(pre, x.value(), H, W, w.value(), b.defined() ? b.value() : Tensor{});
   const bool record = core::grad_enabled() && (x.requires_grad() || w.requires_grad() || (b.defined() && b.requires_grad()));
-  Tensor y = record ? detail::uninit(pre.shape(), pre.dtype()) : pre;  // in place when nothing is recorded
+  Tensor y = record ? Tensor::uninitialized(pre.shape(), pre.dtype()) : pre;  // in place when nothing is recorded
   if (pre.dtype() == DType::F64)
     gelu_forward(y.data<double>(), pre.data<double>(), pre.numel());
   else
@@ -368,7 +367,7 @@ Var dwconv3x3_gelu_tokens(const Var& x, int64_t H, int64_t W, const Var& w, cons
       y, inputs,
       [xv, wv, pre, H, W, has_b](const Tensor& g0, const std::vector<bool>& needs) {
         const Tensor g = g0.contiguous();
-        Tensor gpre = detail::uninit(pre.shape(), pre.dtype());
+        Tensor gpre = Tensor::uninitialized(pre.shape(), pre.dtype());
         if (pre.dtype() == DType::F64)
           gelu_backward(gpre.data<double>(), g.data<double>(), pre.data<double>(), pre.numel());
         else
@@ -392,7 +391,8 @@ Var layer_norm_lastdim(const Var& x, const Var& weight, const Var& bias, double 
                    weight.dtype() == dt && bias.dtype() == dt,
                "layer_norm_lastdim: weight and bias must be (", C, ") of x's dtype");
   const Tensor xv = x.value().contiguous(), wv = weight.value().contiguous(), bv = bias.value().contiguous();
-  Tensor y = detail::uninit(xv.shape(), dt), mean = detail::uninit({R}, dt), rstd = detail::uninit({R}, dt);
+  Tensor y = Tensor::uninitialized(xv.shape(), dt), mean = Tensor::uninitialized({R}, dt);
+  Tensor rstd = Tensor::uninitialized({R}, dt);
   const int64_t nchunk = (R + kLnRows - 1) / kLnRows;
   auto fwd = [&](auto tag) {
     using T = decltype(tag);
@@ -409,7 +409,7 @@ Var layer_norm_lastdim(const Var& x, const Var& weight, const Var& bias, double 
       y, {x, weight, bias},
       [xv, wv, mean, rstd, R, C, nchunk, dt](const Tensor& g0, const std::vector<bool>& needs) {
         const Tensor g = g0.contiguous();
-        Tensor dx = needs[0] ? detail::uninit(xv.shape(), dt) : Tensor{};
+        Tensor dx = needs[0] ? Tensor::uninitialized(xv.shape(), dt) : Tensor{};
         Tensor part = Tensor::zeros({nchunk, 2, C}, dt);  // per-chunk (gw, gb)
         auto bwd = [&](auto tag) {
           using T = decltype(tag);
@@ -442,7 +442,7 @@ Var modulate(const Var& y, const Var& s, const Var& xn, const Var& a) {
   SSMKIT_CHECK(s.dtype() == dt && xn.dtype() == dt && a.dtype() == dt, "modulate: all operands must share one dtype");
   const Tensor yv = y.value().contiguous(), xv = xn.value().contiguous(), av = a.value().contiguous();
   const Tensor sv = s.value();
-  Tensor out = detail::uninit(yv.shape(), dt);
+  Tensor out = Tensor::uninitialized(yv.shape(), dt);
   const double sval = sv.to_double_vector()[0];
   if (dt == DType::F64)
     modulate_forward_impl(out.data<double>(), yv.data<double>(), sval, xv.data<double>(), av.data<double>(), B, L, C);
@@ -454,9 +454,9 @@ Var modulate(const Var& y, const Var& s, const Var& xn, const Var& a) {
       out, {y, s, xn, a},
       [yv, xv, av, sval, s_shape, B, L, C, dt](const Tensor& g0, const std::vector<bool>& needs) {
         const Tensor g = g0.contiguous();
-        Tensor dy = needs[0] ? detail::uninit(yv.shape(), dt) : Tensor{};
-        Tensor dxn = needs[2] ? detail::uninit(yv.shape(), dt) : Tensor{};
-        Tensor ds = detail::uninit(s_shape, dt), da = detail::uninit({B, C}, dt);
+        Tensor dy = needs[0] ? Tensor::uninitialized(yv.shape(), dt) : Tensor{};
+        Tensor dxn = needs[2] ? Tensor::uninitialized(yv.shape(), dt) : Tensor{};
+        Tensor ds = Tensor::uninitialized(s_shape, dt), da = Tensor::uninitialized({B, C}, dt);
         if (dt == DType::F64)
           modulate_backward_impl(dy.defined() ? dy.data<double>() : nullptr,
                                  dxn.defined() ? dxn.data<double>() : nullptr, ds.data<double>(), da.data<double>(),

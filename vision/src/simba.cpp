@@ -216,13 +216,12 @@ Var SiMBA::forward_features(const Var& image, VisionTrace* trace) const {
   int64_t H = 0, W = 0;
   Var x;
   for (int i = 0; i < 4; ++i) {
-    x = i == 0 ? patch_embed1->forward(image, H, W) : downsamples[static_cast<size_t>(i - 1)]->forward(x, H, W);
+    x = i == 0 ? patch_embed1->forward(image, H, W) : downsamples[static_cast<size_t>(i - 1)]->forward_tokens(x, H, W);
     if (i == 0 && trace) trace->stem = x;
     for (const auto& blk : blocks[static_cast<size_t>(i)]) x = blk->forward(x, H, W);
     if (i < 3) {
       x = layer_norm(*norms[static_cast<size_t>(i)], x);
-      if (i == 0 && trace) trace->stage1 = x;
-      x = tokens_to_map(x, H, W);
+      if (i == 0 && trace) trace->stage1 = x;  // the next DownSamples takes the tokens as they are
     } else if (trace) {
       trace->stage4_tokens = x;
     }

@@ -5,11 +5,11 @@
 // adjoint of each step, in reverse. Follows Amshaker/GroupMamba ss2d.py forward_corev2 with CrossScan_k /
 // CrossMerge_k (merge = writing each step's output at its token's row-major position).
 // Threads: the four groups run in parallel (each group's arrays and gradients belong to one thread; gemm()
-// inside runs single-threaded there); F32 elementwise math through core's dispatched vec_* arrays.
+// inside runs single-threaded there); F32 elementwise math through core's dispatched vec_* arrays, the scan,
+// out_norm and gate as multi-versioned row kernels vectorized over the group's channels.
 #include "ssmkit/vision/vsss.h"
 
-#include "alloc.h"
-
+#include <algorithm>
 #include <cmath>
 
 #include "dwconv_kernels.h"
@@ -88,11 +88,147 @@ struct Dims {
 };
 
 // ---------------------------------------------------------------------------------------------------------
+// Row kernels of the groups (multi-versioned, restrict pointers, channel loops vectorized; sums over the Cg
+// channels of a token as OpenMP SIMD reductions, so their order is fixed by the code, not the thread count).
+
+// h_l = a_l h_{l-1} + delta_l B_l u_l, y_l = C_l h_l + D u_l along `order`, per sequence b (hv: Cg scratch)
+template <class T>
+SSMKIT_VISION_KERNEL void scan_forward(T* __restrict hs, T* __restrict ys, T* __restrict hv, const T* __restrict delta,
+                                       const T* __restrict u, const T* __restrict da, const T* __restrict xdbl,
+                                       const T* __restrict D, const int64_t* __restrict order, int64_t B, int64_t L,
+                                       int64_t Cg, int64_t RB, int64_t R) {
+  for (int64_t b = 0; b < B; ++b) {
+    for (int64_t k = 0; k < Cg; ++k) hv[k] = T(0);
+    for (int64_t l = 0; l < L; ++l) {
+      const int64_t row = b * L + order[l], o = row * Cg;
+      const T Bt = xdbl[row * RB + R], Ct = xdbl[row * RB + R + 1];
+      for (int64_t k = 0; k < Cg; ++k) {
+        const T h = da[o + k] * hv[k] + delta[o + k] * Bt * u[o + k];
+        hv[k] = h;
+        hs[o + k] = h;
+        ys[o + k] = Ct * h + D[k] * u[o + k];
+      }
+    }
+  }
+}
+
+// out_norm (LayerNorm over Cg, eps kOutNormEps) and the gate: yg = LN(ys) * silu_z, keeping mean and rstd
+template <class T>
+SSMKIT_VISION_KERNEL void norm_gate_forward(T* __restrict yg, T* __restrict mean, T* __restrict rstd,
+                                            const T* __restrict ys, const T* __restrict silu_z, const T* __restrict nw,
+                                            const T* __restrict nb, int64_t M, int64_t Cg) {
+  const T inv = T(1) / static_cast<T>(Cg);
+  for (int64_t m = 0; m < M; ++m) {
+    const T* yr = ys + m * Cg;
+    T s1 = 0, s2 = 0;
+#pragma omp simd reduction(+ : s1)
+    for (int64_t k = 0; k < Cg; ++k) s1 += yr[k];
+    const T mu = s1 * inv;
+#pragma omp simd reduction(+ : s2)
+    for (int64_t k = 0; k < Cg; ++k) s2 += (yr[k] - mu) * (yr[k] - mu);
+    const T rs = T(1) / std::sqrt(s2 * inv + static_cast<T>(kOutNormEps));
+    mean[m] = mu;
+    rstd[m] = rs;
+    for (int64_t k = 0; k < Cg; ++k) yg[m * Cg + k] = ((yr[k] - mu) * rs * nw[k] + nb[k]) * silu_z[m * Cg + k];
+  }
+}
+
+// The gate and out_norm backward: dyg (d loss / d yg) -> dz (the z half of dxz, row stride 2Cg), dys; gnw, gnb +=
+template <class T>
+SSMKIT_VISION_KERNEL void norm_gate_backward(T* __restrict dz, T* __restrict dys, T* __restrict gnw, T* __restrict gnb,
+                                             const T* __restrict dyg, const T* __restrict ys, const T* __restrict xz,
+                                             const T* __restrict sz, const T* __restrict mean,
+                                             const T* __restrict rstd, const T* __restrict nw,
+                                             const T* __restrict nb, int64_t M, int64_t Cg) {
+  const T inv = T(1) / static_cast<T>(Cg);
+  for (int64_t m = 0; m < M; ++m) {
+    const T* z = xz + m * 2 * Cg + Cg;
+    const T* s = sz + m * Cg;
+    const T* yr = ys + m * Cg;
+    const T* gy = dyg + m * Cg;
+    T* dzr = dz + m * 2 * Cg;
+    const T mu = mean[m], rs = rstd[m];
+    T m1 = 0, m2 = 0;
+#pragma omp simd reduction(+ : m1, m2)
+    for (int64_t k = 0; k < Cg; ++k) {
+      const T xh = (yr[k] - mu) * rs;
+      const T yn = xh * nw[k] + nb[k];
+      const T dyn = gy[k] * z[k] * s[k];  // d loss / d LN output
+      dzr[k] = gy[k] * yn * s[k] * (T(1) + z[k] * (T(1) - s[k]));
+      gnw[k] += dyn * xh;
+      gnb[k] += dyn;
+      const T dh = dyn * nw[k];
+      m1 += dh;
+      m2 += dh * xh;
+    }
+    const T a1 = m1 * inv, a2 = m2 * inv;
+    for (int64_t k = 0; k < Cg; ++k) {
+      const T xh = (yr[k] - mu) * rs;
+      dys[m * Cg + k] = rs * (gy[k] * z[k] * s[k] * nw[k] - a1 - xh * a2);
+    }
+  }
+}
+
+// The scan's adjoint recurrence in reverse direction order, per sequence: du, ddelta (the delta-space
+// gradient, before softplus), dB, dC (into dxdbl's last two columns); dA and dD sums added into gA, gD (Cg,
+// double) once per sequence. carry, fa, fd: Cg scratch.
+template <class T>
+SSMKIT_VISION_KERNEL void scan_backward(T* __restrict du, T* __restrict ddelta, T* __restrict dxdbl,
+                                        double* __restrict gA, double* __restrict gD, T* __restrict carry,
+                                        T* __restrict fa, T* __restrict fd, const T* __restrict dys,
+                                        const T* __restrict hs, const T* __restrict delta, const T* __restrict u,
+                                        const T* __restrict da, const T* __restrict xdbl, const T* __restrict A,
+                                        const T* __restrict D, const int64_t* __restrict order, int64_t B, int64_t L,
+                                        int64_t Cg, int64_t RB, int64_t R) {
+  for (int64_t b = 0; b < B; ++b) {
+    for (int64_t k = 0; k < Cg; ++k) carry[k] = fa[k] = fd[k] = T(0);
+    for (int64_t l = L - 1; l >= 0; --l) {
+      const int64_t row = b * L + order[l], o = row * Cg;
+      const int64_t op = l > 0 ? (b * L + order[l - 1]) * Cg : -1;
+      const T Bt = xdbl[row * RB + R], Ct = xdbl[row * RB + R + 1];
+      T dB = 0, dC = 0;
+#pragma omp simd reduction(+ : dB, dC)
+      for (int64_t k = 0; k < Cg; ++k) {
+        const T gh = carry[k] + dys[o + k] * Ct;  // d loss / d h_l
+        const T hprev = op >= 0 ? hs[op + k] : T(0);
+        dC += dys[o + k] * hs[o + k];
+        fd[k] += dys[o + k] * u[o + k];
+        du[o + k] = dys[o + k] * D[k] + gh * delta[o + k] * Bt;
+        ddelta[o + k] = gh * (hprev * da[o + k] * A[k] + Bt * u[o + k]);
+        fa[k] += gh * hprev * da[o + k] * delta[o + k];
+        dB += gh * delta[o + k] * u[o + k];
+        carry[k] = gh * da[o + k];
+      }
+      dxdbl[row * RB + R] = dB;
+      dxdbl[row * RB + R + 1] = dC;
+    }
+    for (int64_t k = 0; k < Cg; ++k) {
+      gA[k] += static_cast<double>(fa[k]);
+      gD[k] += static_cast<double>(fd[k]);
+    }
+  }
+}
+
+// z (the z half of xz, row stride 2Cg) -> contiguous zc (M,Cg). (Short rows: inline copies, not memcpy calls.)
+template <class T>
+SSMKIT_VISION_KERNEL __attribute__((optimize("no-tree-loop-distribute-patterns"))) void gather_z(
+    T* __restrict zc, const T* __restrict xz, int64_t M, int64_t Cg) {
+  for (int64_t m = 0; m < M; ++m)
+    for (int64_t k = 0; k < Cg; ++k) zc[m * Cg + k] = xz[m * 2 * Cg + Cg + k];
+}
+
+void v_silu(const float* x, float* y, int64_t n) { core::vec_silu(x, y, n); }
+void v_silu(const double* x, double* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] = x[i] / (1.0 + std::exp(-x[i]));
+}
+
+// ---------------------------------------------------------------------------------------------------------
 // One group, forward. y: (M,C) output (this group's columns written); x: (M,C) input.
 
 template <class T>
-SSMKIT_VISION_KERNEL void group_forward(T* y, const T* x, const Dims& d, int g, const GroupView<T>& p, VsssCache::Group& c) {
+void group_forward(T* y, const T* x, const Dims& d, int g, const GroupView<T>& p, VsssCache::Group& c) {
   const int64_t M = d.B * d.L, Cg = d.Cg, R = d.R, C = d.C, RB = R + 2;
+  const DType dt = c.xz.dtype();
   T* xz = c.xz.data<T>();
   T* xc = c.xc.data<T>();
   T* u = c.u.data<T>();
@@ -100,17 +236,12 @@ SSMKIT_VISION_KERNEL void group_forward(T* y, const T* x, const Dims& d, int g, 
   T* delta = c.delta.data<T>();
   T* hs = c.h.data<T>();
   T* ys = c.ys.data<T>();
-  T* mean = c.mean.data<T>();
-  T* rstd = c.rstd.data<T>();
   T* yg = c.yg.data<T>();
   // in_proj on the group's channel slice
   core::gemm(false, true, M, 2 * Cg, Cg, T(1), x + g * Cg, C, p.win, Cg, T(0), xz, 2 * Cg);
   // depthwise conv on the x half, then SiLU
   detail::dw_forward(xc, Cg, xz, 2 * Cg, p.cw, p.cb, d.B, d.H, d.W, Cg, false);
-  Tensor t_sig = detail::uninit({M * Cg}, c.xz.dtype());
-  T* sig = t_sig.data<T>();
-  v_sigmoid(xc, sig, M * Cg);
-  for (int64_t i = 0; i < M * Cg; ++i) u[i] = xc[i] * sig[i];
+  v_silu(xc, u, M * Cg);
   // x_proj -> (dt_in, B, C); dt_proj; delta = softplus(dt + bias)
   core::gemm(false, true, M, RB, Cg, T(1), u, Cg, p.xw, Cg, T(0), xdbl, RB);
   core::gemm(false, true, M, Cg, R, T(1), xdbl, RB, p.dtw, R, T(0), delta, Cg);
@@ -120,54 +251,20 @@ SSMKIT_VISION_KERNEL void group_forward(T* y, const T* x, const Dims& d, int g, 
   // decays a = exp(delta A), A = -exp(A_logs)
   std::vector<T> A(static_cast<size_t>(Cg));
   for (int64_t k = 0; k < Cg; ++k) A[static_cast<size_t>(k)] = -std::exp(p.alog[k]);
-  T* da = sig;  // reuse
+  Tensor t_da = Tensor::uninitialized({M * Cg}, dt);
+  T* da = t_da.data<T>();
   for (int64_t m = 0; m < M; ++m)
     for (int64_t k = 0; k < Cg; ++k) da[m * Cg + k] = delta[m * Cg + k] * A[static_cast<size_t>(k)];
   v_exp(da, da, M * Cg);
   // the scan, in this group's direction
   const std::vector<int64_t> order = direction_order(g, d.H, d.W);
   std::vector<T> hv(static_cast<size_t>(Cg));
-  for (int64_t b = 0; b < d.B; ++b) {
-    std::fill(hv.begin(), hv.end(), T(0));
-    for (int64_t l = 0; l < d.L; ++l) {
-      const int64_t row = b * d.L + order[static_cast<size_t>(l)];
-      const T Bt = xdbl[row * RB + R], Ct = xdbl[row * RB + R + 1];
-      const T* dl = delta + row * Cg;
-      const T* ul = u + row * Cg;
-      const T* al = da + row * Cg;
-      T* hl = hs + row * Cg;
-      T* yl = ys + row * Cg;
-      for (int64_t k = 0; k < Cg; ++k) {
-        const T h = al[k] * hv[static_cast<size_t>(k)] + dl[k] * Bt * ul[k];
-        hv[static_cast<size_t>(k)] = h;
-        hl[k] = h;
-        yl[k] = Ct * h + p.D[k] * ul[k];
-      }
-    }
-  }
-  // out_norm (LayerNorm over Cg) and the SiLU(z) gate
-  Tensor t_sz = detail::uninit({Cg}, c.xz.dtype());
-  T* sz = t_sz.data<T>();
-  for (int64_t m = 0; m < M; ++m) {
-    const T* yr = ys + m * Cg;
-    double s1 = 0, s2 = 0;
-    for (int64_t k = 0; k < Cg; ++k) s1 += static_cast<double>(yr[k]);
-    const double mu = s1 / static_cast<double>(Cg);
-    for (int64_t k = 0; k < Cg; ++k) {
-      const double v = static_cast<double>(yr[k]) - mu;
-      s2 += v * v;
-    }
-    const double rs = 1.0 / std::sqrt(s2 / static_cast<double>(Cg) + kOutNormEps);
-    mean[m] = static_cast<T>(mu);
-    rstd[m] = static_cast<T>(rs);
-    const T* z = xz + m * 2 * Cg + Cg;
-    v_sigmoid(z, sz, Cg);
-    T* out = yg + m * Cg;
-    for (int64_t k = 0; k < Cg; ++k) {
-      const T yn = (yr[k] - mean[m]) * rstd[m] * p.nw[k] + p.nb[k];
-      out[k] = yn * z[k] * sz[k];
-    }
-  }
+  scan_forward<T>(hs, ys, hv.data(), delta, u, da, xdbl, p.D, order.data(), d.B, d.L, Cg, RB, R);
+  // out_norm (LayerNorm over Cg) and the SiLU(z) gate; da is free again
+  T* silu_z = da;
+  gather_z(silu_z, xz, M, Cg);
+  v_silu(silu_z, silu_z, M * Cg);
+  norm_gate_forward<T>(yg, c.mean.data<T>(), c.rstd.data<T>(), ys, silu_z, p.nw, p.nb, M, Cg);
   core::gemm(false, true, M, Cg, Cg, T(1), yg, Cg, p.wout, Cg, T(0), y + g * Cg, C);
 }
 
@@ -175,7 +272,7 @@ SSMKIT_VISION_KERNEL void group_forward(T* y, const T* x, const Dims& d, int g, 
 // One group, backward. dy: (M,C); dx: (M,C) (this group's columns written); gradients added into gr.
 
 template <class T>
-SSMKIT_VISION_KERNEL void group_backward(T* dx, const T* dy, const T* x, const Dims& d, int g, const GroupView<T>& p,
+void group_backward(T* dx, const T* dy, const T* x, const Dims& d, int g, const GroupView<T>& p,
                     const VsssCache::Group& c, const GroupView<T>& gr) {
   const int64_t M = d.B * d.L, Cg = d.Cg, R = d.R, C = d.C, RB = R + 2;
   const DType dt = c.xz.dtype();
@@ -186,90 +283,39 @@ SSMKIT_VISION_KERNEL void group_backward(T* dx, const T* dy, const T* x, const D
   const T* delta = c.delta.data<T>();
   const T* hs = c.h.data<T>();
   const T* ys = c.ys.data<T>();
-  const T* mean = c.mean.data<T>();
-  const T* rstd = c.rstd.data<T>();
   const T* yg = c.yg.data<T>();
-  Tensor t_dyg = detail::uninit({M, Cg}, dt), t_dxz = detail::uninit({M, 2 * Cg}, dt), t_dys = detail::uninit({M, Cg}, dt);
+  Tensor t_dyg = Tensor::uninitialized({M, Cg}, dt), t_dxz = Tensor::uninitialized({M, 2 * Cg}, dt);
+  Tensor t_dys = Tensor::uninitialized({M, Cg}, dt);
   T* dyg = t_dyg.data<T>();
   T* dxz = t_dxz.data<T>();
   T* dys = t_dys.data<T>();
-  // out_proj
-  core::gemm(false, false, M, Cg, Cg, T(1), dy + g * Cg, C, p.wout, Cg, T(0), dyg, Cg);
-  core::gemm(true, false, Cg, Cg, M, T(1), dy + g * Cg, C, yg, Cg, T(1), gr.wout, Cg);
-  // gate and out_norm
-  Tensor t_s = detail::uninit({Cg}, dt);
-  T* s = t_s.data<T>();
-  std::vector<T> xhat(static_cast<size_t>(Cg)), dxh(static_cast<size_t>(Cg));
-  for (int64_t m = 0; m < M; ++m) {
-    const T* z = xz + m * 2 * Cg + Cg;
-    T* dz = dxz + m * 2 * Cg + Cg;
-    const T* yr = ys + m * Cg;
-    const T* gy = dyg + m * Cg;
-    v_sigmoid(z, s, Cg);
-    double m1 = 0, m2 = 0;
-    for (int64_t k = 0; k < Cg; ++k) {
-      const T xh = (yr[k] - mean[m]) * rstd[m];
-      const T yn = xh * p.nw[k] + p.nb[k];
-      const T sz = z[k] * s[k];
-      const T dyn = gy[k] * sz;
-      dz[k] = gy[k] * yn * s[k] * (T(1) + z[k] * (T(1) - s[k]));
-      gr.nw[k] += dyn * xh;
-      gr.nb[k] += dyn;
-      const T dh = dyn * p.nw[k];
-      xhat[static_cast<size_t>(k)] = xh;
-      dxh[static_cast<size_t>(k)] = dh;
-      m1 += static_cast<double>(dh);
-      m2 += static_cast<double>(dh) * static_cast<double>(xh);
-    }
-    const T a1 = static_cast<T>(m1 / static_cast<double>(Cg)), a2 = static_cast<T>(m2 / static_cast<double>(Cg));
-    for (int64_t k = 0; k < Cg; ++k)
-      dys[m * Cg + k] = rstd[m] * (dxh[static_cast<size_t>(k)] - a1 - xhat[static_cast<size_t>(k)] * a2);
-  }
-  // scan: adjoint recurrence in reverse direction order
-  std::vector<T> A(static_cast<size_t>(Cg));
-  for (int64_t k = 0; k < Cg; ++k) A[static_cast<size_t>(k)] = -std::exp(p.alog[k]);
-  Tensor t_da = detail::uninit({M * Cg}, dt), t_du = detail::uninit({M, Cg}, dt), t_dd = detail::uninit({M, Cg}, dt);
-  Tensor t_dxdbl = detail::uninit({M, RB}, dt);
+  Tensor t_da = Tensor::uninitialized({M * Cg}, dt), t_du = Tensor::uninitialized({M, Cg}, dt);
+  Tensor t_dd = Tensor::uninitialized({M, Cg}, dt);
+  Tensor t_dxdbl = Tensor::uninitialized({M, RB}, dt);
   T* da = t_da.data<T>();
   T* du = t_du.data<T>();
   T* ddelta = t_dd.data<T>();
   T* dxdbl = t_dxdbl.data<T>();
+  // out_proj
+  core::gemm(false, false, M, Cg, Cg, T(1), dy + g * Cg, C, p.wout, Cg, T(0), dyg, Cg);
+  core::gemm(true, false, Cg, Cg, M, T(1), dy + g * Cg, C, yg, Cg, T(1), gr.wout, Cg);
+  // gate and out_norm (sigmoid(z) for all rows first, into da)
+  gather_z(da, xz, M, Cg);
+  v_sigmoid(da, da, M * Cg);
+  norm_gate_backward<T>(dxz + Cg, dys, gr.nw, gr.nb, dyg, ys, xz, da, c.mean.data<T>(), c.rstd.data<T>(), p.nw,
+                        p.nb, M, Cg);
+  // scan: adjoint recurrence in reverse direction order
+  std::vector<T> A(static_cast<size_t>(Cg));
+  for (int64_t k = 0; k < Cg; ++k) A[static_cast<size_t>(k)] = -std::exp(p.alog[k]);
   for (int64_t m = 0; m < M; ++m)
     for (int64_t k = 0; k < Cg; ++k) da[m * Cg + k] = delta[m * Cg + k] * A[static_cast<size_t>(k)];
   v_exp(da, da, M * Cg);
   const std::vector<int64_t> order = direction_order(g, d.H, d.W);
-  std::vector<T> carry(static_cast<size_t>(Cg));
+  std::vector<T> scratch(static_cast<size_t>(3 * Cg));
   std::vector<double> dA(static_cast<size_t>(Cg), 0.0), dD(static_cast<size_t>(Cg), 0.0);
-  for (int64_t b = 0; b < d.B; ++b) {
-    std::fill(carry.begin(), carry.end(), T(0));
-    for (int64_t l = d.L - 1; l >= 0; --l) {
-      const int64_t row = b * d.L + order[static_cast<size_t>(l)];
-      const T* hp = l > 0 ? hs + (b * d.L + order[static_cast<size_t>(l - 1)]) * Cg : nullptr;
-      const T Bt = xdbl[row * RB + R], Ct = xdbl[row * RB + R + 1];
-      const T* dyl = dys + row * Cg;
-      const T* hl = hs + row * Cg;
-      const T* dl = delta + row * Cg;
-      const T* ul = u + row * Cg;
-      const T* al = da + row * Cg;
-      T* dul = du + row * Cg;
-      T* ddl = ddelta + row * Cg;
-      T dB = 0, dC = 0;
-      for (int64_t k = 0; k < Cg; ++k) {
-        const size_t kk = static_cast<size_t>(k);
-        const T gh = carry[kk] + dyl[k] * Ct;  // d loss / d h_l
-        const T hprev = hp ? hp[k] : T(0);
-        dC += dyl[k] * hl[k];
-        dD[kk] += static_cast<double>(dyl[k] * ul[k]);
-        dul[k] = dyl[k] * p.D[k] + gh * dl[k] * Bt;
-        ddl[k] = gh * (hprev * al[k] * A[kk] + Bt * ul[k]);
-        dA[kk] += static_cast<double>(gh * hprev * al[k] * dl[k]);
-        dB += gh * dl[k] * ul[k];
-        carry[kk] = gh * al[k];
-      }
-      dxdbl[row * RB + R] = dB;
-      dxdbl[row * RB + R + 1] = dC;
-    }
-  }
+  scan_backward<T>(du, ddelta, dxdbl, dA.data(), dD.data(), scratch.data(), scratch.data() + Cg,
+                   scratch.data() + 2 * Cg, dys, hs, delta, u, da, xdbl, A.data(), p.D, order.data(), d.B, d.L, Cg, RB,
+                   R);
   for (int64_t k = 0; k < Cg; ++k) {
     gr.alog[k] += static_cast<T>(dA[static_cast<size_t>(k)]) * A[static_cast<size_t>(k)];  // dA/dA_logs = A
     gr.D[k] += static_cast<T>(dD[static_cast<size_t>(k)]);
@@ -338,16 +384,16 @@ std::vector<VsssParams> contiguous_params(const std::vector<VsssParams>& p) {
 
 void alloc_group(VsssCache::Group& c, const Dims& d, DType dt) {
   const int64_t M = d.B * d.L;
-  c.xz = detail::uninit({M, 2 * d.Cg}, dt);
-  c.xc = detail::uninit({M, d.Cg}, dt);
-  c.u = detail::uninit({M, d.Cg}, dt);
-  c.xdbl = detail::uninit({M, d.R + 2}, dt);
-  c.delta = detail::uninit({M, d.Cg}, dt);
-  c.h = detail::uninit({M, d.Cg}, dt);
-  c.ys = detail::uninit({M, d.Cg}, dt);
-  c.mean = detail::uninit({M}, dt);
-  c.rstd = detail::uninit({M}, dt);
-  c.yg = detail::uninit({M, d.Cg}, dt);
+  c.xz = Tensor::uninitialized({M, 2 * d.Cg}, dt);
+  c.xc = Tensor::uninitialized({M, d.Cg}, dt);
+  c.u = Tensor::uninitialized({M, d.Cg}, dt);
+  c.xdbl = Tensor::uninitialized({M, d.R + 2}, dt);
+  c.delta = Tensor::uninitialized({M, d.Cg}, dt);
+  c.h = Tensor::uninitialized({M, d.Cg}, dt);
+  c.ys = Tensor::uninitialized({M, d.Cg}, dt);
+  c.mean = Tensor::uninitialized({M}, dt);
+  c.rstd = Tensor::uninitialized({M}, dt);
+  c.yg = Tensor::uninitialized({M, d.Cg}, dt);
 }
 
 template <class T>
@@ -385,7 +431,7 @@ void group_vsss_forward(Tensor& y, VsssCache* cache, const Tensor& x0, int64_t H
   c.W = W;
   c.groups.assign(kVsssGroups, {});
   for (auto& gr : c.groups) alloc_group(gr, d, x.dtype());
-  y = detail::uninit(x.shape(), x.dtype());
+  y = Tensor::uninitialized(x.shape(), x.dtype());
   if (x.dtype() == DType::F64)
     forward_all<double>(y, c, x, d, p);
   else
@@ -412,7 +458,7 @@ void group_vsss_backward(Tensor& dx, std::vector<VsssParams>& grads, const Tenso
                    "group_vsss_backward: gradient ", i, " of group ", g + 1,
                    " must be a contiguous tensor shaped like its parameter (VsssParams::zeros_like)");
   }
-  dx = detail::uninit(dy.shape(), dy.dtype());
+  dx = Tensor::uninitialized(dy.shape(), dy.dtype());
   if (dy.dtype() == DType::F64)
     backward_all<double>(dx, grads, dy, c, d, p);
   else

@@ -16,7 +16,7 @@ using detail::dispatch_float;
 Tensor scale_groups(const Tensor& x0, const Tensor& m) {
   const Tensor x = x0.contiguous();
   const int64_t G = m.numel(), inner = G > 0 ? x.numel() / G : 0;
-  Tensor y = Tensor::empty(x.shape(), x.dtype());
+  Tensor y = Tensor::uninitialized(x.shape(), x.dtype());
   dispatch_float(x.dtype(), [&](auto tag) {
     using T = decltype(tag);
     const T *px = x.data<T>(), *pm = m.data<T>();

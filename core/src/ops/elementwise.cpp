@@ -68,7 +68,7 @@ void for_each_broadcast(const Shape& out, const Shape& sa, const Shape& sb, Fn f
 template <class T, class Op>
 Tensor binary_kernel(const Tensor& a, const Tensor& b, Op op) {
   const Shape out_shape = broadcast_shapes(a.shape(), b.shape());
-  Tensor out = Tensor::empty(out_shape, a.dtype());
+  Tensor out = Tensor::uninitialized(out_shape, a.dtype());  // every element written below
   T* o = out.data<T>();
   const T* pa = a.data<T>();
   const T* pb = b.data<T>();
@@ -86,7 +86,7 @@ Tensor binary_kernel(const Tensor& a, const Tensor& b, Op op) {
 template <class T, class Op>
 Tensor unary_kernel(const Tensor& a0, Op op) {
   const Tensor a = a0.contiguous();
-  Tensor out = Tensor::empty(a.shape(), a.dtype());
+  Tensor out = Tensor::uninitialized(a.shape(), a.dtype());
   const T* pa = a.data<T>();
   T* o = out.data<T>();
   const int64_t n = a.numel();
@@ -280,8 +280,17 @@ Var sum(const Var& a, const std::vector<int64_t>& dims, bool keepdim) {
   Tensor y = sum_to(a.value(), kept).view(out);
   return make_result(y, {a}, [in, kept](const Tensor& g, const std::vector<bool>&) {
     // broadcast g (viewed with kept dims) back to the input shape
-    Tensor gk = g.contiguous().view(kept);
-    return std::vector<Tensor>{map2(Tensor::zeros(in, g.dtype()), gk, "sum", [](auto x, auto z) { return x + z; })};
+    const Tensor gk = g.contiguous().view(kept);
+    Tensor dx = Tensor::uninitialized(in, g.dtype());  // every element written
+    const Shape sg = broadcast_strides(gk, in);
+    dispatch(g.dtype(), [&](auto tag) {
+      using T = decltype(tag);
+      T* o = dx.data<T>();
+      const T* p = gk.data<T>();
+      for_each_broadcast(in, sg, sg, [&](int64_t i, int64_t ig, int64_t) { o[i] = p[ig]; });
+      return Tensor{};
+    });
+    return std::vector<Tensor>{dx};
   }, "sum");
 }
 

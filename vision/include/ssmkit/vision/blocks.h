@@ -19,7 +19,8 @@ namespace ssmkit::vision {
 using core::Var;
 
 // patch_embed1: Conv 7x7 s2 p3 -> BN -> ReLU -> (Conv 3x3 p1 -> BN -> ReLU) x 2 -> proj Conv 3x3 s2 p1 (bias)
-// -> tokens -> LayerNorm (eps 1e-5). Keys conv.{0,3,6}.weight, conv.{1,4,7}.* (BatchNorm), proj.*, norm.*.
+// -> tokens -> LayerNorm (eps 1e-5), all computed channels-last (conv2d_tokens, batch_norm_relu_tokens).
+// Keys conv.{0,3,6}.weight, conv.{1,4,7}.* (BatchNorm), proj.*, norm.*.
 class Stem : public core::Module {
  public:
   Stem(int64_t in_chans, int64_t hidden_dim, int64_t out_chans, core::Rng& rng);
@@ -38,6 +39,8 @@ class DownSamples : public core::Module {
   DownSamples(int64_t in_chans, int64_t out_chans, core::Rng& rng);
   // x (B,in,H0,W0) -> tokens (B,H*W,out), H = ceil(H0/2), W = ceil(W0/2).
   Var forward(const Var& x, int64_t& H, int64_t& W) const;
+  // The same on the stage's tokens: x (B,H0*W0,in) with H, W = H0, W0 on entry -> (B,H*W,out), H, W updated.
+  Var forward_tokens(const Var& x, int64_t& H, int64_t& W) const;
 
   std::shared_ptr<core::Conv2d> proj;
   std::shared_ptr<core::LayerNorm> norm;

@@ -10,7 +10,12 @@
 //   layer_norm_lastdim              nn.LayerNorm over the last dim with weight and bias, statistics in the
 //                                   input's precision with 8 partial sums (core's layer_norm sums serially in
 //                                   double: exact to the last bit, but several times slower on the token rows)
-// Not here: other kernel sizes, strides or dilations (core/ops/conv.h has them on NCHW tensors).
+//   conv2d_tokens                   nn.Conv2d (square kernel, stride, zero padding, no groups) from tokens to
+//                                   tokens: im2col rows of the whole batch + gemm() (conv_tokens.cpp), for the
+//                                   stem and the DownSamples
+//   batch_norm_relu_tokens          nn.BatchNorm2d then ReLU on tokens (statistics over every row, running
+//                                   statistics updated in training as PyTorch does)
+// Not here: groups and dilations of the general convolution (core/ops/conv.h has them on NCHW tensors).
 // Shapes: B batch, C channels, H x W grid, L = H*W tokens in row-major order (h*W + w).
 #pragma once
 
@@ -35,6 +40,15 @@ void dwconv3x3_tokens_forward(core::Tensor& y, const core::Tensor& x, int64_t H,
 void dwconv3x3_tokens_backward(core::Tensor* dx, core::Tensor* dw, core::Tensor* db, const core::Tensor& dy,
                                const core::Tensor& x, int64_t H, int64_t W, const core::Tensor& w);
 
+// x (B,H*W,C), w (O,C,K,K), b (O) or undefined -> y (B,OH*OW,O), OH = (H + 2 pad - K) / stride + 1 (OW alike).
+void conv2d_tokens_forward(core::Tensor& y, const core::Tensor& x, int64_t H, int64_t W, const core::Tensor& w,
+                           const core::Tensor& b, int64_t stride, int64_t pad);
+// dy (B,OH*OW,O) -> dx (B,H*W,C) (written, when non-null), dw (O,C,K,K), db (O) (added into when defined,
+// else allocated; nullptr skips).
+void conv2d_tokens_backward(core::Tensor* dx, core::Tensor* dw, core::Tensor* db, const core::Tensor& dy,
+                            const core::Tensor& x, int64_t H, int64_t W, const core::Tensor& w, int64_t stride,
+                            int64_t pad);
+
 // y[i] = x[i] Phi(x[i]) over n values (y may equal x).
 void gelu_forward(float* y, const float* x, int64_t n);
 void gelu_forward(double* y, const double* x, int64_t n);
@@ -53,6 +67,15 @@ core::Var dwconv3x3_tokens(const core::Var& x, int64_t H, int64_t W, const core:
 core::Var dwconv3x3_gelu_tokens(const core::Var& x, int64_t H, int64_t W, const core::Var& w, const core::Var& b);
 // x (..., C), weight/bias (C) -> (x - mean) / sqrt(var + eps) * weight + bias (..., C)
 core::Var layer_norm_lastdim(const core::Var& x, const core::Var& weight, const core::Var& bias, double eps);
+// x (B,H*W,C), w (O,C,K,K), b (O) or undefined -> (B,OH*OW,O); OH, OW receive the output grid.
+core::Var conv2d_tokens(const core::Var& x, int64_t H, int64_t W, const core::Var& w, const core::Var& b,
+                        int64_t stride, int64_t pad, int64_t& OH, int64_t& OW);
+// x (..., C), running_mean/running_var (C) (updated in place when training), weight/bias (C) ->
+// relu(batch_norm(x)) (..., C), the statistics taken over all rows (batch statistics, biased variance, in
+// training; the running ones in eval).
+core::Var batch_norm_relu_tokens(const core::Var& x, core::Tensor running_mean, core::Tensor running_var,
+                                 const core::Var& weight, const core::Var& bias, bool training, double momentum,
+                                 double eps);
 // y, xn (B,L,C), s (1), a (B,C) -> y * s * xn * a[b,c] (B,L,C)
 core::Var modulate(const core::Var& y, const core::Var& s, const core::Var& xn, const core::Var& a);
 

@@ -1,0 +1,123 @@
+// gemm() (ops/gemm.h) on the shapes its two float paths take: the register-tile kernel for skinny products
+// (every transpose combination, row and column tails of each size, K past one block, padded leading
+// dimensions, beta 0 with garbage in C, rows split over threads; the linear layer's bias starting its
+// accumulators) and the BLAS for the rest, each against a double-precision loop; double inputs; degenerate
+// sizes; leading dimensions too small.
+#include <array>
+#include <cmath>
+#include <limits>
+#include <omp.h>
+
+#include "gradcheck.h"
+#include "ssmkit/core/ops/gemm.h"
+#include "ssmkit/core/ops/linear.h"
+
+using namespace ssmkit::core;
+using ssmkit::test::expect_error;
+
+namespace {
+
+std::vector<float> values(int64_t n, uint32_t seed) {
+  std::vector<float> v(static_cast<size_t>(n));
+  uint32_t s = seed * 2654435761u + 1;
+  for (float& x : v) {
+    s = s * 1664525u + 1013904223u;
+    x = static_cast<float>(s >> 8) / 16777216.0f * 2.0f - 1.0f;
+  }
+  return v;
+}
+
+// max |C - (beta C0 + op(A) op(B))| over the M x N block, relative to the row's scale sum |a||b|
+double check(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float beta, int64_t pad) {
+  const int64_t lda = (ta ? M : K) + pad, ldb = (tb ? K : N) + pad, ldc = N + pad;
+  const std::vector<float> A = values((ta ? K : M) * lda, 1), B = values((tb ? N : K) * ldb, 2);
+  std::vector<float> C0 = values(M * ldc, 3);
+  if (beta == 0.0f)
+    for (float& c : C0) c = std::numeric_limits<float>::quiet_NaN();  // must not be read
+  std::vector<float> C = C0;
+  gemm(ta, tb, M, N, K, 1.0f, A.data(), lda, B.data(), ldb, beta, C.data(), ldc);
+  double worst = 0;
+  for (int64_t i = 0; i < M; ++i)
+    for (int64_t j = 0; j < N; ++j) {
+      double s = beta == 0.0f ? 0.0 : static_cast<double>(C0[static_cast<size_t>(i * ldc + j)]), scale = 1;
+      for (int64_t k = 0; k < K; ++k) {
+        const double a = A[static_cast<size_t>(ta ? k * lda + i : i * lda + k)];
+        const double b = B[static_cast<size_t>(tb ? j * ldb + k : k * ldb + j)];
+        s += a * b;
+        scale += std::abs(a * b);
+      }
+      worst = std::max(worst, std::abs(C[static_cast<size_t>(i * ldc + j)] - s) / scale);
+    }
+  if (pad > 0)  // columns past N untouched
+    for (int64_t i = 0; i < M; ++i)
+      for (int64_t j = N; j < ldc; ++j) {
+        const float c = C[static_cast<size_t>(i * ldc + j)], c0 = C0[static_cast<size_t>(i * ldc + j)];
+        EXPECT_TRUE(c == c0 || (std::isnan(c) && std::isnan(c0))) << "column " << j << " past N = " << N << " written";
+      }
+  return worst;
+}
+
+}  // namespace
+
+TEST(Gemm, FloatTilePathAgainstDoubleLoops) {
+  // N from 8 (one 8-wide panel) through 16-wide panels and every tail; M every tile tail; K over one block
+  for (bool ta : {false, true})
+    for (bool tb : {false, true})
+      for (int64_t N : {8, 13, 16, 24, 33, 49})
+        for (int64_t M : {1, 5, 6, 7, 23})
+          for (int64_t K : {1, 9, 300})
+            for (float beta : {0.0f, 1.0f})
+              EXPECT_LT(check(ta, tb, M, N, K, beta, N % 2), 2e-6)
+                  << "ta " << ta << " tb " << tb << " M " << M << " N " << N << " K " << K << " beta " << beta;
+}
+
+TEST(Gemm, FloatRowsOverThreadsAndBlasPath) {
+  const int keep = omp_get_max_threads();
+  for (int nth : {1, 2, 3}) {
+    omp_set_num_threads(nth);
+    EXPECT_LT(check(false, false, 1000, 16, 144, 0.0f, 0), 2e-6) << nth << " threads";  // tile kernel, threaded
+    EXPECT_LT(check(true, false, 144, 32, 700, 1.0f, 3), 2e-6) << nth << " threads";
+    EXPECT_LT(check(false, true, 70, 300, 400, 1.0f, 1), 2e-6) << nth << " threads";   // B too large: the BLAS
+    EXPECT_LT(check(false, false, 50, 5, 20, 0.0f, 0), 2e-6) << nth << " threads";     // N < 8: the BLAS
+  }
+  omp_set_num_threads(keep);
+  // alpha other than 1 and beta other than 0 or 1 take the BLAS too
+  std::vector<float> A = values(6 * 4, 4), B = values(4 * 8, 5), C(6 * 8, 1.0f), R(6 * 8);
+  gemm(false, false, 6, 8, 4, 2.0f, A.data(), 4, B.data(), 8, 0.5f, C.data(), 8);
+  for (int64_t i = 0; i < 6; ++i)
+    for (int64_t j = 0; j < 8; ++j) {
+      double s = 0.5;
+      for (int64_t k = 0; k < 4; ++k) s += 2.0 * A[static_cast<size_t>(i * 4 + k)] * B[static_cast<size_t>(k * 8 + j)];
+      EXPECT_NEAR(C[static_cast<size_t>(i * 8 + j)], s, 1e-5);
+    }
+}
+
+TEST(Gemm, HandComputedDoubleAndDegenerateSizes) {
+  const double A[] = {1, 2, 3, 4}, B[] = {5, 6, 7, 8};
+  double C[4];
+  gemm(false, false, 2, 2, 2, 1.0, A, 2, B, 2, 0.0, C, 2);
+  EXPECT_EQ(std::vector<double>(C, C + 4), (std::vector<double>{19, 22, 43, 50}));
+  gemm(true, true, 2, 2, 2, 1.0, A, 2, B, 2, 0.0, C, 2);  // A^T B^T
+  EXPECT_EQ(std::vector<double>(C, C + 4), (std::vector<double>{23, 31, 34, 46}));
+  // K == 0: C = beta C; M or N == 0: nothing
+  float c[2] = {3, 4};
+  gemm(false, false, 1, 2, 0, 1.0f, nullptr, 1, nullptr, 2, 0.5f, c, 2);
+  EXPECT_EQ(c[0], 1.5f);
+  EXPECT_EQ(c[1], 2.0f);
+  gemm(false, false, 0, 2, 3, 1.0f, nullptr, 3, nullptr, 2, 0.0f, c, 2);
+  EXPECT_EQ(c[0], 1.5f);
+  expect_error([&] { gemm(false, false, 2, 8, 4, 1.0f, nullptr, 3, nullptr, 8, 0.0f, c, 8); }, "leading dimensions");
+}
+
+TEST(Gemm, LinearForwardBiasInTheTileKernel) {
+  // F32 linear_forward with bias (the bias starts the tile kernel's accumulators) against F64; column tails
+  // (O % 8), K over one block, rows over threads
+  for (const auto& [rows, I, O] : std::vector<std::array<int64_t, 3>>{{7, 5, 13}, {300, 300, 24}, {64, 32, 128}}) {
+    const Tensor x = ssmkit::test::random_tensor({rows, I}, 1), W = ssmkit::test::random_tensor({O, I}, 2);
+    const Tensor b = ssmkit::test::random_tensor({O}, 3);
+    Tensor y64, y32;
+    linear_forward(y64, x, W, b);
+    linear_forward(y32, x.to(DType::F32), W.to(DType::F32), b.to(DType::F32));
+    EXPECT_LT(max_abs_diff(y32, y64), 2e-5 * std::sqrt(static_cast<double>(I))) << rows << "x" << I << "->" << O;
+  }
+}
