@@ -27,8 +27,8 @@ std::string data_dir() {
 std::string series_file(const std::string& relative) { return data_dir() + "/timeseries/" + relative; }
 
 #define REQUIRE_FILE(path)                                                                     \
-  if (!std::filesystem::exists(path))                                                          \
-  GTEST_SKIP() << "dataset missing: " << (path) << " (set SSMKIT_DATA_DIR or provide ../shared/data)"
+  ASSERT_TRUE(std::filesystem::exists(path))                                                   \
+      << "dataset missing: " << (path) << " (set SSMKIT_DATA_DIR or provide ../shared/data)"
 
 ProtocolOptions options(int64_t pred_len, Features features = Features::M, const std::string& target = "") {
   ProtocolOptions o;

@@ -289,7 +289,7 @@ TEST(ClassifyApp, TrainOneEpochThenEval) {
   if (app_path().empty()) GTEST_SKIP() << "build/bin/ssm-classify not built";
   const fs::path dir = temp_dir("train");
   const std::string data = small_fashion(dir, 256, 200);
-  if (data.empty()) GTEST_SKIP() << "../shared/data/vision/fashion_mnist not present";
+  ASSERT_FALSE(data.empty()) << "dataset missing: ../shared/data/vision/fashion_mnist (next to the source tree)";
   const std::string out = (dir / "fm.safetensors").string();
   AppRun r = run_app("train --data " + data + " --test " + data + " --model groupmamba-micro --epochs 1 --batch 64 " +
                          "--warmup-epochs 0 --out " + out + " --json --quiet",
@@ -346,7 +346,7 @@ TEST(ClassifyApp, TrainOneEpochThenEval) {
 TEST(ClassifyTrain, ResumeIsExact) {
   const fs::path dir = temp_dir("resume");
   const std::string data = small_fashion(dir, 32, 10);
-  if (data.empty()) GTEST_SKIP() << "../shared/data/vision/fashion_mnist not present";
+  ASSERT_FALSE(data.empty()) << "dataset missing: ../shared/data/vision/fashion_mnist (next to the source tree)";
   vision::TrainClassifierOptions o;
   o.data = data;
   o.model = "groupmamba-micro";

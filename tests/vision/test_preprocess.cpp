@@ -351,7 +351,7 @@ TEST(ImageDataset, IdxRoundTripAndErrors) {
 
 TEST(ImageDataset, FashionMnistFilesAreValid) {
   const std::string dir = std::string(SSMKIT_SOURCE_DIR) + "/../shared/data/vision/fashion_mnist";
-  if (!fs::exists(dir)) GTEST_SKIP() << dir << " not present";
+  ASSERT_TRUE(fs::exists(dir)) << "dataset missing: " << dir;
   const Tensor labels = vision::read_idx(dir + "/t10k-labels-idx1-ubyte.gz");
   EXPECT_EQ(labels.shape(), (core::Shape{10000}));
   std::vector<int> count(10, 0);
