@@ -3,7 +3,9 @@
 // A is stored (M,K) with row stride lda, or (K,M) when trans_a; B likewise (K,N) / (N,K) with ldb.
 // With beta == 0, C is written without being read (it may hold garbage). Backend: OpenBLAS (kernels
 // chosen for the CPU at run time, OpenMP threads; single-threaded when called inside a parallel
-// region) when built with SSMKIT_WITH_BLAS, Eigen otherwise; gemm_backend() says which.
+// region) when built with SSMKIT_WITH_BLAS, Eigen otherwise; gemm_backend() says which. Float products
+// with a narrow right-hand side (small N: 16-64 output channels, small projections) take a register-blocked
+// kernel of gemm.cpp instead, which beats OpenBLAS on those shapes.
 #pragma once
 
 #include <cstdint>
