@@ -87,10 +87,7 @@ json ChimeraConfig::to_json() const {
 
 ChimeraConfig ChimeraConfig::from_json(const json& config) {
   ChimeraConfig c;
-  std::vector<std::string> known;
-  const json defaults = c.to_json();
-  for (const auto& item : defaults.items()) known.push_back(item.key());
-  detail::OptionReader r(config, "chimera", known);
+  detail::OptionReader r(config, "chimera", detail::json_keys(c.to_json()));
   r.get("d_model", &c.d_model);
   r.get("e_layers", &c.e_layers);
   r.get("d_state", &c.d_state);

@@ -26,6 +26,13 @@ void check_dims(const ForecastDims& d, const std::string& model);
 
 // Reads a model's options: config must be an object; every key must be a dims key or one of `known`,
 // otherwise Error("<model> config: unknown key \"k\"; expected one of a, b, ...").
+// The keys of a JSON object (a config's defaults, say), in its order: the `known` list of OptionReader.
+inline std::vector<std::string> json_keys(const nlohmann::json& object) {
+  std::vector<std::string> keys;
+  for (const auto& item : object.items()) keys.push_back(item.key());
+  return keys;
+}
+
 class OptionReader {
  public:
   OptionReader(const nlohmann::json& config, std::string model, std::vector<std::string> known);

@@ -29,10 +29,7 @@ json SimbaTSConfig::to_json() const {
 
 SimbaTSConfig SimbaTSConfig::from_json(const json& config) {
   SimbaTSConfig c;
-  std::vector<std::string> known;
-  const json defaults = c.to_json();
-  for (const auto& item : defaults.items()) known.push_back(item.key());
-  detail::OptionReader r(config, "simba", known);
+  detail::OptionReader r(config, "simba", detail::json_keys(c.to_json()));
   r.get("d_model", &c.d_model);
   r.get("e_layers", &c.e_layers);
   r.get("d_state", &c.d_state);
