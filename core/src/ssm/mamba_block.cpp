@@ -1,6 +1,8 @@
 // Mamba-1 block: forward, then backward (reverse order of the same steps). Every activation between the
-// projections lives channel-major (B,E,L) / (B,R+2N,L), the scan's layout: each projection is one gemm()
-// per batch element with the transposes folded into the gemm flags, so no layout copies run. The causal
+// projections lives channel-major (B,E,L) / (B,R+2N,L), the scan's layout: for long sequences each
+// projection is one gemm() per batch element with the transposes folded into the gemm flags, so no layout
+// copies run; for short ones (L < kTokenMajorMaxL, e.g. S-Mamba's 11 variate tokens) each projection is one
+// gemm() over all B*L tokens, token-major, and the activations are transposed to and from it. The causal
 // depthwise conv is fused with SiLU (forward) and with the SiLU derivative (backward); threads over
 // (batch, channel) rows. Not here: the scan itself (ssm/selective_scan). Follows mamba_simple.Mamba's
 // slow path (../shared/specs/core-ssm.md §2.4).
@@ -25,6 +27,38 @@ namespace {
 
 // Below this many elements a loop runs on one thread: waking a team costs more.
 constexpr int64_t kParallelMinWork = 32768;
+
+// Below this length (and with more than one batch element) the projections run token-major: per-batch
+// products with L < 64 columns (or an inner dimension of L for the weight gradients) keep no GEMM kernel
+// busy, while one product over B*L tokens does; the price is a transpose of each activation (B*E*L moves).
+constexpr int64_t kTokenMajorMaxL = 64;
+
+// src (B,C,L) channel-major -> dst row b*L + l, columns [0,C), leading dimension ld.
+template <class T>
+void to_tokens(T* dst, int64_t ld, const T* src, int64_t Bn, int64_t C, int64_t L) {
+#pragma omp parallel for schedule(static) if (Bn * C * L > kParallelMinWork)
+  for (int64_t b = 0; b < Bn; ++b)
+    for (int64_t c = 0; c < C; ++c) {
+      const T* s = src + (b * C + c) * L;
+      T* d = dst + b * L * ld + c;
+      for (int64_t l = 0; l < L; ++l) d[l * ld] = s[l];
+    }
+}
+
+// src rows b*L + l, columns [0,C), leading dimension ld -> dst (B,C,L); add: dst += instead of dst =.
+template <class T>
+void to_channels(T* dst, const T* src, int64_t ld, int64_t Bn, int64_t C, int64_t L, bool add) {
+#pragma omp parallel for schedule(static) if (Bn * C * L > kParallelMinWork)
+  for (int64_t b = 0; b < Bn; ++b)
+    for (int64_t c = 0; c < C; ++c) {
+      const T* s = src + b * L * ld + c;
+      T* d = dst + (b * C + c) * L;
+      if (add)
+        for (int64_t l = 0; l < L; ++l) d[l] += s[l * ld];
+      else
+        for (int64_t l = 0; l < L; ++l) d[l] = s[l * ld];
+    }
+}
 
 // The block's buffers come from a small recycling pool: a buffer whose last tensor goes away is parked,
 // and the next request of about its size takes it back. Without it every call maps its ~100 MB of
@@ -225,14 +259,25 @@ void forward_impl(Tensor& out, MambaCache& c, bool keep, const Tensor& hidden, c
   c.hidden = hidden;
 
   // in_proj, channel-major: x_b (E,L) = W_in[:E] h_b^T, z_b (E,L) = W_in[E:] h_b^T (+ bias).
+  const bool tokens = Bn > 1 && L < kTokenMajorMaxL;
   Tensor x = uninit({Bn, E, L}, dt), z = uninit({Bn, E, L}, dt);
-  for (int64_t b = 0; b < Bn; ++b)
-    for (int64_t half = 0; half < 2; ++half) {
-      T* dst = (half == 0 ? x : z).template data<T>() + b * E * L;
-      if (b_in)
-        for (int64_t e = 0; e < E; ++e) std::fill(dst + e * L, dst + (e + 1) * L, b_in[half * E + e]);
-      gemm(false, true, E, L, M, T(1), w_in + half * E * M, M, h + b * L * M, M, b_in ? T(1) : T(0), dst, L);
-    }
+  if (tokens) {  // xz (B*L,2E) = h W_in^T (+ bias), then split and transposed
+    Tensor xz = uninit({Bn * L, 2 * E}, dt);
+    T* pxz = xz.data<T>();
+    if (b_in)
+      for (int64_t r = 0; r < Bn * L; ++r) std::copy(b_in, b_in + 2 * E, pxz + r * 2 * E);
+    gemm(false, true, Bn * L, 2 * E, M, T(1), h, M, w_in, M, b_in ? T(1) : T(0), pxz, 2 * E);
+    to_channels(x.data<T>(), pxz, 2 * E, Bn, E, L, false);
+    to_channels(z.data<T>(), pxz + E, 2 * E, Bn, E, L, false);
+  } else {
+    for (int64_t b = 0; b < Bn; ++b)
+      for (int64_t half = 0; half < 2; ++half) {
+        T* dst = (half == 0 ? x : z).template data<T>() + b * E * L;
+        if (b_in)
+          for (int64_t e = 0; e < E; ++e) std::fill(dst + e * L, dst + (e + 1) * L, b_in[half * E + e]);
+        gemm(false, true, E, L, M, T(1), w_in + half * E * M, M, h + b * L * M, M, b_in ? T(1) : T(0), dst, L);
+      }
+  }
 
   // causal depthwise conv (continuing from the carried conv state, if any) + SiLU; without a backward
   // to feed, SiLU runs in place
@@ -269,10 +314,19 @@ void forward_impl(Tensor& out, MambaCache& c, bool keep, const Tensor& hidden, c
     const T* pu = u.data<T>();
     T* pxd = x_dbl.data<T>();
     T* pdl = delta.data<T>();
-    for (int64_t b = 0; b < Bn; ++b) {
-      gemm(false, false, X, L, E, T(1), w_x, E, pu + b * E * L, L, T(0), pxd + b * X * L, L);
-      // dt_proj: delta_b (E,L) = W_dt dt_in_b (its bias goes to the scan as delta_bias)
-      gemm(false, false, E, L, R, T(1), w_dt, R, pxd + b * X * L, L, T(0), pdl + b * E * L, L);
+    if (tokens) {  // the same two products over all tokens: u^T (B*L,E) -> x_dbl^T (B*L,X) -> delta^T (B*L,E)
+      Tensor ut = uninit({Bn * L, E}, dt), xdt = uninit({Bn * L, X}, dt), dlt = uninit({Bn * L, E}, dt);
+      to_tokens(ut.data<T>(), E, pu, Bn, E, L);
+      gemm(false, true, Bn * L, X, E, T(1), ut.data<T>(), E, w_x, E, T(0), xdt.data<T>(), X);
+      gemm(false, true, Bn * L, E, R, T(1), xdt.data<T>(), X, w_dt, R, T(0), dlt.data<T>(), E);
+      to_channels(pxd, xdt.data<T>(), X, Bn, X, L, false);
+      to_channels(pdl, dlt.data<T>(), E, Bn, E, L, false);
+    } else {
+      for (int64_t b = 0; b < Bn; ++b) {
+        gemm(false, false, X, L, E, T(1), w_x, E, pu + b * E * L, L, T(0), pxd + b * X * L, L);
+        // dt_proj: delta_b (E,L) = W_dt dt_in_b (its bias goes to the scan as delta_bias)
+        gemm(false, false, E, L, R, T(1), w_dt, R, pxd + b * X * L, L, T(0), pdl + b * E * L, L);
+      }
     }
   }
 
@@ -309,10 +363,15 @@ void forward_impl(Tensor& out, MambaCache& c, bool keep, const Tensor& hidden, c
     const T* b_out = cfg.bias ? p.out_proj_bias.data<T>() : nullptr;
     const T* py = c.y_scan.data<T>();
     T* po = out.data<T>();
-    for (int64_t b = 0; b < Bn; ++b) {
-      if (b_out)
-        for (int64_t l = 0; l < L; ++l) std::copy(b_out, b_out + M, po + (b * L + l) * M);
-      gemm(true, true, L, M, E, T(1), py + b * E * L, L, w_out, E, b_out ? T(1) : T(0), po + b * L * M, M);
+    if (b_out)
+      for (int64_t r = 0; r < Bn * L; ++r) std::copy(b_out, b_out + M, po + r * M);
+    if (tokens) {  // out (B*L,M) = y^T W_out^T in one product
+      Tensor yt = uninit({Bn * L, E}, dt);
+      to_tokens(yt.data<T>(), E, py, Bn, E, L);
+      gemm(false, true, Bn * L, M, E, T(1), yt.data<T>(), E, w_out, E, b_out ? T(1) : T(0), po, M);
+    } else {
+      for (int64_t b = 0; b < Bn; ++b)
+        gemm(true, true, L, M, E, T(1), py + b * E * L, L, w_out, E, b_out ? T(1) : T(0), po + b * L * M, M);
     }
   }
   c.xz = Tensor{};  // the two halves are kept channel-major: x_conv and scan.z
@@ -329,6 +388,7 @@ void backward_impl(Tensor* dhidden, MambaParams& g, const Tensor& dout, const Ma
   const int64_t M = cfg.d_model, E = cfg.d_inner(), R = cfg.rank(), N = cfg.d_state, K = cfg.d_conv, X = R + 2 * N;
   const DType dt = dout.dtype();
   const T* pdo = dout.data<T>();
+  const bool tokens = Bn > 1 && L < kTokenMajorMaxL;  // the forward's choice
 
   // out_proj: dy_b (E,L) = W_out^T dout_b^T; dW_out += dout_b^T y_b^T; db_out += column sums of dout
   Tensor dy = uninit({Bn, E, L}, dt);
@@ -337,9 +397,17 @@ void backward_impl(Tensor* dhidden, MambaParams& g, const Tensor& dout, const Ma
     const T* py = c.y_scan.data<T>();
     T* pdy = dy.data<T>();
     T* gw = g.out_proj_weight.data<T>();
-    for (int64_t b = 0; b < Bn; ++b) {
-      gemm(true, true, E, L, M, T(1), w_out, E, pdo + b * L * M, M, T(0), pdy + b * E * L, L);
-      gemm(true, true, M, E, L, T(1), pdo + b * L * M, M, py + b * E * L, L, T(1), gw, E);
+    if (tokens) {  // dy^T (B*L,E) = dout W_out; dW_out += dout^T y^T: one product each over all tokens
+      Tensor yt = uninit({Bn * L, E}, dt), dyt = uninit({Bn * L, E}, dt);
+      to_tokens(yt.data<T>(), E, py, Bn, E, L);
+      gemm(false, false, Bn * L, E, M, T(1), pdo, M, w_out, E, T(0), dyt.data<T>(), E);
+      gemm(true, false, M, E, Bn * L, T(1), pdo, M, yt.data<T>(), E, T(1), gw, E);
+      to_channels(pdy, dyt.data<T>(), E, Bn, E, L, false);
+    } else {
+      for (int64_t b = 0; b < Bn; ++b) {
+        gemm(true, true, E, L, M, T(1), w_out, E, pdo + b * L * M, M, T(0), pdy + b * E * L, L);
+        gemm(true, true, M, E, L, T(1), pdo + b * L * M, M, py + b * E * L, L, T(1), gw, E);
+      }
     }
     if (cfg.bias) {
       T* gb = g.out_proj_bias.data<T>();
@@ -378,17 +446,33 @@ void backward_impl(Tensor* dhidden, MambaParams& g, const Tensor& dout, const Ma
     T* gw_x = g.x_proj_weight.data<T>();
     T* gw_dt = g.dt_proj_weight.data<T>();
     T* pdu = du.data<T>();
-    Tensor dx_dbl = uninit({X, L}, dt);  // one batch element at a time
-    T* pdx = dx_dbl.data<T>();
-    for (int64_t b = 0; b < Bn; ++b) {
-      const T* dd_b = pdd + b * E * L;
-      const T* u_b = pu + b * E * L;
-      gemm(false, true, E, R, L, T(1), dd_b, L, pxd + b * X * L, L, T(1), gw_dt, R);  // dW_dt += ddelta dt_in^T
-      gemm(true, false, R, L, E, T(1), w_dt, R, dd_b, L, T(0), pdx, L);              // d dt_in = W_dt^T ddelta
-      std::copy(pdB + b * N * L, pdB + (b + 1) * N * L, pdx + R * L);
-      std::copy(pdC + b * N * L, pdC + (b + 1) * N * L, pdx + (R + N) * L);
-      gemm(false, true, X, E, L, T(1), pdx, L, u_b, L, T(1), gw_x, E);           // dW_x += dx_dbl u^T
-      gemm(true, false, E, L, X, T(1), w_x, E, pdx, L, T(1), pdu + b * E * L, L);  // du += W_x^T dx_dbl
+    if (tokens) {  // dx_dbl^T (B*L,X) = [ddelta^T W_dt, dB^T, dC^T]; the same products over all tokens
+      Tensor ddt = uninit({Bn * L, E}, dt), xdt = uninit({Bn * L, X}, dt), dxdt = uninit({Bn * L, X}, dt);
+      Tensor ut = uninit({Bn * L, E}, dt), dut = uninit({Bn * L, E}, dt);
+      T* pdxt = dxdt.data<T>();
+      to_tokens(ddt.data<T>(), E, pdd, Bn, E, L);
+      to_tokens(xdt.data<T>(), X, pxd, Bn, X, L);
+      to_tokens(ut.data<T>(), E, pu, Bn, E, L);
+      to_tokens(pdxt + R, X, pdB, Bn, N, L);
+      to_tokens(pdxt + R + N, X, pdC, Bn, N, L);
+      gemm(true, false, E, R, Bn * L, T(1), ddt.data<T>(), E, xdt.data<T>(), X, T(1), gw_dt, R);  // dW_dt
+      gemm(false, false, Bn * L, R, E, T(1), ddt.data<T>(), E, w_dt, R, T(0), pdxt, X);          // d dt_in
+      gemm(true, false, X, E, Bn * L, T(1), pdxt, X, ut.data<T>(), E, T(1), gw_x, E);            // dW_x
+      gemm(false, false, Bn * L, E, X, T(1), pdxt, X, w_x, E, T(0), dut.data<T>(), E);           // du, x_proj's part
+      to_channels(pdu, dut.data<T>(), E, Bn, E, L, true);
+    } else {
+      Tensor dx_dbl = uninit({X, L}, dt);  // one batch element at a time
+      T* pdx = dx_dbl.data<T>();
+      for (int64_t b = 0; b < Bn; ++b) {
+        const T* dd_b = pdd + b * E * L;
+        const T* u_b = pu + b * E * L;
+        gemm(false, true, E, R, L, T(1), dd_b, L, pxd + b * X * L, L, T(1), gw_dt, R);  // dW_dt += ddelta dt_in^T
+        gemm(true, false, R, L, E, T(1), w_dt, R, dd_b, L, T(0), pdx, L);              // d dt_in = W_dt^T ddelta
+        std::copy(pdB + b * N * L, pdB + (b + 1) * N * L, pdx + R * L);
+        std::copy(pdC + b * N * L, pdC + (b + 1) * N * L, pdx + (R + N) * L);
+        gemm(false, true, X, E, L, T(1), pdx, L, u_b, L, T(1), gw_x, E);           // dW_x += dx_dbl u^T
+        gemm(true, false, E, L, X, T(1), w_x, E, pdx, L, T(1), pdu + b * E * L, L);  // du += W_x^T dx_dbl
+      }
     }
   }
 
@@ -432,12 +516,20 @@ void backward_impl(Tensor* dhidden, MambaParams& g, const Tensor& dout, const Ma
     const T* w_in = p.in_proj_weight.data<T>();
     T* gw_in = g.in_proj_weight.data<T>();
     T* pdh = dhidden ? dhidden->data<T>() : nullptr;
-    for (int64_t b = 0; b < Bn; ++b)
-      for (int64_t half = 0; half < 2; ++half) {
-        const T* d = (half == 0 ? dx : dz).template data<T>() + b * E * L;
-        if (pdh) gemm(true, false, L, M, E, T(1), d, L, w_in + half * E * M, M, T(half), pdh + b * L * M, M);
-        gemm(false, false, E, M, L, T(1), d, L, h + b * L * M, M, T(1), gw_in + half * E * M, M);
-      }
+    if (tokens) {  // dxz^T (B*L,2E) = [dx^T, dz^T]; dh = dxz^T W_in; dW_in += dxz h: one product each
+      Tensor dxzt = uninit({Bn * L, 2 * E}, dt);
+      to_tokens(dxzt.data<T>(), 2 * E, dx.data<T>(), Bn, E, L);
+      to_tokens(dxzt.data<T>() + E, 2 * E, dz.data<T>(), Bn, E, L);
+      if (pdh) gemm(false, false, Bn * L, M, 2 * E, T(1), dxzt.data<T>(), 2 * E, w_in, M, T(0), pdh, M);
+      gemm(true, false, 2 * E, M, Bn * L, T(1), dxzt.data<T>(), 2 * E, h, M, T(1), gw_in, M);
+    } else {
+      for (int64_t b = 0; b < Bn; ++b)
+        for (int64_t half = 0; half < 2; ++half) {
+          const T* d = (half == 0 ? dx : dz).template data<T>() + b * E * L;
+          if (pdh) gemm(true, false, L, M, E, T(1), d, L, w_in + half * E * M, M, T(half), pdh + b * L * M, M);
+          gemm(false, false, E, M, L, T(1), d, L, h + b * L * M, M, T(1), gw_in + half * E * M, M);
+        }
+    }
     if (cfg.bias) {
       T* gb = g.in_proj_bias.data<T>();
       for (int64_t half = 0; half < 2; ++half) {

@@ -1,0 +1,66 @@
+// Time-series workloads of the forecasting issue's speed target: one S-Mamba training step in the ETTh1
+// 96->96 setting of the official script (batch 32, 7 variables + 4 time-mark tokens, d_model 256, d_ff 256,
+// d_state 2, e_layers 2; MSE on the forecast, backward, Adam lr 7e-5), i.e. 1/264 of a training epoch;
+// and Chimera's step with its defaults (no marks, lr 1e-3). Inputs are random; parameters are the factory's
+// initialization. The argument is the thread count. Leaves out batching and the per-epoch validation.
+#include <benchmark/benchmark.h>
+
+#include <algorithm>
+
+#include "bench_util.h"
+#include "ssmkit/core/autograd/var.h"
+#include "ssmkit/core/ops/loss.h"
+#include "ssmkit/core/train/optimizer.h"
+#include "ssmkit/timeseries/forecast_model.h"
+
+using namespace ssmkit;
+using namespace ssmkit::bench;
+
+namespace {
+
+// x (32,96,7), marks (32,96,4) -> forecast (32,96,7); one Adam step on the MSE.
+void train_step(benchmark::State& state, const std::string& name, const nlohmann::json& config, int64_t n_marks,
+                double lr, int64_t steps_per_epoch) {
+  set_threads(state);
+  constexpr int64_t kB = 32, kL = 96, kH = 96, kC = 7;
+  core::Rng rng(5);
+  timeseries::ForecastDims dims;
+  dims.seq_len = kL;
+  dims.pred_len = kH;
+  dims.n_channels = kC;
+  dims.n_marks = n_marks;
+  auto m = timeseries::make_forecast_model(name, dims, config, rng);
+  m->train();
+  core::AdamOptions ao;
+  core::Adam opt(core::single_param_group(*m, lr), ao);
+  const core::Var x(uniform_tensor({kB, kL, kC}, 13, -2, 2), false);
+  const core::Var marks(uniform_tensor({kB, kL, std::max<int64_t>(n_marks, 1)}, 17, -0.5, 0.5), false);
+  const core::Var target(uniform_tensor({kB, kH, kC}, 19, -2, 2), false);
+  double last_loss = 0;
+  WallTimer timer;
+  timer.start();
+  for (auto _ : state) {
+    opt.zero_grad();
+    core::Var loss = core::mse_loss(m->forward(x, marks), target);
+    loss.backward();
+    opt.step();
+    last_loss = loss.value().to_double_vector()[0];
+  }
+  state.counters["loss"] = last_loss;
+  // seconds per ETTh1 training epoch at this step time
+  state.counters["epoch_s"] =
+      static_cast<double>(steps_per_epoch) * timer.seconds() / static_cast<double>(std::max<int64_t>(1, state.iterations()));
+  state.SetItemsProcessed(state.iterations() * kB);  // windows
+}
+
+void Forecast_SMamba_ETTh1_train_step(benchmark::State& s) {
+  train_step(s, "smamba", {{"d_model", 256}, {"d_ff", 256}, {"d_state", 2}, {"e_layers", 2}}, 4, 7e-5, 264);
+}
+void Forecast_Chimera_ETTh1_train_step(benchmark::State& s) {
+  train_step(s, "chimera", nlohmann::json::object(), 0, 1e-3, 265);
+}
+
+}  // namespace
+
+BENCHMARK(Forecast_SMamba_ETTh1_train_step)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(Forecast_Chimera_ETTh1_train_step)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
