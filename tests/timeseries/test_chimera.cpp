@@ -4,12 +4,10 @@
 // bidirectional sum = forward + reverse), finite-difference gradient checks in double of parameters of every
 // block type, config JSON round trips through the factory (forecast_model.h) that rebuild identical models, bad
 // options throwing, and a few dozen Adam steps overfitting one batch.
-#include <omp.h>
-
 #include <algorithm>
 #include <cmath>
 
-#include "gradcheck.h"
+#include "forecast_test_util.h"
 #include "ssmkit/core/ops/elementwise.h"
 #include "ssmkit/core/ops/loss.h"
 #include "ssmkit/core/ops/shape.h"
@@ -24,6 +22,9 @@ using core::Tensor;
 using core::Var;
 using nlohmann::json;
 using ssmkit::test::expect_error;
+using ssmkit::test::forecast_dims;
+using ssmkit::test::marks_for;
+using ssmkit::test::OneThread;
 using ssmkit::test::random_tensor;
 using timeseries::Chimera;
 using timeseries::ChimeraConfig;
@@ -33,16 +34,6 @@ using timeseries::SimbaTS;
 using timeseries::SimbaTSConfig;
 
 namespace {
-
-ForecastDims dims_of(int64_t L, int64_t H, int64_t C, int64_t F = 0, int64_t period = 4) {
-  ForecastDims d;
-  d.seq_len = L;
-  d.pred_len = H;
-  d.n_channels = C;
-  d.n_marks = F;
-  d.period = period;
-  return d;
-}
 
 // A small Chimera: D 8, N 2, patches of 4 with stride 2 (L 12 -> 6 patches).
 json tiny_chimera(json extra = json::object()) {
@@ -61,12 +52,6 @@ std::shared_ptr<SimbaTS> simba(const ForecastDims& d, const json& cfg, uint64_t 
   return std::make_shared<SimbaTS>(d, SimbaTSConfig::from_json(cfg), rng);
 }
 
-Var marks_for(const ForecastModel& m, int64_t B, uint64_t seed, DType dt = DType::F32) {
-  const ForecastDims& d = m.dims();
-  if (!m.uses_marks() || d.n_marks == 0) return Var{};
-  return Var(random_tensor({B, d.seq_len, d.n_marks}, seed, -0.5, 0.5, dt));
-}
-
 Tensor run(const ForecastModel& m, const Tensor& x, const Var& xm = {}) {
   core::NoGradGuard ng;
   return m.forward(Var(x), xm).value();
@@ -78,47 +63,12 @@ Tensor flip_c(const Tensor& x) {
   return core::flip(Var(x), {2}).value();
 }
 
-// Runs its scope on one OpenMP thread. The gradient checks and overfits below make thousands of calls on tiny
-// tensors, where a thread team only costs (some core kernels, EinFFT's among them, start one for any B > 1;
-// on a busy machine that made the SiMBA check 70x slower).
-struct OneThread {
-  int prev = omp_get_max_threads();
-  OneThread() { omp_set_num_threads(1); }
-  ~OneThread() { omp_set_num_threads(prev); }
-  OneThread(const OneThread&) = delete;
-  OneThread& operator=(const OneThread&) = delete;
-};
-
 // Copies every parameter of `from` into `to` (same keys).
 void copy_params(const core::Module& from, core::Module& to) { to.load_state_dict(from.state_dict()); }
 
-// Central differences in double on the parameters named in `names` (every one must exist):
-// d/dp sum(out * w) against backward(w).
-void gradcheck_params(ForecastModel& m, const std::vector<std::string>& names, double rtol = 2e-5) {
-  OneThread one;
-  m.to(DType::F64);
-  m.eval();
-  const ForecastDims& d = m.dims();
-  const int64_t B = 2;
-  Var x(random_tensor({B, d.seq_len, d.n_channels}, 11, -2, 2));
-  Var xm = marks_for(m, B, 12, DType::F64);
-  m.zero_grad();
-  Var out = m.forward(x, xm);
-  Tensor w = random_tensor(out.shape(), 13);
-  out.backward(w);
-  auto loss = [&] {
-    core::NoGradGuard ng;
-    return ssmkit::test::dot(m.forward(x, xm).value(), w);
-  };
-  size_t found = 0;
-  for (auto& [name, p] : m.named_parameters()) {
-    if (std::find(names.begin(), names.end(), name) == names.end()) continue;
-    ++found;
-    Tensor g = p.grad().defined() ? p.grad() : Tensor::zeros(p.shape(), DType::F64);
-    EXPECT_GT(core::max_abs(g), 0.0) << name << ": no gradient reached it";
-    ssmkit::test::gradcheck(loss, p.value(), g, m.model_name() + " " + name, 1e-6, 1e-7, rtol);
-  }
-  EXPECT_EQ(found, names.size()) << "some parameter names are not in the model";
+// Every named parameter must get a gradient; rtol 2e-5 (the 2-D scan heads' longer chains).
+void gradcheck_params(ForecastModel& m, const std::vector<std::string>& names) {
+  ssmkit::test::gradcheck_params(m, names, 2e-5, true);
 }
 
 // Adam on one fixed batch; returns (first loss, last loss).
@@ -156,7 +106,7 @@ std::pair<double, double> overfit(ForecastModel& m, int steps, double lr) {
 // --- shapes ------------------------------------------------------------------------------------------------
 
 TEST(Chimera, ShapesOfEveryVariant) {
-  const ForecastDims d = dims_of(12, 5, 3);
+  const ForecastDims d = forecast_dims(12, 5, 3);
   Tensor x = random_tensor({2, 12, 3}, 1, -1, 1, DType::F32);
   auto m = chimera(d, tiny_chimera());
   EXPECT_EQ(m->n_patches(), 6);  // (12 - 4) / 2 + 1 + 1 (end padding)
@@ -178,12 +128,12 @@ TEST(Chimera, ShapesOfEveryVariant) {
   EXPECT_EQ(chimera(d, tiny_chimera({{"seasonal", "lag"}, {"seasonal_lag", 3}}))->seasonal_lag(), 3);
   EXPECT_EQ(chimera(d, tiny_chimera({{"seasonal", "delta"}}))->seasonal_lag(), 1);
   // a season longer than the window (period 24 = 12 grid steps >= 6): the lag stays 1
-  EXPECT_EQ(chimera(dims_of(12, 5, 3, 0, 24), tiny_chimera({{"seasonal", "lag"}}))->seasonal_lag(), 1);
+  EXPECT_EQ(chimera(forecast_dims(12, 5, 3, 0, 24), tiny_chimera({{"seasonal", "lag"}}))->seasonal_lag(), 1);
   EXPECT_FALSE(m->uses_marks());
 }
 
 TEST(Chimera, ParameterNames) {
-  auto m = chimera(dims_of(12, 5, 3), tiny_chimera({{"share_direction_A", false}, {"direction_merge", "concat"}}));
+  auto m = chimera(forecast_dims(12, 5, 3), tiny_chimera({{"share_direction_A", false}, {"direction_merge", "concat"}}));
   std::vector<std::string> keys;
   for (const auto& [k, t] : m->state_dict()) keys.push_back(k);
   for (const char* k : {"embed.weight", "embed.bias", "layers.0.D", "layers.0.norm.weight", "layers.0.in_proj.weight",
@@ -215,7 +165,7 @@ TEST(Chimera, ParameterNames) {
 }
 
 TEST(SimbaTS, ShapesOfEveryVariant) {
-  const ForecastDims d = dims_of(12, 5, 3, 2);
+  const ForecastDims d = forecast_dims(12, 5, 3, 2);
   Tensor x = random_tensor({2, 12, 3}, 2, -1, 1, DType::F32);
   json base{{"d_model", 8}, {"d_state", 2}, {"e_layers", 1}};
   auto m = simba(d, base);
@@ -240,7 +190,7 @@ TEST(SimbaTS, ShapesOfEveryVariant) {
 // --- variate directions ----------------------------------------------------------------------------------
 
 TEST(Chimera, VariateDirectionBookkeeping) {
-  const ForecastDims d = dims_of(12, 5, 4);
+  const ForecastDims d = forecast_dims(12, 5, 4);
   Tensor x = random_tensor({2, 12, 4}, 3, -2, 2);  // F64
   auto prep = [](std::shared_ptr<Chimera> m) {
     m->to(DType::F64);
@@ -295,7 +245,7 @@ TEST(Chimera, BidirectionalHeadIsForwardPlusReverse) {
 
 TEST(Chimera, GradcheckEveryBlockType) {
   // both heads, lagged seasonal head, separate reverse A, concat merge, conv, flatten head
-  auto m = chimera(dims_of(12, 3, 3), tiny_chimera({{"seasonal", "lag"},
+  auto m = chimera(forecast_dims(12, 3, 3), tiny_chimera({{"seasonal", "lag"},
                                                     {"share_direction_A", false},
                                                     {"direction_merge", "concat"},
                                                     {"discretization", "axis_zoh"}}));
@@ -305,19 +255,19 @@ TEST(Chimera, GradcheckEveryBlockType) {
                         "layers.0.trend.dt1_proj.bias", "layers.0.trend.dt2_proj.weight", "layers.0.trend.merge.weight",
                         "layers.0.seasonal.A1_log", "layers.0.seasonal.dt1_proj.weight", "norm.bias", "head.bias"});
   // the default layout (sum of directions, shared A), per-cell tokens, mean head, state pairing
-  auto m2 = chimera(dims_of(8, 3, 3), tiny_chimera({{"patch_len", 1}, {"patch_stride", 1}, {"head", "mean"},
+  auto m2 = chimera(forecast_dims(8, 3, 3), tiny_chimera({{"patch_len", 1}, {"patch_stride", 1}, {"head", "mean"},
                                                     {"discretization", "state_euler"}}));
   gradcheck_params(*m2, {"embed.weight", "layers.0.trend.A2_log", "layers.0.trend.A3_log",
                          "layers.0.seasonal.x_proj.weight", "layers.0.seasonal.dt2_proj.bias", "head.bias"});
 }
 
 TEST(SimbaTS, GradcheckEveryBlockType) {
-  auto m = simba(dims_of(12, 3, 3, 2), {{"d_model", 8}, {"d_state", 2}, {"e_layers", 1}});
+  auto m = simba(forecast_dims(12, 3, 3, 2), {{"d_model", 8}, {"d_state", 2}, {"e_layers", 1}});
   gradcheck_params(*m, {"embed.weight", "layers.0.norm1.weight", "layers.0.mamba.in_proj.weight",
                         "layers.0.mamba.A_log", "layers.0.mamba.conv1d.weight", "layers.0.mamba_r.dt_proj.bias",
                         "layers.0.mamba_r.x_proj.weight", "layers.0.norm2.bias", "layers.0.einfft.complex_weight_1",
                         "layers.0.einfft.complex_bias_2", "norm.weight", "head.weight"});
-  auto m2 = simba(dims_of(12, 3, 2),
+  auto m2 = simba(forecast_dims(12, 3, 2),
                   {{"d_model", 8}, {"d_state", 2}, {"e_layers", 1}, {"tokens", "patch"}, {"use_marks", false},
                    {"patch_len", 4}, {"patch_stride", 4}});
   gradcheck_params(*m2, {"embed.weight", "layers.0.mamba.out_proj.weight", "layers.0.einfft.complex_weight_2",
@@ -327,7 +277,7 @@ TEST(SimbaTS, GradcheckEveryBlockType) {
 // --- configs ---------------------------------------------------------------------------------------------
 
 TEST(Chimera, ConfigRoundTripRebuildsTheModel) {
-  const ForecastDims d = dims_of(12, 5, 3, 0, 4);
+  const ForecastDims d = forecast_dims(12, 5, 3, 0, 4);
   auto m = chimera(d, tiny_chimera({{"seasonal", "lag"}, {"direction_merge", "concat"}, {"share_direction_A", false},
                                     {"trend_dt_max", 0.05}, {"cross_A_scale", 3.0}, {"head", "last"}}));
   const json cfg = m->config();
@@ -349,7 +299,7 @@ TEST(Chimera, ConfigRoundTripRebuildsTheModel) {
 }
 
 TEST(SimbaTS, ConfigRoundTripRebuildsTheModel) {
-  const ForecastDims d = dims_of(12, 5, 3, 2);
+  const ForecastDims d = forecast_dims(12, 5, 3, 2);
   auto m = simba(d, {{"d_model", 8}, {"d_state", 3}, {"e_layers", 2}, {"bidirectional", false}, {"d_conv", 3}});
   const json cfg = m->config();
   EXPECT_EQ(cfg["model"], "simba");
@@ -368,7 +318,7 @@ TEST(SimbaTS, ConfigRoundTripRebuildsTheModel) {
 }
 
 TEST(Chimera, BadOptionsThrow) {
-  const ForecastDims d = dims_of(12, 5, 3, 0, 24);
+  const ForecastDims d = forecast_dims(12, 5, 3, 0, 24);
   auto make = [&](const json& c) { return chimera(d, c); };
   expect_error([&] { make({{"d_modle", 8}}); }, "unknown key \"d_modle\"");
   expect_error([&] { make({{"d_modle", 8}}); }, "d_model");  // the known keys are listed
@@ -388,15 +338,15 @@ TEST(Chimera, BadOptionsThrow) {
   expect_error([&] { make(json::array()); }, "expected a JSON object");
   expect_error([&] { timeseries::make_forecast_model("chimera", d, {{"n_layers", 2}}); }, "unknown key \"n_layers\"");
   // the factory's defaults are ChimeraConfig's
-  EXPECT_EQ(timeseries::make_forecast_model("chimera", dims_of(96, 24, 3, 0, 24))->config()["d_model"],
+  EXPECT_EQ(timeseries::make_forecast_model("chimera", forecast_dims(96, 24, 3, 0, 24))->config()["d_model"],
             ChimeraConfig{}.d_model);
   // bad inputs at forward
-  auto m = chimera(dims_of(12, 5, 3), tiny_chimera());
+  auto m = chimera(forecast_dims(12, 5, 3), tiny_chimera());
   expect_error([&] { run(*m, Tensor::zeros({2, 12, 4})); }, "x must be (B,12,3)");
 }
 
 TEST(SimbaTS, BadOptionsThrow) {
-  const ForecastDims d = dims_of(12, 5, 3);
+  const ForecastDims d = forecast_dims(12, 5, 3);
   auto make = [&](const json& c) { return simba(d, c); };
   expect_error([&] { make({{"layers", 2}}); }, "unknown key \"layers\"");
   expect_error([&] { timeseries::make_forecast_model("simba", d, {{"d_model", 6}}); }, "multiple of 4");
@@ -410,7 +360,7 @@ TEST(SimbaTS, BadOptionsThrow) {
 // --- training --------------------------------------------------------------------------------------------
 
 TEST(Chimera, OverfitsOneBatch) {
-  auto m = chimera(dims_of(24, 8, 3), tiny_chimera({{"d_model", 16}, {"d_state", 4}, {"dropout", 0.0},
+  auto m = chimera(forecast_dims(24, 8, 3), tiny_chimera({{"d_model", 16}, {"d_state", 4}, {"dropout", 0.0},
                                                     {"head_dropout", 0.0}}));
   auto [first, last] = overfit(*m, 40, 1e-2);
   std::printf("chimera overfit: loss %.4f -> %.5f\n", first, last);
@@ -418,7 +368,7 @@ TEST(Chimera, OverfitsOneBatch) {
 }
 
 TEST(SimbaTS, OverfitsOneBatch) {
-  auto m = simba(dims_of(24, 8, 3, 2), {{"d_model", 16}, {"d_state", 4}, {"e_layers", 1}, {"dropout", 0.0}});
+  auto m = simba(forecast_dims(24, 8, 3, 2), {{"d_model", 16}, {"d_state", 4}, {"e_layers", 1}, {"dropout", 0.0}});
   auto [first, last] = overfit(*m, 40, 1e-2);
   std::printf("simba overfit: loss %.4f -> %.5f\n", first, last);
   EXPECT_LT(last, first / 20);

@@ -6,7 +6,7 @@
 #include <cmath>
 #include <cstdio>
 
-#include "gradcheck.h"
+#include "forecast_test_util.h"
 #include "ssmkit/core/io/safetensors.h"
 #include "ssmkit/core/ops/elementwise.h"
 #include "ssmkit/timeseries/dlinear.h"
@@ -20,6 +20,8 @@ using core::DType;
 using core::Tensor;
 using core::Var;
 using ssmkit::test::expect_error;
+using ssmkit::test::gradcheck_params;
+using ssmkit::test::marks_for;
 using ssmkit::test::random_tensor;
 using timeseries::ForecastDims;
 using timeseries::ForecastModel;
@@ -27,47 +29,9 @@ using timeseries::ForecastModel;
 namespace {
 
 ForecastDims tiny_dims(int64_t L = 12, int64_t H = 5, int64_t C = 3, int64_t F = 0, int64_t P = 4) {
-  ForecastDims d;
-  d.seq_len = L;
-  d.pred_len = H;
-  d.n_channels = C;
-  d.n_marks = F;
-  d.period = P;
-  return d;
+  return ssmkit::test::forecast_dims(L, H, C, F, P);
 }
 
-Var marks_for(const ForecastModel& m, int64_t B, uint64_t seed, DType dt) {
-  const ForecastDims& d = m.dims();
-  if (!m.uses_marks() || d.n_marks == 0) return Var{};
-  return Var(random_tensor({B, d.seq_len, d.n_marks}, seed, -0.5, 0.5, dt));
-}
-
-// Central differences in double on the parameters named in `names` (all when empty): d/dp sum(out * w).
-void gradcheck_params(ForecastModel& m, const std::vector<std::string>& names, double rtol = 1e-5) {
-  m.to(DType::F64);
-  m.eval();
-  const ForecastDims& d = m.dims();
-  const int64_t B = 2;
-  Var x(random_tensor({B, d.seq_len, d.n_channels}, 11, -2, 2));
-  Var xm = marks_for(m, B, 12, DType::F64);
-  m.zero_grad();
-  Var out = m.forward(x, xm);
-  Tensor w = random_tensor(out.shape(), 13);
-  out.backward(w);
-  auto loss = [&] {
-    core::NoGradGuard ng;
-    return ssmkit::test::dot(m.forward(x, xm).value(), w);
-  };
-  int checked = 0;
-  for (auto& [name, p] : m.named_parameters()) {
-    if (!names.empty() && std::find(names.begin(), names.end(), name) == names.end()) continue;
-    Tensor g = p.grad().defined() ? p.grad() : Tensor::zeros(p.shape(), DType::F64);
-    ssmkit::test::gradcheck(loss, p.value(), g, m.model_name() + " " + name, 1e-6, 1e-7, rtol);
-    ++checked;
-  }
-  EXPECT_EQ(checked, names.empty() ? static_cast<int>(m.named_parameters().size()) : static_cast<int>(names.size()))
-      << m.model_name() << ": some parameter names were not found";
-}
 
 // config() -> make_forecast_model_from_config -> load the weights -> identical outputs and config.
 void expect_round_trip(ForecastModel& m) {
