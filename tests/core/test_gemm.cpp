@@ -60,11 +60,12 @@ double check(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float beta, int6
 }  // namespace
 
 TEST(Gemm, FloatTilePathAgainstDoubleLoops) {
-  // N from 8 (one 8-wide panel) through 16-wide panels and every tail; M every tile tail; K over one block
+  // N from 8 (one 8-wide panel) through 16-wide panels and every tail; M (>= 64, below which the BLAS takes
+  // the product) every tile tail; K over one block (K 300 with N 49 is past the deep-B cap: the BLAS)
   for (bool ta : {false, true})
     for (bool tb : {false, true})
       for (int64_t N : {8, 13, 16, 24, 33, 49})
-        for (int64_t M : {1, 5, 6, 7, 23})
+        for (int64_t M : {64, 65, 67, 69, 71})
           for (int64_t K : {1, 9, 300})
             for (float beta : {0.0f, 1.0f})
               EXPECT_LT(check(ta, tb, M, N, K, beta, N % 2), 2e-6)
@@ -76,9 +77,11 @@ TEST(Gemm, FloatRowsOverThreadsAndBlasPath) {
   for (int nth : {1, 2, 3}) {
     omp_set_num_threads(nth);
     EXPECT_LT(check(false, false, 1000, 16, 144, 0.0f, 0), 2e-6) << nth << " threads";  // tile kernel, threaded
-    EXPECT_LT(check(true, false, 144, 32, 700, 1.0f, 3), 2e-6) << nth << " threads";
+    EXPECT_LT(check(true, false, 144, 32, 300, 1.0f, 3), 2e-6) << nth << " threads";  // tile kernel, A^T
+    EXPECT_LT(check(true, false, 144, 32, 700, 1.0f, 3), 2e-6) << nth << " threads";  // deep: the BLAS
     EXPECT_LT(check(false, true, 70, 300, 400, 1.0f, 1), 2e-6) << nth << " threads";   // B too large: the BLAS
     EXPECT_LT(check(false, false, 50, 5, 20, 0.0f, 0), 2e-6) << nth << " threads";     // N < 8: the BLAS
+    EXPECT_LT(check(false, true, 11, 256, 64, 0.0f, 0), 2e-6) << nth << " threads";    // M < 64: the BLAS
   }
   omp_set_num_threads(keep);
   // alpha other than 1 and beta other than 0 or 1 take the BLAS too
@@ -112,7 +115,7 @@ TEST(Gemm, HandComputedDoubleAndDegenerateSizes) {
 TEST(Gemm, LinearForwardBiasInTheTileKernel) {
   // F32 linear_forward with bias (the bias starts the tile kernel's accumulators) against F64; column tails
   // (O % 8), K over one block, rows over threads
-  for (const auto& [rows, I, O] : std::vector<std::array<int64_t, 3>>{{7, 5, 13}, {300, 300, 24}, {64, 32, 128}}) {
+  for (const auto& [rows, I, O] : std::vector<std::array<int64_t, 3>>{{70, 5, 13}, {300, 300, 24}, {64, 32, 128}}) {
     const Tensor x = ssmkit::test::random_tensor({rows, I}, 1), W = ssmkit::test::random_tensor({O, I}, 2);
     const Tensor b = ssmkit::test::random_tensor({O}, 3);
     Tensor y64, y32;
