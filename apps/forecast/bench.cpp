@@ -161,6 +161,7 @@ int run_bench(const CommonFlags& c, const BenchFlags& b) {
     std::set<std::tuple<std::string, int64_t, std::string, uint64_t>> done;
     for (const Run& r : runs) done.insert({r.dataset, r.pred_len, r.model, r.seed});
     if (!b.models_dir.empty()) fs::create_directories(b.models_dir);
+    if (!b.checkpoint_dir.empty()) fs::create_directories(b.checkpoint_dir);
     const int64_t total =
         static_cast<int64_t>(b.datasets.size() * b.horizons.size() * b.models.size() * b.seeds.size());
     int64_t index = 0, failures = 0;
@@ -202,9 +203,14 @@ int run_bench(const CommonFlags& c, const BenchFlags& b) {
               o.csv = csv;
               o.quiet = c.quiet;
               o.log_every = b.train.log_every;
-              if (!b.models_dir.empty())
-                o.out = b.models_dir + "/" + name + "_" + std::to_string(H) + "_" + model + "_" + std::to_string(seed) +
-                        ".safetensors";
+              const std::string run_stem = name + "_" + std::to_string(H) + "_" + model + "_" + std::to_string(seed);
+              if (!b.models_dir.empty()) o.out = b.models_dir + "/" + run_stem + ".safetensors";
+              if (!b.checkpoint_dir.empty()) {
+                // Resumable runs: the trainer checks that a found checkpoint has this run's settings and data.
+                o.checkpoint = b.checkpoint_dir + "/" + run_stem + ".train.safetensors";
+                o.checkpoint_every = b.checkpoint_every;
+                if (fs::exists(o.checkpoint)) o.resume = o.checkpoint;
+              }
               o.training_extra = {{"command", c.command}, {"data_sha256", sha}, {"data_file", path}};
               if (!c.quiet)
                 std::fprintf(stderr, "[%lld/%lld] %s H=%lld %s seed %llu: lr %g, %s\n", static_cast<long long>(index),

@@ -89,6 +89,8 @@ struct BenchFlags {
   std::string csv = "bench.csv";  // one row per run; runs already there are skipped (resume)
   std::string summary_csv;        // mean / std table as CSV ("": next to csv, <stem>.summary.csv)
   std::string models_dir;         // save each trained model there ("": not kept)
+  std::string checkpoint_dir;     // training checkpoint per run there, resumed if present ("": none)
+  int64_t checkpoint_every = 200; // steps between checkpoints (besides epoch ends) when checkpoint_dir is set
   int64_t seq_len = 96;
   TrainFlags train;  // lr / epochs / ... overrides for every run
 };

@@ -130,7 +130,8 @@ int main(int argc, char** argv) {
   bench->footer(
       "example: ssm-forecast bench --data-dir ../shared/data/timeseries --datasets ETTh1,ETTm1 --horizons "
       "96,192,336,720 --models dlinear,smamba --seeds 2021,2022,2023 --out table.md --csv runs.csv\n"
-      "Runs already in --csv are skipped, so an interrupted bench continues where it stopped.");
+      "Runs already in --csv are skipped, so an interrupted bench continues where it stopped; with "
+      "--checkpoint-dir an interrupted run also continues from its last checkpoint, to the same result.");
   add_common(bench, common, "markdown table (mean +- std over seeds, with Avg rows)");
   bench->add_option("--data-dir", bench_flags.data_dir,
                     "folder with ett/, weather/, exchange_rate/ (default: $SSMKIT_DATA_DIR/timeseries or "
@@ -145,6 +146,12 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   bench->add_option("--summary-csv", bench_flags.summary_csv, "the table as CSV (default: <csv stem>.summary.csv)");
   bench->add_option("--models-dir", bench_flags.models_dir, "keep every trained model file in this folder");
+  bench->add_option("--checkpoint-dir", bench_flags.checkpoint_dir,
+                    "training checkpoints, one per run (<dataset>_<H>_<model>_<seed>.train.safetensors); a run whose "
+                    "checkpoint is there resumes from it exactly");
+  bench->add_option("--checkpoint-every", bench_flags.checkpoint_every,
+                    "with --checkpoint-dir: also checkpoint every N steps (0: epoch ends only)")
+      ->capture_default_str();
   add_model_options(bench, bench_flags.train);
 
   CLI::App* defaults = app.add_subcommand("defaults", "print the recommended per-model settings");

@@ -200,3 +200,45 @@ TEST(ForecastApp, BenchResumesFromItsCsv) {
   EXPECT_EQ(read_all(dir / "table.md"), table);
   fs::remove_all(dir);
 }
+
+// bench --checkpoint-dir: a run interrupted mid-training (here: a `train --stop-after` with the settings bench
+// uses, writing the checkpoint where bench looks for it) continues from its checkpoint to the result of an
+// uninterrupted run; a checkpoint of other settings is refused with its path, not silently reused.
+TEST(ForecastApp, BenchRunResumesFromItsCheckpoint) {
+  REQUIRE_APP();
+  const fs::path dir = temp_dir("bench_ckpt");
+  write_series(dir / "series.csv", 400);
+  const std::string common = "--datasets series.csv --horizons 12 --models dlinear --seeds 1 --seq-len 24 --epochs 3 ";
+  Result full = run(dir, "bench " + common + "--lr 1e-3 --out full.md --csv full.csv --quiet");
+  ASSERT_EQ(full.rc, 0) << full.err;
+
+  fs::create_directories(dir / "ck");
+  Result part = run(dir,
+                    "train --csv series.csv --model dlinear --seq-len 24 --label-len 24 --pred-len 12 --epochs 3 "
+                    "--lr 1e-3 --seed 1 --checkpoint ck/series_12_dlinear_1.train.safetensors --stop-after 5 --quiet");
+  ASSERT_EQ(part.rc, 0) << part.err;
+  Result resumed = run(dir, "bench " + common + "--lr 1e-3 --out r.md --csv r.csv --checkpoint-dir ck");
+  ASSERT_EQ(resumed.rc, 0) << resumed.err;
+  EXPECT_NE(resumed.err.find("resumed from ck/series_12_dlinear_1.train.safetensors at epoch 1 step 5"),
+            std::string::npos)
+      << resumed.err;
+  // Same metrics, best epoch and epochs (the timing cells differ).
+  auto metrics = [](const std::string& row) {
+    std::vector<std::string> c;
+    std::stringstream ss(row);
+    std::string cell;
+    while (std::getline(ss, cell, ',')) c.push_back(cell);
+    return std::vector<std::string>(c.begin(), c.begin() + 9);
+  };
+  const std::vector<std::string> a = lines_of(read_all(dir / "full.csv")), b = lines_of(read_all(dir / "r.csv"));
+  ASSERT_EQ(a.size(), 2u);
+  ASSERT_EQ(b.size(), 2u);
+  EXPECT_EQ(metrics(a[1]), metrics(b[1]));
+
+  // Other settings (lr) with the same checkpoint folder: the run fails naming the checkpoint, nothing is added.
+  Result other = run(dir, "bench " + common + "--lr 2e-3 --out o.md --csv o.csv --checkpoint-dir ck --quiet");
+  EXPECT_EQ(other.rc, 2);
+  EXPECT_NE(other.err.find("ck/series_12_dlinear_1.train.safetensors"), std::string::npos) << other.err;
+  EXPECT_LE(lines_of(read_all(dir / "o.csv")).size(), 1u);  // no run row (at most a header)
+  fs::remove_all(dir);
+}
