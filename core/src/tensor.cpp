@@ -379,6 +379,53 @@ static void for_each_offset(const Shape& shape, const Shape& strides, Fn fn) {
   }
 }
 
+// Same-dtype strided copy (permute(...).contiguous() and friends): the rows of the last dimension run in
+// parallel, each row's start offsets found from its index, elements moved by their size (4 or 8 bytes as
+// one word, so float rows compile to a strided load loop).
+void Tensor::copy_strided_same_dtype(const Tensor& src) {
+  const int64_t nd = ndim();
+  const int64_t inner = nd == 0 ? 1 : shape_[static_cast<size_t>(nd - 1)];
+  const int64_t rows = numel() / inner;
+  const int64_t ss = nd == 0 ? 1 : src.strides_[static_cast<size_t>(nd - 1)];
+  const int64_t dst_s = nd == 0 ? 1 : strides_[static_cast<size_t>(nd - 1)];
+  const size_t es = dtype_size(dtype_);
+  char* d = static_cast<char*>(raw());
+  const char* s = static_cast<const char*>(src.raw());
+  const Shape& shape = shape_;
+  const Shape& sstr = src.strides_;
+  const Shape& dstr = strides_;
+  auto row_offsets = [&](int64_t r, int64_t& so, int64_t& dof) {
+    so = 0;
+    dof = 0;
+    for (int64_t k = nd - 2; k >= 0; --k) {
+      const int64_t i = r % shape[static_cast<size_t>(k)];
+      r /= shape[static_cast<size_t>(k)];
+      so += i * sstr[static_cast<size_t>(k)];
+      dof += i * dstr[static_cast<size_t>(k)];
+    }
+  };
+  auto copy_rows = [&](auto word) {
+    using W = decltype(word);
+    const W* sw = reinterpret_cast<const W*>(s);
+    W* dw = reinterpret_cast<W*>(d);
+#pragma omp parallel for schedule(static) if (rows * inner > 65536 && rows > 1)
+    for (int64_t r = 0; r < rows; ++r) {
+      int64_t so, dof;
+      row_offsets(r, so, dof);
+      const W* sp = sw + so;
+      W* dp = dw + dof;
+      for (int64_t j = 0; j < inner; ++j) dp[j * dst_s] = sp[j * ss];
+    }
+  };
+  switch (es) {
+    case 1: copy_rows(uint8_t{}); break;
+    case 2: copy_rows(uint16_t{}); break;
+    case 4: copy_rows(uint32_t{}); break;
+    case 8: copy_rows(uint64_t{}); break;
+    default: SSMKIT_CHECK(false, "Tensor::copy_from(): element size ", es, " not supported");
+  }
+}
+
 void Tensor::copy_from(const Tensor& src) {
   SSMKIT_CHECK(src.shape_ == shape_, "Tensor::copy_from(): shape ", shape_str(src.shape_), " into ",
                shape_str(shape_));
@@ -386,6 +433,7 @@ void Tensor::copy_from(const Tensor& src) {
     std::memmove(raw(), src.raw(), nbytes());
     return;
   }
+  if (src.dtype_ == dtype_ && numel() > 0) return copy_strided_same_dtype(src);
   std::vector<int64_t> src_offsets;
   src_offsets.reserve(static_cast<size_t>(numel()));
   for_each_offset(src.shape_, src.strides_, [&](int64_t o) { src_offsets.push_back(o); });

@@ -115,6 +115,50 @@ TEST(EinFFT, Gradcheck) {
   EXPECT_LT(err, 1e-7);
 }
 
+// One image with wide blocks: the transforms split the block columns over tasks (bs 16 -> slices of 8) and,
+// with 130 tokens, the complex layers run in row blocks. Forward against the direct DFT, backward by central
+// differences on a short sequence of the same width, and the 130-token backward against a batch of four
+// copies of the image (one whole-row transform per image, other row blocks): same dx per copy, 4x the
+// weight gradients.
+TEST(EinFFT, OneImageSplitsColumnsAndRows) {
+  const int64_t N = 130, C = 64, bs = 16;
+  Tensor x = random_tensor({1, N, C}, 60), w1 = random_tensor({2, 4, bs, bs}, 61, -0.3, 0.3);
+  Tensor b1 = random_tensor({2, 4, bs}, 62, -0.3, 0.3), w2 = random_tensor({2, 4, bs, bs}, 63, -0.3, 0.3);
+  Tensor b2 = random_tensor({2, 4, bs}, 64, -0.3, 0.3);
+  Tensor y;
+  core::EinFFTCache c1;
+  core::einfft_forward(y, &c1, x, w1, b1, w2, b2, 0.05);
+  test::expect_near(y.to_double_vector(), einfft_reference(x, w1, b1, w2, b2, 0.05), 1e-12, "einfft B=1 N=130");
+
+  double err = gradcheck_op(
+      [](const std::vector<Var>& v) { return core::einfft(v[0], v[1], v[2], v[3], v[4], 0.05); },
+      {random_tensor({1, 3, C}, 65), w1, b1, w2, b2}, "einfft B=1 bs=16");
+  EXPECT_LT(err, 1e-7);
+
+  Tensor dy = random_tensor({1, N, C}, 66);
+  Tensor dx, dw1, db1, dw2, db2;
+  core::einfft_backward(dx, dw1, db1, dw2, db2, dy, c1, w1, w2);
+  Tensor x4 = Tensor::zeros({4, N, C}, DType::F64), dy4 = Tensor::zeros({4, N, C}, DType::F64);
+  for (int64_t b = 0; b < 4; ++b)
+    for (int64_t i = 0; i < N * C; ++i) {
+      x4.data<double>()[b * N * C + i] = x.data<double>()[i];
+      dy4.data<double>()[b * N * C + i] = dy.data<double>()[i];
+    }
+  Tensor y4, dx4, dw14, db14, dw24, db24;
+  core::EinFFTCache c4;
+  core::einfft_forward(y4, &c4, x4, w1, b1, w2, b2, 0.05);
+  core::einfft_backward(dx4, dw14, db14, dw24, db24, dy4, c4, w1, w2);
+  const std::vector<double> g1 = dx.to_double_vector(), g4 = dx4.to_double_vector();
+  for (int64_t b = 0; b < 4; ++b)
+    test::expect_near(std::vector<double>(g4.begin() + b * N * C, g4.begin() + (b + 1) * N * C), g1, 1e-11,
+                      "einfft dx, copy " + std::to_string(b));
+  for (auto [one, four] : {std::pair{dw1, dw14}, std::pair{db1, db14}, std::pair{dw2, dw24}, std::pair{db2, db24}}) {
+    std::vector<double> want = one.to_double_vector();
+    for (double& v : want) v *= 4;
+    test::expect_near(four.to_double_vector(), want, 1e-9, "einfft weight gradient, batch of 4 copies");
+  }
+}
+
 TEST(EinFFT, FloatMatchesDouble) {
   Tensor x = random_tensor({2, 49, 16}, 50), w1 = random_tensor({2, 4, 4, 4}, 51), b1 = random_tensor({2, 4, 4}, 52);
   Tensor w2 = random_tensor({2, 4, 4, 4}, 53), b2 = random_tensor({2, 4, 4}, 54);

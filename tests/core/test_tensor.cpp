@@ -51,6 +51,39 @@ TEST(Tensor, ViewsShareStorage) {
   EXPECT_EQ(c.at<float>({3, 2, 1}), t.at<float>({1, 2, 3}));
 }
 
+// Strided copies (contiguous() of permuted and sliced views, copy_from into a strided view) for each element
+// size, small (one thread) and large (rows in parallel), against element-wise at().
+TEST(Tensor, StridedCopiesMatchElementwise) {
+  for (DType dt : {DType::F32, DType::F64, DType::I64, DType::U8, DType::BF16}) {
+    for (int64_t n : {3, 120}) {  // 120: 144 k elements, rows in parallel
+      Tensor a = Tensor::zeros({n, 5, 2 * n}, DType::F64);
+      for (int64_t i = 0; i < a.numel(); ++i) a.data<double>()[i] = static_cast<double>(i % 251);
+      const Tensor t = a.to(dt);
+      const Tensor p = t.permute({2, 0, 1}).contiguous();
+      ASSERT_EQ(p.shape(), (Shape{2 * n, n, 5}));
+      const Tensor s = t.slice(2, 1, 2 * n, 2).transpose(0, 1).contiguous();  // (5, n, n)
+      const Tensor pd = p.to(DType::F64), sd = s.to(DType::F64);
+      for (int64_t i = 0; i < n; ++i)
+        for (int64_t j = 0; j < 5; ++j)
+          for (int64_t k = 0; k < 2 * n; ++k) {
+            ASSERT_EQ(pd.at<double>({k, i, j}), static_cast<double>((i * 10 * n + j * 2 * n + k) % 251));
+            if (k % 2 == 1) {
+              ASSERT_EQ(sd.at<double>({j, i, k / 2}), static_cast<double>((i * 10 * n + j * 2 * n + k) % 251));
+            }
+          }
+      // copy_from into a strided destination view
+      Tensor dst = Tensor::zeros({5, n, 2 * n}, dt);
+      Tensor view = dst.permute({1, 0, 2});
+      view.copy_from(t);
+      const Tensor dd = dst.to(DType::F64);
+      for (int64_t i = 0; i < n; ++i)
+        for (int64_t j = 0; j < 5; ++j)
+          for (int64_t k = 0; k < 2 * n; ++k)
+            ASSERT_EQ(dd.at<double>({j, i, k}), static_cast<double>((i * 10 * n + j * 2 * n + k) % 251));
+    }
+  }
+}
+
 TEST(Tensor, DtypeConversionsRoundCorrectly) {
   Tensor t = Tensor::from_vector({6}, std::vector<double>{1.0, -2.5, 65504.0, 1e-7, 3.14159265, 1e6});
   std::vector<double> h = t.to(DType::F16).to_double_vector();

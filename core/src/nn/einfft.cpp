@@ -1,11 +1,12 @@
 // EinFFT forward and backward (../shared/specs/vision.md §3.2; badripatro/Simba classification/simba.py).
 // The 2-D DFT over (token, block) is separable: a hand-written 4-point DFT across the blocks and FFTW along
-// the tokens (one in-place "many" plan per (N, columns, direction), columns = 4*bs, executed per image). The
+// the tokens (in-place "many" plans per (N, columns, row stride, direction), cached). The
 // block-diagonal complex layers are gemm() calls on planar real/imaginary arrays, one per block and part.
 // Backward (real loss): the adjoint of y = Re(U S) with U the unitary inverse DFT is dS = conj(U) dy = the
 // forward unitary DFT of dy; the adjoint of F = V x (V the forward DFT, real x) is dx = Re(conj(V) dF). Both
 // matrices are symmetric, so the same two transforms serve forward and backward.
-// Not here: FFTW threading (images run in parallel instead), a half-spectrum (r2c) variant.
+// Threads: images x slices of the block columns for the transforms, row blocks for the complex layers
+// (FFTW itself runs single-threaded). Not here: a half-spectrum (r2c) variant.
 #include "ssmkit/core/nn/einfft.h"
 
 #include <fftw3.h>
@@ -13,6 +14,8 @@
 #include <cmath>
 #include <map>
 #include <mutex>
+
+#include <omp.h>
 #include <tuple>
 
 #include "ssmkit/core/ops/gemm.h"
@@ -29,9 +32,10 @@ namespace {
 template <class T> struct Fftw;
 template <> struct Fftw<float> {
   using Plan = fftwf_plan;
-  static Plan plan(int n, int cols, int sign, float* buf) {
+  static Plan plan(int n, int cols, int stride, int sign, float* buf) {
     auto* c = reinterpret_cast<fftwf_complex*>(buf);
-    return fftwf_plan_many_dft(1, &n, cols, c, nullptr, cols, 1, c, nullptr, cols, 1, sign, FFTW_ESTIMATE);
+    return fftwf_plan_many_dft(1, &n, cols, c, nullptr, stride, 1, c, nullptr, stride, 1, sign,
+                               FFTW_ESTIMATE | FFTW_UNALIGNED);
   }
   static void execute(Plan p, float* buf) {
     auto* c = reinterpret_cast<fftwf_complex*>(buf);
@@ -43,9 +47,10 @@ template <> struct Fftw<float> {
 };
 template <> struct Fftw<double> {
   using Plan = fftw_plan;
-  static Plan plan(int n, int cols, int sign, double* buf) {
+  static Plan plan(int n, int cols, int stride, int sign, double* buf) {
     auto* c = reinterpret_cast<fftw_complex*>(buf);
-    return fftw_plan_many_dft(1, &n, cols, c, nullptr, cols, 1, c, nullptr, cols, 1, sign, FFTW_ESTIMATE);
+    return fftw_plan_many_dft(1, &n, cols, c, nullptr, stride, 1, c, nullptr, stride, 1, sign,
+                              FFTW_ESTIMATE | FFTW_UNALIGNED);
   }
   static void execute(Plan p, double* buf) {
     auto* c = reinterpret_cast<fftw_complex*>(buf);
@@ -68,7 +73,7 @@ template <class T> struct FftBuf {
 };
 
 template <class T> struct PlanCache {
-  std::map<std::tuple<int, int, int>, typename Fftw<T>::Plan> plans;
+  std::map<std::tuple<int, int, int, int>, typename Fftw<T>::Plan> plans;
   PlanCache() = default;
   PlanCache(const PlanCache&) = delete;
   PlanCache& operator=(const PlanCache&) = delete;
@@ -77,20 +82,46 @@ template <class T> struct PlanCache {
   }
 };
 
-// The cached plan for length n, `cols` columns, sign FFTW_FORWARD / FFTW_BACKWARD (made under the planner mutex
-// on first use; execution with the new-array interface needs no lock).
+// The cached plan for length n over `cols` adjacent columns of rows `stride` complex values apart, sign
+// FFTW_FORWARD / FFTW_BACKWARD (made under the planner mutex on first use; execution with the new-array
+// interface needs no lock; FFTW_UNALIGNED because column chunks start anywhere in a row).
 template <class T>
-typename Fftw<T>::Plan column_plan(int64_t n, int64_t cols, int sign) {
+typename Fftw<T>::Plan column_plan(int64_t n, int64_t cols, int64_t stride, int sign) {
   static PlanCache<T> cache;
   std::lock_guard<std::mutex> lock(fftw_planner_mutex());
-  const auto key = std::make_tuple(static_cast<int>(n), static_cast<int>(cols), sign);
+  const auto key = std::make_tuple(static_cast<int>(n), static_cast<int>(cols), static_cast<int>(stride), sign);
   auto it = cache.plans.find(key);
   if (it != cache.plans.end()) return it->second;
-  FftBuf<T> tmp(2 * n * cols);
-  auto p = Fftw<T>::plan(static_cast<int>(n), static_cast<int>(cols), sign, tmp.p);
+  FftBuf<T> tmp(2 * n * stride);
+  auto p = Fftw<T>::plan(static_cast<int>(n), static_cast<int>(cols), static_cast<int>(stride), sign, tmp.p);
   SSMKIT_CHECK(p != nullptr, "einfft: FFTW could not plan a length-", n, " transform over ", cols, " columns");
   cache.plans.emplace(key, p);
   return p;
+}
+
+// Work split of the transforms: B images x `chunks` slices of the bs block columns, so that a single image
+// (inference at batch 1) still fills the threads. Slices are at least 8 columns wide.
+struct ColumnSplit {
+  int64_t chunks = 1, width = 0;
+};
+ColumnSplit column_split(int64_t B, int64_t bs) {
+  ColumnSplit c;
+  const int64_t nth = omp_in_parallel() ? 1 : omp_get_max_threads();
+  if (B < 2 * nth) c.chunks = std::max<int64_t>(1, std::min<int64_t>((2 * nth + B - 1) / B, bs / 8));
+  c.width = (bs + c.chunks - 1) / c.chunks;
+  c.chunks = (bs + c.width - 1) / c.width;
+  return c;
+}
+
+// Runs the length-N transform down the columns [k*bs + d0, k*bs + d1) of every block k of one image's
+// interleaved buffer c (N rows of K complex values); the whole row at once when the slice is all of bs.
+template <class T>
+void transform_columns(T* c, int64_t N, int64_t bs, int64_t d0, int64_t d1, int sign) {
+  if (N <= 1) return;
+  const int64_t K = kEinFFTBlocks * bs;
+  if (d0 == 0 && d1 == bs) return Fftw<T>::execute(column_plan<T>(N, K, K, sign), c);
+  auto plan = column_plan<T>(N, d1 - d0, K, sign);
+  for (int64_t k = 0; k < kEinFFTBlocks; ++k) Fftw<T>::execute(plan, c + 2 * (k * bs + d0));
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -102,16 +133,18 @@ template <class T>
 void dft2_forward_real(T* re, T* im, const T* x, int64_t B, int64_t N, int64_t bs) {
   const int64_t K = kEinFFTBlocks * bs;
   FftBuf<T> buf(2 * B * N * K);
-  auto plan = column_plan<T>(N, K, FFTW_FORWARD);
+  const ColumnSplit split = column_split(B, bs);
   const T s = T(1) / std::sqrt(T(4 * N));
-#pragma omp parallel for schedule(static) if (B > 1)
-  for (int64_t b = 0; b < B; ++b) {
+#pragma omp parallel for schedule(static) if (B * split.chunks > 1)
+  for (int64_t task = 0; task < B * split.chunks; ++task) {
+    const int64_t b = task / split.chunks, d0 = task % split.chunks * split.width;
+    const int64_t d1 = std::min(bs, d0 + split.width);
     T* c = buf.p + 2 * b * N * K;
     const T* xb = x + b * N * K;
     for (int64_t n = 0; n < N; ++n) {
       const T* xr = xb + n * K;
       T* cr = c + 2 * n * K;
-      for (int64_t d = 0; d < bs; ++d) {
+      for (int64_t d = d0; d < d1; ++d) {
         // 4-point DFT e^{-2 pi i jk/4} of a real sequence x0..x3
         const T x0 = xr[d], x1 = xr[bs + d], x2 = xr[2 * bs + d], x3 = xr[3 * bs + d];
         const T a = x0 - x2, bb = x1 - x3;
@@ -125,13 +158,15 @@ void dft2_forward_real(T* re, T* im, const T* x, int64_t B, int64_t N, int64_t b
         cr[2 * (3 * bs + d) + 1] = bb;
       }
     }
-    if (N > 1) Fftw<T>::execute(plan, c);
+    transform_columns(c, N, bs, d0, d1, FFTW_FORWARD);
     T* rb = re + b * N * K;
     T* ib = im + b * N * K;
-    for (int64_t i = 0; i < N * K; ++i) {
-      rb[i] = s * c[2 * i];
-      ib[i] = s * c[2 * i + 1];
-    }
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t k = 0; k < kEinFFTBlocks; ++k)
+        for (int64_t i = n * K + k * bs + d0; i < n * K + k * bs + d1; ++i) {
+          rb[i] = s * c[2 * i];
+          ib[i] = s * c[2 * i + 1];
+        }
   }
 }
 
@@ -140,23 +175,27 @@ template <class T>
 void idft2_real_part(T* y, const T* re, const T* im, int64_t B, int64_t N, int64_t bs) {
   const int64_t K = kEinFFTBlocks * bs;
   FftBuf<T> buf(2 * B * N * K);
-  auto plan = column_plan<T>(N, K, FFTW_BACKWARD);
+  const ColumnSplit split = column_split(B, bs);
   const T s = T(1) / std::sqrt(T(4 * N));
-#pragma omp parallel for schedule(static) if (B > 1)
-  for (int64_t b = 0; b < B; ++b) {
+#pragma omp parallel for schedule(static) if (B * split.chunks > 1)
+  for (int64_t task = 0; task < B * split.chunks; ++task) {
+    const int64_t b = task / split.chunks, d0 = task % split.chunks * split.width;
+    const int64_t d1 = std::min(bs, d0 + split.width);
     T* c = buf.p + 2 * b * N * K;
     const T* rb = re + b * N * K;
     const T* ib = im + b * N * K;
-    for (int64_t i = 0; i < N * K; ++i) {
-      c[2 * i] = rb[i];
-      c[2 * i + 1] = ib[i];
-    }
-    if (N > 1) Fftw<T>::execute(plan, c);
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t k = 0; k < kEinFFTBlocks; ++k)
+        for (int64_t i = n * K + k * bs + d0; i < n * K + k * bs + d1; ++i) {
+          c[2 * i] = rb[i];
+          c[2 * i + 1] = ib[i];
+        }
+    transform_columns(c, N, bs, d0, d1, FFTW_BACKWARD);
     T* yb = y + b * N * K;
     for (int64_t n = 0; n < N; ++n) {
       const T* cr = c + 2 * n * K;
       T* yr = yb + n * K;
-      for (int64_t d = 0; d < bs; ++d) {
+      for (int64_t d = d0; d < d1; ++d) {
         // real part of the 4-point inverse DFT e^{+2 pi i jk/4}
         const T r0 = cr[2 * d], r1 = cr[2 * (bs + d)], i1 = cr[2 * (bs + d) + 1];
         const T r2 = cr[2 * (2 * bs + d)], r3 = cr[2 * (3 * bs + d)], i3 = cr[2 * (3 * bs + d) + 1];
@@ -173,24 +212,36 @@ void idft2_real_part(T* y, const T* re, const T* im, int64_t B, int64_t N, int64
 // Block-diagonal complex layer: (outR, outI) = (inR + i inI)(Wr + i Wi) + (br + i bi), per block k,
 // rows M, each block a (M,bs) slice with row stride K. W (2,4,bs,bs), b (2,4,bs).
 
+// Rows in blocks of at least 64 (the tile kernel's minimum), about four per thread; each block's 16 small
+// products run on one thread (gemm() goes serial inside a parallel region).
+int64_t row_block(int64_t M) {
+  const int64_t nth = omp_in_parallel() ? 1 : omp_get_max_threads();
+  return std::max<int64_t>(64, (M + 4 * nth - 1) / (4 * nth));
+}
+
 template <class T>
 void complex_block_layer(T* outR, T* outI, const T* inR, const T* inI, const T* w, const T* bias, int64_t M,
                          int64_t bs) {
-  const int64_t K = kEinFFTBlocks * bs, bb = bs * bs;
-#pragma omp parallel for schedule(static) if (M * K > (1 << 15))
-  for (int64_t m = 0; m < M; ++m)
-    for (int64_t c = 0; c < K; ++c) {
-      outR[m * K + c] = bias[c];
-      outI[m * K + c] = bias[K + c];
+  const int64_t K = kEinFFTBlocks * bs, bb = bs * bs, blk = row_block(M), nblk = (M + blk - 1) / blk;
+#pragma omp parallel for schedule(static) if (nblk > 1 && M * K * bs > (1 << 17))
+  for (int64_t r = 0; r < nblk; ++r) {
+    const int64_t m0 = r * blk, mr = std::min(blk, M - m0);
+    T *oR = outR + m0 * K, *oI = outI + m0 * K;
+    const T *iR = inR + m0 * K, *iI = inI + m0 * K;
+    for (int64_t m = 0; m < mr; ++m)
+      for (int64_t c = 0; c < K; ++c) {
+        oR[m * K + c] = bias[c];
+        oI[m * K + c] = bias[K + c];
+      }
+    for (int64_t k = 0; k < kEinFFTBlocks; ++k) {
+      const T* Wr = w + k * bb;
+      const T* Wi = w + (kEinFFTBlocks + k) * bb;
+      const int64_t o = k * bs;
+      gemm(false, false, mr, bs, bs, T(1), iR + o, K, Wr, bs, T(1), oR + o, K);
+      gemm(false, false, mr, bs, bs, T(-1), iI + o, K, Wi, bs, T(1), oR + o, K);
+      gemm(false, false, mr, bs, bs, T(1), iR + o, K, Wi, bs, T(1), oI + o, K);
+      gemm(false, false, mr, bs, bs, T(1), iI + o, K, Wr, bs, T(1), oI + o, K);
     }
-  for (int64_t k = 0; k < kEinFFTBlocks; ++k) {
-    const T* Wr = w + k * bb;
-    const T* Wi = w + (kEinFFTBlocks + k) * bb;
-    const int64_t o = k * bs;
-    gemm(false, false, M, bs, bs, T(1), inR + o, K, Wr, bs, T(1), outR + o, K);
-    gemm(false, false, M, bs, bs, T(-1), inI + o, K, Wi, bs, T(1), outR + o, K);
-    gemm(false, false, M, bs, bs, T(1), inR + o, K, Wi, bs, T(1), outI + o, K);
-    gemm(false, false, M, bs, bs, T(1), inI + o, K, Wr, bs, T(1), outI + o, K);
   }
 }
 
@@ -201,8 +252,6 @@ void complex_block_layer_backward(T* ginR, T* ginI, T* dw, T* db, const T* gR, c
                                   const T* inI, const T* w, int64_t M, int64_t bs) {
   const int64_t K = kEinFFTBlocks * bs, bb = bs * bs;
   for (int64_t k = 0; k < kEinFFTBlocks; ++k) {
-    const T* Wr = w + k * bb;
-    const T* Wi = w + (kEinFFTBlocks + k) * bb;
     T* dWr = dw + k * bb;
     T* dWi = dw + (kEinFFTBlocks + k) * bb;
     const int64_t o = k * bs;
@@ -211,12 +260,24 @@ void complex_block_layer_backward(T* ginR, T* ginI, T* dw, T* db, const T* gR, c
     gemm(true, false, bs, bs, M, T(1), inI + o, K, gI + o, K, T(1), dWr, bs);
     gemm(true, false, bs, bs, M, T(-1), inI + o, K, gR + o, K, T(1), dWi, bs);
     gemm(true, false, bs, bs, M, T(1), inR + o, K, gI + o, K, T(1), dWi, bs);
-    if (ginR) {
-      // ginR = gR Wr^T + gI Wi^T;  ginI = -gR Wi^T + gI Wr^T
-      gemm(false, true, M, bs, bs, T(1), gR + o, K, Wr, bs, T(0), ginR + o, K);
-      gemm(false, true, M, bs, bs, T(1), gI + o, K, Wi, bs, T(1), ginR + o, K);
-      gemm(false, true, M, bs, bs, T(-1), gR + o, K, Wi, bs, T(0), ginI + o, K);
-      gemm(false, true, M, bs, bs, T(1), gI + o, K, Wr, bs, T(1), ginI + o, K);
+  }
+  if (ginR) {
+    // ginR = gR Wr^T + gI Wi^T;  ginI = -gR Wi^T + gI Wr^T, row blocks in parallel
+    const int64_t blk = row_block(M), nblk = (M + blk - 1) / blk;
+#pragma omp parallel for schedule(static) if (nblk > 1 && M * K * bs > (1 << 17))
+    for (int64_t r = 0; r < nblk; ++r) {
+      const int64_t m0 = r * blk, mr = std::min(blk, M - m0);
+      const T *g_r = gR + m0 * K, *g_i = gI + m0 * K;
+      T *o_r = ginR + m0 * K, *o_i = ginI + m0 * K;
+      for (int64_t k = 0; k < kEinFFTBlocks; ++k) {
+        const T* Wr = w + k * bb;
+        const T* Wi = w + (kEinFFTBlocks + k) * bb;
+        const int64_t o = k * bs;
+        gemm(false, true, mr, bs, bs, T(1), g_r + o, K, Wr, bs, T(0), o_r + o, K);
+        gemm(false, true, mr, bs, bs, T(1), g_i + o, K, Wi, bs, T(1), o_r + o, K);
+        gemm(false, true, mr, bs, bs, T(-1), g_r + o, K, Wi, bs, T(0), o_i + o, K);
+        gemm(false, true, mr, bs, bs, T(1), g_i + o, K, Wr, bs, T(1), o_i + o, K);
+      }
     }
   }
   for (int64_t m = 0; m < M; ++m)

@@ -99,6 +99,7 @@ class Tensor {
   std::vector<double> to_double_vector() const;
 
  private:
+  void copy_strided_same_dtype(const Tensor& src);
   void check_dtype(DType want) const;
   int64_t offset_of(std::initializer_list<int64_t> idx) const;
   int64_t wrap_dim(int64_t dim) const;
