@@ -32,12 +32,13 @@ import json
 import math
 import os
 import re
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
 import types
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from compare_torch import timeit  # noqa: E402  (median of repeated wall-clock runs)
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 STEPS_PER_EPOCH = 469  # ceil(60000 / 128)
@@ -326,18 +327,6 @@ def torch_models(args, log):
 
     return dict(torch=torch, F=F, pick_scan=pick_scan, TorchScan=TorchScan, groupmamba_t=groupmamba_t,
                 groupmamba_micro=groupmamba_micro, simba_s=simba_s, simba_micro=simba_micro)
-
-
-def timeit(fn, reps, warmup=1):
-    """Median wall seconds of `reps` runs after `warmup` runs."""
-    for _ in range(warmup):
-        fn()
-    ts = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t0)
-    return statistics.median(ts)
 
 
 def worker(args):

@@ -304,11 +304,7 @@ Chimera::Chimera(const ForecastDims& dims, const ChimeraConfig& c, core::Rng& rn
   head = register_module("head", std::make_shared<core::Linear>(head_in, dims.pred_len, true, rng));
 }
 
-json Chimera::config() const {
-  json j = detail::dims_to_json(model_name(), dims_);
-  j.update(cfg.to_json());
-  return j;
-}
+json Chimera::config() const { return detail::config_json(model_name(), dims_, cfg.to_json()); }
 
 // x (B,L,C) -> (B,H,C)
 core::Var Chimera::forward(const core::Var& x, const core::Var& x_mark) const {

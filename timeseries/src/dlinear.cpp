@@ -70,11 +70,7 @@ DLinear::DLinear(const ForecastDims& dims, const DLinearConfig& c, core::Rng& rn
   }
 }
 
-json DLinear::config() const {
-  json j = detail::dims_to_json(model_name(), dims_);
-  j.update(cfg.to_json());
-  return j;
-}
+json DLinear::config() const { return detail::config_json(model_name(), dims_, cfg.to_json()); }
 
 // x (B,L,C) -> (B,H,C)
 core::Var DLinear::forward(const core::Var& x, const core::Var& x_mark) const {

@@ -19,6 +19,9 @@ namespace ssmkit::timeseries::detail {
 const std::vector<std::string>& dims_keys();
 // {"model": name, "seq_len", "pred_len", "enc_in", "n_marks", "period"}
 nlohmann::json dims_to_json(const std::string& model, const ForecastDims& d);
+// ForecastModel::config() of a model with options: dims_to_json(model, d) with `options` (the model's
+// config struct as JSON) merged in.
+nlohmann::json config_json(const std::string& model, const ForecastDims& d, const nlohmann::json& options);
 // The dims of a config written by dims_to_json; a missing or non-integer key throws Error naming it.
 ForecastDims dims_from_json(const nlohmann::json& config);
 // Throws Error unless seq_len, pred_len, enc_in, period > 0 and n_marks >= 0 (names `model`).

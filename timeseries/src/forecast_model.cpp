@@ -90,6 +90,12 @@ json dims_to_json(const std::string& model, const ForecastDims& d) {
               {"enc_in", d.n_channels}, {"n_marks", d.n_marks}, {"period", d.period}};
 }
 
+json config_json(const std::string& model, const ForecastDims& d, const json& options) {
+  json j = dims_to_json(model, d);
+  j.update(options);
+  return j;
+}
+
 ForecastDims dims_from_json(const json& c) {
   ForecastDims d;
   auto get = [&](const char* key, int64_t* out) {

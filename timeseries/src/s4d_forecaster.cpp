@@ -64,11 +64,7 @@ S4DForecaster::S4DForecaster(const ForecastDims& dims, const S4DForecasterConfig
   decoder = register_module("decoder", std::make_shared<core::Linear>(dims.seq_len * D, dims.pred_len, true, rng));
 }
 
-json S4DForecaster::config() const {
-  json j = detail::dims_to_json(model_name(), dims_);
-  j.update(cfg.to_json());
-  return j;
-}
+json S4DForecaster::config() const { return detail::config_json(model_name(), dims_, cfg.to_json()); }
 
 // x (B,L,C) -> (B,H,C). Activations stay channel-major (S,D,L), S4D's own layout, so that nothing is
 // transposed: the 1 -> D embedding is a broadcast product and the LayerNorm over D is written with

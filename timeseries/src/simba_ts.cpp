@@ -109,11 +109,7 @@ SimbaTS::SimbaTS(const ForecastDims& dims, const SimbaTSConfig& c, core::Rng& rn
   head = register_module("head", std::make_shared<core::Linear>(head_in, dims.pred_len, true, rng));
 }
 
-json SimbaTS::config() const {
-  json j = detail::dims_to_json(model_name(), dims_);
-  j.update(cfg.to_json());
-  return j;
-}
+json SimbaTS::config() const { return detail::config_json(model_name(), dims_, cfg.to_json()); }
 
 // x (B,L,C), x_mark (B,L,F) -> (B,H,C)
 core::Var SimbaTS::forward(const core::Var& x, const core::Var& x_mark) const {

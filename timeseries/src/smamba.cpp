@@ -93,11 +93,7 @@ SMamba::SMamba(const ForecastDims& dims, const SMambaConfig& c, core::Rng& rng) 
   projector = register_module("projector", std::make_shared<core::Linear>(cfg.d_model, dims.pred_len, true, rng));
 }
 
-json SMamba::config() const {
-  json j = detail::dims_to_json(model_name(), dims_);
-  j.update(cfg.to_json());
-  return j;
-}
+json SMamba::config() const { return detail::config_json(model_name(), dims_, cfg.to_json()); }
 
 // x (B,L,C), x_mark (B,L,F) -> (B,H,C)
 core::Var SMamba::forward(const core::Var& x, const core::Var& x_mark) const {

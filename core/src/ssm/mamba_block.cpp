@@ -32,6 +32,7 @@ constexpr int64_t kParallelMinWork = 32768;
 // products with L < 64 columns (or an inner dimension of L for the weight gradients) keep no GEMM kernel
 // busy, while one product over B*L tokens does; the price is a transpose of each activation (B*E*L moves).
 constexpr int64_t kTokenMajorMaxL = 64;
+bool token_major(int64_t Bn, int64_t L) { return Bn > 1 && L < kTokenMajorMaxL; }
 
 // src (B,C,L) channel-major -> dst row b*L + l, columns [0,C), leading dimension ld.
 template <class T>
@@ -257,9 +258,10 @@ void forward_impl(Tensor& out, MambaCache& c, bool keep, const Tensor& hidden, c
   const T* w_in = p.in_proj_weight.data<T>();
   const T* b_in = cfg.bias ? p.in_proj_bias.data<T>() : nullptr;
   c.hidden = hidden;
+  c.u_tokens = c.x_dbl_tokens = c.y_tokens = Tensor{};  // set again below when this call runs token-major
 
   // in_proj, channel-major: x_b (E,L) = W_in[:E] h_b^T, z_b (E,L) = W_in[E:] h_b^T (+ bias).
-  const bool tokens = Bn > 1 && L < kTokenMajorMaxL;
+  const bool tokens = token_major(Bn, L);
   Tensor x = uninit({Bn, E, L}, dt), z = uninit({Bn, E, L}, dt);
   if (tokens) {  // xz (B*L,2E) = h W_in^T (+ bias), then split and transposed
     Tensor xz = uninit({Bn * L, 2 * E}, dt);
@@ -321,6 +323,10 @@ void forward_impl(Tensor& out, MambaCache& c, bool keep, const Tensor& hidden, c
       gemm(false, true, Bn * L, E, R, T(1), xdt.data<T>(), X, w_dt, R, T(0), dlt.data<T>(), E);
       to_channels(pxd, xdt.data<T>(), X, Bn, X, L, false);
       to_channels(pdl, dlt.data<T>(), E, Bn, E, L, false);
+      if (keep) {
+        c.u_tokens = ut;
+        c.x_dbl_tokens = xdt;
+      }
     } else {
       for (int64_t b = 0; b < Bn; ++b) {
         gemm(false, false, X, L, E, T(1), w_x, E, pu + b * E * L, L, T(0), pxd + b * X * L, L);
@@ -369,6 +375,7 @@ void forward_impl(Tensor& out, MambaCache& c, bool keep, const Tensor& hidden, c
       Tensor yt = uninit({Bn * L, E}, dt);
       to_tokens(yt.data<T>(), E, py, Bn, E, L);
       gemm(false, true, Bn * L, M, E, T(1), yt.data<T>(), E, w_out, E, b_out ? T(1) : T(0), po, M);
+      if (keep) c.y_tokens = yt;
     } else {
       for (int64_t b = 0; b < Bn; ++b)
         gemm(true, true, L, M, E, T(1), py + b * E * L, L, w_out, E, b_out ? T(1) : T(0), po + b * L * M, M);
@@ -388,7 +395,7 @@ void backward_impl(Tensor* dhidden, MambaParams& g, const Tensor& dout, const Ma
   const int64_t M = cfg.d_model, E = cfg.d_inner(), R = cfg.rank(), N = cfg.d_state, K = cfg.d_conv, X = R + 2 * N;
   const DType dt = dout.dtype();
   const T* pdo = dout.data<T>();
-  const bool tokens = Bn > 1 && L < kTokenMajorMaxL;  // the forward's choice
+  const bool tokens = token_major(Bn, L);  // the forward's choice
 
   // out_proj: dy_b (E,L) = W_out^T dout_b^T; dW_out += dout_b^T y_b^T; db_out += column sums of dout
   Tensor dy = uninit({Bn, E, L}, dt);
@@ -398,8 +405,11 @@ void backward_impl(Tensor* dhidden, MambaParams& g, const Tensor& dout, const Ma
     T* pdy = dy.data<T>();
     T* gw = g.out_proj_weight.data<T>();
     if (tokens) {  // dy^T (B*L,E) = dout W_out; dW_out += dout^T y^T: one product each over all tokens
-      Tensor yt = uninit({Bn * L, E}, dt), dyt = uninit({Bn * L, E}, dt);
-      to_tokens(yt.data<T>(), E, py, Bn, E, L);
+      Tensor yt = c.y_tokens, dyt = uninit({Bn * L, E}, dt);
+      if (!yt.defined()) {
+        yt = uninit({Bn * L, E}, dt);
+        to_tokens(yt.data<T>(), E, py, Bn, E, L);
+      }
       gemm(false, false, Bn * L, E, M, T(1), pdo, M, w_out, E, T(0), dyt.data<T>(), E);
       gemm(true, false, M, E, Bn * L, T(1), pdo, M, yt.data<T>(), E, T(1), gw, E);
       to_channels(pdy, dyt.data<T>(), E, Bn, E, L, false);
@@ -447,12 +457,18 @@ void backward_impl(Tensor* dhidden, MambaParams& g, const Tensor& dout, const Ma
     T* gw_dt = g.dt_proj_weight.data<T>();
     T* pdu = du.data<T>();
     if (tokens) {  // dx_dbl^T (B*L,X) = [ddelta^T W_dt, dB^T, dC^T]; the same products over all tokens
-      Tensor ddt = uninit({Bn * L, E}, dt), xdt = uninit({Bn * L, X}, dt), dxdt = uninit({Bn * L, X}, dt);
-      Tensor ut = uninit({Bn * L, E}, dt), dut = uninit({Bn * L, E}, dt);
+      Tensor ddt = uninit({Bn * L, E}, dt), dxdt = uninit({Bn * L, X}, dt), dut = uninit({Bn * L, E}, dt);
+      Tensor xdt = c.x_dbl_tokens, ut = c.u_tokens;
       T* pdxt = dxdt.data<T>();
       to_tokens(ddt.data<T>(), E, pdd, Bn, E, L);
-      to_tokens(xdt.data<T>(), X, pxd, Bn, X, L);
-      to_tokens(ut.data<T>(), E, pu, Bn, E, L);
+      if (!xdt.defined()) {
+        xdt = uninit({Bn * L, X}, dt);
+        to_tokens(xdt.data<T>(), X, pxd, Bn, X, L);
+      }
+      if (!ut.defined()) {
+        ut = uninit({Bn * L, E}, dt);
+        to_tokens(ut.data<T>(), E, pu, Bn, E, L);
+      }
       to_tokens(pdxt + R, X, pdB, Bn, N, L);
       to_tokens(pdxt + R + N, X, pdC, Bn, N, L);
       gemm(true, false, E, R, Bn * L, T(1), ddt.data<T>(), E, xdt.data<T>(), X, T(1), gw_dt, R);  // dW_dt

@@ -65,6 +65,9 @@ struct MambaCache {
   ScanInputs scan;   // u = SiLU(conv) (B,E,L), delta (B,E,L), A (E,N), B/C (B,N,L), D, z (B,E,L), bias
   ScanSaved saved;   // the scan's chunk states
   Tensor y_scan;     // (B,E,L)   scan output (gated)
+  // Short sequences (the token-major path): token-major copies the forward made for its products, kept
+  // for the backward's; undefined otherwise. (B*L,E), (B*L,R+2N), (B*L,E).
+  Tensor u_tokens, x_dbl_tokens, y_tokens;
 };
 
 // Recurrent state carried between chunks or decode steps (the official `conv_state`, `ssm_state`).
