@@ -35,7 +35,7 @@ template <> struct Fftw<float> {
   static Plan plan(int n, int cols, int stride, int sign, float* buf) {
     auto* c = reinterpret_cast<fftwf_complex*>(buf);
     return fftwf_plan_many_dft(1, &n, cols, c, nullptr, stride, 1, c, nullptr, stride, 1, sign,
-                               FFTW_ESTIMATE | FFTW_UNALIGNED);
+                               FFTW_ESTIMATE | (cols < stride ? FFTW_UNALIGNED : 0));
   }
   static void execute(Plan p, float* buf) {
     auto* c = reinterpret_cast<fftwf_complex*>(buf);
@@ -50,7 +50,7 @@ template <> struct Fftw<double> {
   static Plan plan(int n, int cols, int stride, int sign, double* buf) {
     auto* c = reinterpret_cast<fftw_complex*>(buf);
     return fftw_plan_many_dft(1, &n, cols, c, nullptr, stride, 1, c, nullptr, stride, 1, sign,
-                              FFTW_ESTIMATE | FFTW_UNALIGNED);
+                              FFTW_ESTIMATE | (cols < stride ? FFTW_UNALIGNED : 0));
   }
   static void execute(Plan p, double* buf) {
     auto* c = reinterpret_cast<fftw_complex*>(buf);
@@ -84,7 +84,9 @@ template <class T> struct PlanCache {
 
 // The cached plan for length n over `cols` adjacent columns of rows `stride` complex values apart, sign
 // FFTW_FORWARD / FFTW_BACKWARD (made under the planner mutex on first use; execution with the new-array
-// interface needs no lock; FFTW_UNALIGNED because column chunks start anywhere in a row).
+// interface needs no lock). Plans over part of a row are FFTW_UNALIGNED (a slice starts anywhere in the row);
+// whole-row plans keep FFTW's aligned kernels (every image's buffer starts 32-byte aligned: N*4*bs is a
+// multiple of 4 complex values).
 template <class T>
 typename Fftw<T>::Plan column_plan(int64_t n, int64_t cols, int64_t stride, int sign) {
   static PlanCache<T> cache;
