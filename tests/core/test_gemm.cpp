@@ -78,6 +78,8 @@ TEST(Gemm, FloatRowsOverThreadsAndBlasPath) {
     omp_set_num_threads(nth);
     EXPECT_LT(check(false, false, 1000, 16, 144, 0.0f, 0), 2e-6) << nth << " threads";  // tile kernel, threaded
     EXPECT_LT(check(true, false, 144, 32, 300, 1.0f, 3), 2e-6) << nth << " threads";  // tile kernel, A^T
+    EXPECT_LT(check(false, false, 128, 24, 64, 1.0f, 2), 2e-6) << nth << " threads";  // 22 panels over the threads
+    EXPECT_LT(check(false, false, 67, 200, 16, 0.0f, 0), 2e-6) << nth << " threads";  // last panel partial
     EXPECT_LT(check(true, false, 144, 32, 700, 1.0f, 3), 2e-6) << nth << " threads";  // deep: the BLAS
     EXPECT_LT(check(false, true, 70, 300, 400, 1.0f, 1), 2e-6) << nth << " threads";   // B too large: the BLAS
     EXPECT_LT(check(false, false, 50, 5, 20, 0.0f, 0), 2e-6) << nth << " threads";     // N < 8: the BLAS
