@@ -430,7 +430,20 @@ void Tensor::copy_from(const Tensor& src) {
   SSMKIT_CHECK(src.shape_ == shape_, "Tensor::copy_from(): shape ", shape_str(src.shape_), " into ",
                shape_str(shape_));
   if (src.dtype_ == dtype_ && src.is_contiguous() && is_contiguous()) {
-    std::memmove(raw(), src.raw(), nbytes());
+    const size_t n = nbytes();
+    char* d = static_cast<char*>(raw());
+    const char* s = static_cast<const char*>(src.raw());
+    if (n < (size_t(1) << 20) || (d < s + n && s < d + n)) {  // small, or overlapping: one memmove
+      std::memmove(d, s, n);
+      return;
+    }
+    constexpr size_t kPiece = size_t(256) << 10;  // large copies in 256 KB pieces over the threads
+    const int64_t pieces = static_cast<int64_t>((n + kPiece - 1) / kPiece);
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < pieces; ++i) {
+      const size_t o = static_cast<size_t>(i) * kPiece;
+      std::memcpy(d + o, s + o, std::min(kPiece, n - o));
+    }
     return;
   }
   if (src.dtype_ == dtype_ && numel() > 0) return copy_strided_same_dtype(src);

@@ -52,8 +52,16 @@ TEST(Tensor, ViewsShareStorage) {
 }
 
 // Strided copies (contiguous() of permuted and sliced views, copy_from into a strided view) for each element
-// size, small (one thread) and large (rows in parallel), against element-wise at().
+// size, small (one thread) and large (rows in parallel), against element-wise at(); a large contiguous copy
+// (pieces over the threads, a partial last piece).
 TEST(Tensor, StridedCopiesMatchElementwise) {
+  {
+    Tensor big = Tensor::uninitialized({3, 1000, 333}, DType::F32);  // 4 MB
+    for (int64_t i = 0; i < big.numel(); ++i) big.data<float>()[i] = static_cast<float>(i % 1009);
+    Tensor copy = Tensor::zeros({3, 1000, 333}, DType::F32);
+    copy.copy_from(big);
+    for (int64_t i = 0; i < big.numel(); ++i) ASSERT_EQ(copy.data<float>()[i], static_cast<float>(i % 1009)) << i;
+  }
   for (DType dt : {DType::F32, DType::F64, DType::I64, DType::U8, DType::BF16}) {
     for (int64_t n : {3, 120}) {  // 120: 144 k elements, rows in parallel
       Tensor a = Tensor::zeros({n, 5, 2 * n}, DType::F64);

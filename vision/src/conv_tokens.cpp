@@ -115,11 +115,12 @@ SSMKIT_VISION_KERNEL void col2im_rows_add(T* __restrict dxp, int64_t b0, const T
 }
 
 // w (O,C,K,K) -> wt (O,R) (transpose = false) or (R,O) (transpose = true), R in the im2col order (kh, kw, c);
-// written in order
+// output channels (blocks of 16 when transposed) over threads for large weights
 template <class T>
 void weight_to_rows(T* wt, const T* w, const ConvTok& d, bool transpose) {
   const int64_t KK = d.K * d.K;
   if (transpose) {  // blocks of 16 output channels: 16 read streams, rows of 16 contiguous writes
+#pragma omp parallel for schedule(static) if (d.O * d.C * KK > (1 << 16))
     for (int64_t o0 = 0; o0 < d.O; o0 += 16) {
       const int64_t o1 = std::min(d.O, o0 + 16);
       for (int64_t k = 0; k < KK; ++k)
@@ -127,9 +128,12 @@ void weight_to_rows(T* wt, const T* w, const ConvTok& d, bool transpose) {
           for (int64_t o = o0; o < o1; ++o) wt[(k * d.C + c) * d.O + o] = w[(o * d.C + c) * KK + k];
     }
   } else {
-    for (int64_t o = 0; o < d.O; ++o)
+#pragma omp parallel for schedule(static) if (d.O * d.C * KK > (1 << 16))
+    for (int64_t o = 0; o < d.O; ++o) {
+      T* row = wt + o * KK * d.C;
       for (int64_t k = 0; k < KK; ++k)
-        for (int64_t c = 0; c < d.C; ++c) *wt++ = w[(o * d.C + c) * KK + k];
+        for (int64_t c = 0; c < d.C; ++c) row[k * d.C + c] = w[(o * d.C + c) * KK + k];
+    }
   }
 }
 
