@@ -58,25 +58,32 @@ int64_t shape_numel(const Shape& s) {
   return n;
 }
 
+// Runs fn(offset, length) over [0, bytes) in 256 KB pieces: on all threads when there are at least four
+// pieces and no parallel region is active (large buffers: memset / memcpy bandwidth of both cores, and first
+// touch spreads the page faults over the threads), else as one call.
+template <class Fn>
+static void for_each_piece(size_t bytes, Fn fn) {
+  constexpr size_t kPiece = size_t(1) << 18;
+  if (bytes < 4 * kPiece || omp_in_parallel()) {
+    fn(size_t(0), bytes);
+    return;
+  }
+  const int64_t pieces = static_cast<int64_t>((bytes + kPiece - 1) / kPiece);
+#pragma omp parallel for schedule(static)
+  for (int64_t k = 0; k < pieces; ++k) {
+    const size_t off = static_cast<size_t>(k) * kPiece;
+    fn(off, std::min(kPiece, bytes - off));
+  }
+}
+
 std::shared_ptr<Storage> Storage::allocate(size_t bytes, bool zero) {
   auto st = std::make_shared<Storage>();
   size_t padded = std::max<size_t>(64, (bytes + 63) / 64 * 64);
   void* p = std::aligned_alloc(64, padded);
   SSMKIT_CHECK(p != nullptr, "out of memory allocating ", bytes, " bytes");
-  // Large buffers are cleared by all threads (first touch also spreads the page faults over them).
-  constexpr size_t kPiece = size_t(1) << 18;
-  if (!zero) {
-    // contents left undefined
-  } else if (padded >= 4 * kPiece && !omp_in_parallel()) {
-    const int64_t pieces = static_cast<int64_t>((padded + kPiece - 1) / kPiece);
+  if (zero) {  // else the contents are left undefined
     char* c = static_cast<char*>(p);
-#pragma omp parallel for schedule(static)
-    for (int64_t k = 0; k < pieces; ++k) {
-      const size_t off = static_cast<size_t>(k) * kPiece;
-      std::memset(c + off, 0, std::min(kPiece, padded - off));
-    }
-  } else {
-    std::memset(p, 0, padded);
+    for_each_piece(padded, [c](size_t off, size_t n) { std::memset(c + off, 0, n); });
   }
   st->data = p;
   st->bytes = bytes;
@@ -433,17 +440,10 @@ void Tensor::copy_from(const Tensor& src) {
     const size_t n = nbytes();
     char* d = static_cast<char*>(raw());
     const char* s = static_cast<const char*>(src.raw());
-    if (n < (size_t(1) << 20) || (d < s + n && s < d + n)) {  // small, or overlapping: one memmove
+    if (d < s + n && s < d + n)  // overlapping views of one storage
       std::memmove(d, s, n);
-      return;
-    }
-    constexpr size_t kPiece = size_t(256) << 10;  // large copies in 256 KB pieces over the threads
-    const int64_t pieces = static_cast<int64_t>((n + kPiece - 1) / kPiece);
-#pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < pieces; ++i) {
-      const size_t o = static_cast<size_t>(i) * kPiece;
-      std::memcpy(d + o, s + o, std::min(kPiece, n - o));
-    }
+    else
+      for_each_piece(n, [d, s](size_t off, size_t len) { std::memcpy(d + off, s + off, len); });
     return;
   }
   if (src.dtype_ == dtype_ && numel() > 0) return copy_strided_same_dtype(src);

@@ -197,6 +197,19 @@ TEST(MambaBlock, BadInputsGiveClearErrors) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("<no forward cache>"), std::string::npos) << e.what();
   }
+  {  // a short-sequence batch (token-major path) whose cache lost its token-major copies
+    const Tensor xs = random_tensor({2, 5, 4}, 5);
+    MambaCache cs;
+    mamba_block_forward(out, &cs, xs, q, small);
+    cs.y_tokens = Tensor{};
+    MambaParams gs = MambaParams::zeros(small, DType::F64);
+    try {
+      mamba_block_backward(dx, gs, xs, cs, q, small);
+      FAIL();
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("lacks the token-major copies"), std::string::npos) << e.what();
+    }
+  }
   try {
     MambaParams bad = q;
     bad.D = Tensor::zeros({8});  // F32 among F64 parameters

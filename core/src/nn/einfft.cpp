@@ -105,6 +105,12 @@ typename Fftw<T>::Plan column_plan(int64_t n, int64_t cols, int64_t stride, int 
 // (inference at batch 1) still fills the threads. Slices are at least 8 columns wide.
 struct ColumnSplit {
   int64_t chunks = 1, width = 0;
+  // Task t of B * chunks: image b, block columns [d0, d1).
+  void task(int64_t t, int64_t bs, int64_t& b, int64_t& d0, int64_t& d1) const {
+    b = t / chunks;
+    d0 = t % chunks * width;
+    d1 = std::min(bs, d0 + width);
+  }
 };
 ColumnSplit column_split(int64_t B, int64_t bs) {
   ColumnSplit c;
@@ -139,8 +145,8 @@ void dft2_forward_real(T* re, T* im, const T* x, int64_t B, int64_t N, int64_t b
   const T s = T(1) / std::sqrt(T(4 * N));
 #pragma omp parallel for schedule(static) if (B * split.chunks > 1)
   for (int64_t task = 0; task < B * split.chunks; ++task) {
-    const int64_t b = task / split.chunks, d0 = task % split.chunks * split.width;
-    const int64_t d1 = std::min(bs, d0 + split.width);
+    int64_t b, d0, d1;
+    split.task(task, bs, b, d0, d1);
     T* c = buf.p + 2 * b * N * K;
     const T* xb = x + b * N * K;
     for (int64_t n = 0; n < N; ++n) {
@@ -181,8 +187,8 @@ void idft2_real_part(T* y, const T* re, const T* im, int64_t B, int64_t N, int64
   const T s = T(1) / std::sqrt(T(4 * N));
 #pragma omp parallel for schedule(static) if (B * split.chunks > 1)
   for (int64_t task = 0; task < B * split.chunks; ++task) {
-    const int64_t b = task / split.chunks, d0 = task % split.chunks * split.width;
-    const int64_t d1 = std::min(bs, d0 + split.width);
+    int64_t b, d0, d1;
+    split.task(task, bs, b, d0, d1);
     T* c = buf.p + 2 * b * N * K;
     const T* rb = re + b * N * K;
     const T* ib = im + b * N * K;

@@ -396,6 +396,9 @@ void backward_impl(Tensor* dhidden, MambaParams& g, const Tensor& dout, const Ma
   const DType dt = dout.dtype();
   const T* pdo = dout.data<T>();
   const bool tokens = token_major(Bn, L);  // the forward's choice
+  SSMKIT_CHECK(!tokens || (c.u_tokens.defined() && c.x_dbl_tokens.defined() && c.y_tokens.defined()),
+               "mamba_block_backward: the cache lacks the token-major copies of a short sequence (L ", L,
+               "); expected the cache filled by mamba_block_forward on the same input");
 
   // out_proj: dy_b (E,L) = W_out^T dout_b^T; dW_out += dout_b^T y_b^T; db_out += column sums of dout
   Tensor dy = uninit({Bn, E, L}, dt);
@@ -405,11 +408,8 @@ void backward_impl(Tensor* dhidden, MambaParams& g, const Tensor& dout, const Ma
     T* pdy = dy.data<T>();
     T* gw = g.out_proj_weight.data<T>();
     if (tokens) {  // dy^T (B*L,E) = dout W_out; dW_out += dout^T y^T: one product each over all tokens
-      Tensor yt = c.y_tokens, dyt = uninit({Bn * L, E}, dt);
-      if (!yt.defined()) {
-        yt = uninit({Bn * L, E}, dt);
-        to_tokens(yt.data<T>(), E, py, Bn, E, L);
-      }
+      const Tensor& yt = c.y_tokens;  // the forward's token-major copy of y
+      Tensor dyt = uninit({Bn * L, E}, dt);
       gemm(false, false, Bn * L, E, M, T(1), pdo, M, w_out, E, T(0), dyt.data<T>(), E);
       gemm(true, false, M, E, Bn * L, T(1), pdo, M, yt.data<T>(), E, T(1), gw, E);
       to_channels(pdy, dyt.data<T>(), E, Bn, E, L, false);
@@ -458,17 +458,10 @@ void backward_impl(Tensor* dhidden, MambaParams& g, const Tensor& dout, const Ma
     T* pdu = du.data<T>();
     if (tokens) {  // dx_dbl^T (B*L,X) = [ddelta^T W_dt, dB^T, dC^T]; the same products over all tokens
       Tensor ddt = uninit({Bn * L, E}, dt), dxdt = uninit({Bn * L, X}, dt), dut = uninit({Bn * L, E}, dt);
-      Tensor xdt = c.x_dbl_tokens, ut = c.u_tokens;
+      const Tensor& xdt = c.x_dbl_tokens;  // the forward's token-major copies
+      const Tensor& ut = c.u_tokens;
       T* pdxt = dxdt.data<T>();
       to_tokens(ddt.data<T>(), E, pdd, Bn, E, L);
-      if (!xdt.defined()) {
-        xdt = uninit({Bn * L, X}, dt);
-        to_tokens(xdt.data<T>(), X, pxd, Bn, X, L);
-      }
-      if (!ut.defined()) {
-        ut = uninit({Bn * L, E}, dt);
-        to_tokens(ut.data<T>(), E, pu, Bn, E, L);
-      }
       to_tokens(pdxt + R, X, pdB, Bn, N, L);
       to_tokens(pdxt + R + N, X, pdC, Bn, N, L);
       gemm(true, false, E, R, Bn * L, T(1), ddt.data<T>(), E, xdt.data<T>(), X, T(1), gw_dt, R);  // dW_dt
