@@ -98,3 +98,60 @@ TEST(Autograd, MultiOutputOpRunsBackwardOnce) {
   EXPECT_EQ(calls, 1);
   EXPECT_EQ(x.grad().to_double_vector(), (std::vector<double>{3, 3}));
 }
+
+// sum_to's block path (one run of adjacent summed dims, threaded for large inputs) adds in the same order as
+// the plain loop, so it matches a serial reference to the bit; other patterns take the generic loop.
+TEST(Autograd, BlockReductionsMatchSerialLoopsExactly) {
+  const int64_t A = 3, Rn = 257, C = 300;  // A*R*C > 2^16: the threaded path
+  Tensor t = random_tensor({A, Rn, C}, 11).to(DType::F32);
+  const std::vector<float> v = [&] {
+    std::vector<double> d = t.to_double_vector();
+    return std::vector<float>(d.begin(), d.end());
+  }();
+  auto at = [&](int64_t a, int64_t r, int64_t c) { return v[static_cast<size_t>((a * Rn + r) * C + c)]; };
+  // (A, R, C) -> (A, 1, C): the middle dim
+  std::vector<double> mid(static_cast<size_t>(A * C)), lead(static_cast<size_t>(C)), tail(static_cast<size_t>(A));
+  for (int64_t a = 0; a < A; ++a)
+    for (int64_t c = 0; c < C; ++c) {
+      float s = 0;
+      for (int64_t r = 0; r < Rn; ++r) s += at(a, r, c);
+      mid[static_cast<size_t>(a * C + c)] = s;
+    }
+  for (int64_t c = 0; c < C; ++c) {  // (A, R, C) -> (C): the leading dims, a bias gradient
+    float s = 0;
+    for (int64_t a = 0; a < A; ++a)
+      for (int64_t r = 0; r < Rn; ++r) s += at(a, r, c);
+    lead[static_cast<size_t>(c)] = s;
+  }
+  for (int64_t a = 0; a < A; ++a) {  // (A, R, C) -> (A, 1, 1): the trailing dims
+    float s = 0;
+    for (int64_t r = 0; r < Rn; ++r)
+      for (int64_t c = 0; c < C; ++c) s += at(a, r, c);
+    tail[static_cast<size_t>(a)] = s;
+  }
+  EXPECT_EQ(sum_to(t, {A, 1, C}).to_double_vector(), mid);
+  EXPECT_EQ(sum_to(t, {C}).to_double_vector(), lead);
+  EXPECT_EQ(sum_to(t, {A, 1, 1}).to_double_vector(), tail);
+  EXPECT_EQ(sum_to(t.view({A, 1, Rn, C}), {A, 1, 1, C}).to_double_vector(), mid);  // a neutral size-1 dim
+  // a non-contiguous input: (C, R, A) permuted back to (A, R, C)
+  Tensor tp = t.permute({2, 1, 0}).contiguous().permute({2, 1, 0});
+  EXPECT_EQ(sum_to(tp, {A, 1, C}).to_double_vector(), mid);
+  // two summed runs (dims 0 and 2) take the generic loop
+  std::vector<double> outer_inner(static_cast<size_t>(Rn));
+  for (int64_t r = 0; r < Rn; ++r) {
+    float s = 0;
+    for (int64_t a = 0; a < A; ++a)
+      for (int64_t c = 0; c < C; ++c) s += at(a, r, c);
+    outer_inner[static_cast<size_t>(r)] = s;
+  }
+  EXPECT_EQ(sum_to(t, {1, Rn, 1}).to_double_vector(), outer_inner);
+  // the backward of a block sum repeats the gradient over the summed dim
+  Var x(t, true);
+  Tensor g = random_tensor({A, 1, C}, 12).to(DType::F32);
+  sum(x, {1}, true).backward(g);
+  const std::vector<double> gx = x.grad().to_double_vector(), gv = g.to_double_vector();
+  for (int64_t a = 0; a < A; ++a)
+    for (int64_t r = 0; r < Rn; r += 64)
+      for (int64_t c = 0; c < C; ++c)
+        ASSERT_EQ(gx[static_cast<size_t>((a * Rn + r) * C + c)], gv[static_cast<size_t>(a * C + c)]);
+}

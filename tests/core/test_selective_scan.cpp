@@ -165,8 +165,28 @@ TEST(SelectiveScan, GradientsAccumulate) {
   selective_scan_backward(once, dy, Tensor{}, in, saved);
   selective_scan_backward(twice, dy, Tensor{}, in, saved);
   selective_scan_backward(twice, dy, Tensor{}, in, saved);
-  std::vector<double> a = once.dA.to_double_vector(), b = twice.dA.to_double_vector();
-  for (size_t i = 0; i < a.size(); ++i) EXPECT_NEAR(2 * a[i], b[i], 1e-5 * std::max(1.0, std::abs(a[i])));
+  // The first backward writes new gradients outright (no zero-fill); the second adds into them.
+  auto expect_doubled = [](const Tensor& one, const Tensor& two, const char* name) {
+    ASSERT_TRUE(one.defined() && two.defined()) << name;
+    std::vector<double> a = one.to_double_vector(), b = two.to_double_vector();
+    ASSERT_EQ(a.size(), b.size()) << name;
+    for (size_t i = 0; i < a.size(); ++i)
+      ASSERT_NEAR(2 * a[i], b[i], 1e-5 * std::max(1.0, std::abs(a[i]))) << name << " element " << i;
+  };
+  expect_doubled(once.dA, twice.dA, "dA");
+  expect_doubled(once.du, twice.du, "du");
+  expect_doubled(once.ddelta, twice.ddelta, "ddelta");
+  expect_doubled(once.dz, twice.dz, "dz");
+  expect_doubled(once.dB, twice.dB, "dB");
+  expect_doubled(once.dC, twice.dC, "dC");
+  expect_doubled(once.dD, twice.dD, "dD");
+  // Only some gradients given: those accumulate, the others start from zero.
+  ScanGrads mixed;
+  mixed.du = once.du.clone();
+  selective_scan_backward(mixed, dy, Tensor{}, in, saved);
+  expect_doubled(once.du, mixed.du, "du (given)");
+  EXPECT_EQ(max_abs_diff(mixed.ddelta, once.ddelta), 0.0);
+  EXPECT_EQ(max_abs_diff(mixed.dz, once.dz), 0.0);
 }
 
 TEST(SelectiveScan, DeterministicForFixedThreadCount) {

@@ -126,8 +126,72 @@ Tensor map1(const Tensor& a, auto op) {
 
 }  // namespace
 
+namespace {
+
+// A reduction of t's shape to `shape` (right-aligned, 1 = summed) that sums one block of adjacent dims:
+// t viewed as (outer, R, inner) and the result as (outer, inner). False for other patterns.
+bool block_reduction(const Shape& ts, const Shape& shape, int64_t& outer, int64_t& R, int64_t& inner) {
+  if (shape.size() > ts.size()) return false;
+  const size_t lead = ts.size() - shape.size();
+  int state = 0;  // 0: before the summed block, 1: in it, 2: after it
+  outer = R = inner = 1;
+  for (size_t d = 0; d < ts.size(); ++d) {
+    const int64_t n = ts[d], k = d < lead ? 1 : shape[d - lead];
+    if (n == 1 && k == 1) continue;  // neutral
+    const bool summed = k == 1;
+    if (!summed && k != n) return false;
+    if (summed) {
+      if (state == 2) return false;
+      state = 1;
+      R *= n;
+    } else {
+      if (state == 1) state = 2;
+      (state == 0 ? outer : inner) *= n;
+    }
+  }
+  return true;
+}
+
+// out (outer, inner) = sum over r of p (outer, R, inner), r ascending for every output (the order of the
+// generic loop, so the result is the same to the bit), over the threads for large inputs.
+template <class T>
+void sum_block(T* out, const T* p, int64_t outer, int64_t R, int64_t inner) {
+  constexpr int64_t kCols = 256;
+  const int64_t ncol = (inner + kCols - 1) / kCols;
+#pragma omp parallel for schedule(static) if (outer * R * inner > (1 << 16) && outer * ncol > 1)
+  for (int64_t task = 0; task < outer * ncol; ++task) {
+    const int64_t o = task / ncol, i0 = (task % ncol) * kCols, n = std::min(kCols, inner - i0);
+    T acc[kCols] = {};
+    for (int64_t r = 0; r < R; ++r) {
+      const T* row = p + (o * R + r) * inner + i0;
+      for (int64_t i = 0; i < n; ++i) acc[i] += row[i];
+    }
+    std::copy(acc, acc + n, out + o * inner + i0);
+  }
+}
+
+// dx (outer, R, inner) = g (outer, inner) repeated over r.
+template <class T>
+void repeat_block(T* dx, const T* g, int64_t outer, int64_t R, int64_t inner) {
+#pragma omp parallel for schedule(static) if (outer * R * inner > (1 << 16))
+  for (int64_t k = 0; k < outer * R; ++k) std::copy(g + (k / R) * inner, g + (k / R + 1) * inner, dx + k * inner);
+}
+
+}  // namespace
+
 Tensor sum_to(const Tensor& t, const Shape& shape) {
   if (t.shape() == shape) return t.contiguous();
+  int64_t outer = 0, R = 0, inner = 0;
+  if (block_reduction(t.shape(), shape, outer, R, inner)) {
+    const Tensor tc = t.contiguous();
+    Tensor out = Tensor::uninitialized(shape, t.dtype());  // every element written
+    dispatch(t.dtype(), [&](auto tag) {
+      using T = decltype(tag);
+      sum_block<T>(out.data<T>(), tc.data<T>(), outer, R, inner);
+      return Tensor{};
+    });
+    return out;
+  }
   Tensor out = Tensor::zeros(shape, t.dtype());
   // View `out` with t's shape (stride 0 on broadcast dims) and accumulate.
   const Shape so = broadcast_strides(out, t.shape());
@@ -282,6 +346,15 @@ Var sum(const Var& a, const std::vector<int64_t>& dims, bool keepdim) {
     // broadcast g (viewed with kept dims) back to the input shape
     const Tensor gk = g.contiguous().view(kept);
     Tensor dx = Tensor::uninitialized(in, g.dtype());  // every element written
+    int64_t outer = 0, R = 0, inner = 0;
+    if (block_reduction(in, kept, outer, R, inner)) {
+      dispatch(g.dtype(), [&](auto tag) {
+        using T = decltype(tag);
+        repeat_block<T>(dx.data<T>(), gk.data<T>(), outer, R, inner);
+        return Tensor{};
+      });
+      return std::vector<Tensor>{dx};
+    }
     const Shape sg = broadcast_strides(gk, in);
     dispatch(g.dtype(), [&](auto tag) {
       using T = decltype(tag);

@@ -44,10 +44,13 @@ int64_t leading_rows(const Tensor& x) {
   return rows;
 }
 
-// y (rows,O) = b in every row. Inline copies (GCC would otherwise call memcpy per row, costly for short rows).
+// y (rows,O) = b in every row, over the threads for large outputs (the GEMM that follows is threaded, so a
+// serial fill would leave the other threads waiting). Inline copies (GCC would otherwise call memcpy per row,
+// costly for short rows).
 template <class T>
 __attribute__((optimize("no-tree-loop-distribute-patterns"))) void fill_rows(T* __restrict y, const T* __restrict b,
                                                                              int64_t rows, int64_t O) {
+#pragma omp parallel for schedule(static) if (rows * O > (1 << 16))
   for (int64_t r = 0; r < rows; ++r)
     for (int64_t o = 0; o < O; ++o) y[r * O + o] = b[o];
 }

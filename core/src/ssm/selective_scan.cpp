@@ -191,7 +191,9 @@ void scan_forward_impl(Tensor& y_out, Tensor* last_state, ScanSaved* saved, cons
 #pragma omp parallel if (Bn * Dn * L * N > kParallelMinWork)
     {
       std::vector<float> work(static_cast<size_t>(scan_kernels::forward_work_floats(L, N)));
-#pragma omp for schedule(static)
+      // Blocks are independent (no sums across them), so a dynamic schedule keeps the result exact while
+      // letting a thread that runs faster (or was not preempted) take more blocks.
+#pragma omp for schedule(dynamic, 2)
       for (int64_t k = 0; k < nblk; ++k) {
         const ChannelBlock& blk = blocks[static_cast<size_t>(k)];
         const int64_t row = blk.b * Dn + blk.c0;  // first (batch, channel) row of the block
@@ -361,6 +363,20 @@ void scan_backward_impl(ScanGrads& gr, const Tensor& dy0, const Tensor& dlast0, 
   const std::vector<T> Bt = transpose_nl<T>(in0.B.contiguous(), s);
   const std::vector<T> Ct = transpose_nl<T>(in0.C.contiguous(), s);
 
+  // The float kernels write the (B,D,L) gradients and dB, dC outright when they are new (no zero-fill first);
+  // all three (B,D,L) ones must be new for that, since one flag serves them.
+  const bool fresh_rows = std::is_same_v<T, float> && !gr.du.defined() && !gr.ddelta.defined() &&
+                          (!z.defined() || !gr.dz.defined());
+  const bool fresh_bc = !gr.dB.defined() && !gr.dC.defined();
+  if (fresh_rows) {
+    gr.du = Tensor::uninitialized({Bn, Dn, L}, dt);
+    gr.ddelta = Tensor::uninitialized({Bn, Dn, L}, dt);
+    if (z.defined()) gr.dz = Tensor::uninitialized({Bn, Dn, L}, dt);
+  }
+  if (fresh_bc) {
+    gr.dB = Tensor::uninitialized(in0.B.shape(), dt);
+    gr.dC = Tensor::uninitialized(in0.C.shape(), dt);
+  }
   prepare_grad(gr.du, {Bn, Dn, L}, dt, "du");
   prepare_grad(gr.ddelta, {Bn, Dn, L}, dt, "ddelta");
   prepare_grad(gr.dA, {Dn, N}, dt, "dA");
@@ -470,6 +486,7 @@ void scan_backward_impl(ScanGrads& gr, const Tensor& dy0, const Tensor& dlast0, 
         r.dh0 = pdh0 ? pdh0 + row * N : nullptr;
         r.dBacc = dBacc.data();
         r.dCacc = dCacc.data();
+        r.overwrite = fresh_rows;
         r.work = work.data();
         scan_kernels::backward_block_f32(r);
       }
@@ -537,13 +554,18 @@ void scan_backward_impl(ScanGrads& gr, const Tensor& dy0, const Tensor& dlast0, 
   }
   // partials are (B,G,L,N); gradients are (B,G,N,L)
 #pragma omp parallel for schedule(static) if (Bn * G * NL > kParallelMinWork)
-  for (int64_t bg = 0; bg < Bn * G; ++bg)
+  for (int64_t bg = 0; bg < Bn * G; ++bg) {
+    if (fresh_bc) {  // new dB, dC: the first partial is written, not added
+      std::fill(gB + bg * NL, gB + (bg + 1) * NL, T(0));
+      std::fill(gC + bg * NL, gC + (bg + 1) * NL, T(0));
+    }
     for (int t = 0; t < used_threads; ++t)
       for (int64_t l = 0; l < L; ++l)
         for (int64_t n = 0; n < N; ++n) {
           gB[bg * NL + n * L + l] += part_dB[t][(bg * L + l) * N + n];
           gC[bg * NL + n * L + l] += part_dC[t][(bg * L + l) * N + n];
         }
+  }
 }
 
 }  // namespace

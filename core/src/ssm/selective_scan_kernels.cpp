@@ -320,9 +320,15 @@ void BackwardBlock(const sk::BackwardBlockF32& a) {
       dbv = hn::Add(dbv, dd);
     }
   }
-  scatter_rows<true>(duOut, nc, L, V, a.du);
-  scatter_rows<true>(ddOut, nc, L, V, a.ddelta);
-  if (a.z) scatter_rows<true>(dzOut, nc, L, V, a.dz);
+  if (a.overwrite) {
+    scatter_rows<false>(duOut, nc, L, V, a.du);
+    scatter_rows<false>(ddOut, nc, L, V, a.ddelta);
+    if (a.z) scatter_rows<false>(dzOut, nc, L, V, a.dz);
+  } else {
+    scatter_rows<true>(duOut, nc, L, V, a.du);
+    scatter_rows<true>(ddOut, nc, L, V, a.ddelta);
+    if (a.z) scatter_rows<true>(dzOut, nc, L, V, a.dz);
+  }
   for (int64_t s = 0; s < N; ++s) {
     add_lanes(hn::LoadU(d, dAv + s * V), nc, a.dA + s, N);
     if (a.dh0) add_lanes(hn::LoadU(d, lam + s * V), nc, a.dh0 + s, N);

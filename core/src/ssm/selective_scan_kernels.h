@@ -38,7 +38,8 @@ struct BackwardBlockF32 {
   const float* dlast;               // (nc,N) or null (zero)
   bool softplus = false;
   int64_t nc = 0, L = 0, N = 0, chunk = 0, n_chunks = 0;
-  float *du, *ddelta, *dz;  // (nc,L), accumulated (+=); dz null when z is
+  float *du, *ddelta, *dz;  // (nc,L), accumulated (+=), or written (=) with overwrite; dz null when z is
+  bool overwrite = false;
   float* dA;                // (nc,N) accumulated
   float *dD, *dbias;        // (nc) accumulated, or null
   float* dh0;               // (nc,N) accumulated, or null
