@@ -42,6 +42,25 @@ uint64_t Rng::next_u64() {
   return result;
 }
 
+void Rng::fill_u64(uint64_t* out, int64_t n) {
+  // next_u64 with the state in registers: the same values, without a call and a state round trip each
+  uint64_t s0 = s_[0], s1 = s_[1], s2 = s_[2], s3 = s_[3];
+  for (int64_t i = 0; i < n; ++i) {
+    out[i] = rotl(s1 * 5, 7) * 9;
+    const uint64_t t = s1 << 17;
+    s2 ^= s0;
+    s3 ^= s1;
+    s1 ^= s2;
+    s0 ^= s3;
+    s2 ^= t;
+    s3 = rotl(s3, 45);
+  }
+  s_[0] = s0;
+  s_[1] = s1;
+  s_[2] = s2;
+  s_[3] = s3;
+}
+
 double Rng::uniform() { return static_cast<double>(next_u64() >> 11) * 0x1.0p-53; }
 
 double Rng::normal() {

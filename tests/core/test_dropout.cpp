@@ -134,6 +134,24 @@ TEST(Dropout, StatisticsAndScaling) {
   EXPECT_GT(max_abs_diff(a.value(), c.value()), 0.0);
 }
 
+// The mask is drawn in blocks of the generator's values, the same stream as one uniform() per element in order
+// (so seeds give the masks they always gave), and the generator ends in the same state.
+TEST(Dropout, MaskFollowsOneUniformPerElement) {
+  const int64_t n = 2500;  // two whole blocks and a partial one
+  const double p = 0.4;
+  Rng r(77), ref(77);
+  Var x(Tensor::full({n}, 1.0, DType::F64));
+  const std::vector<double> v = dropout(x, p, true, r).value().to_double_vector();
+  for (int64_t i = 0; i < n; ++i)
+    ASSERT_EQ(v[static_cast<size_t>(i)], ref.uniform() < 1 - p ? 1 / (1 - p) : 0.0) << "element " << i;
+  EXPECT_EQ(r.next_u64(), ref.next_u64());
+  Rng a(3), b(3);
+  std::vector<uint64_t> bulk(1500);
+  a.fill_u64(bulk.data(), 1500);
+  for (uint64_t u : bulk) ASSERT_EQ(u, b.next_u64());
+  EXPECT_EQ(a.state(), b.state());
+}
+
 TEST(Dropout, ChannelsAndSamplesAreDroppedWhole) {
   Rng r(3);
   // (N,C,L) = (64,64,8): each (n,c) row all zero or all 2 (p = 0.5), about half kept

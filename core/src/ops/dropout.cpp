@@ -4,6 +4,9 @@
 // and timm.layers.drop_path.
 #include "ssmkit/core/ops/dropout.h"
 
+#include <algorithm>
+#include <cmath>
+
 #include "dtype_dispatch.h"
 
 namespace ssmkit::core {
@@ -29,14 +32,26 @@ Tensor scale_groups(const Tensor& x0, const Tensor& m) {
 }
 
 // Draws the factors of G groups: 1/(1-p) (or 1 without scaling) with probability 1-p, else 0.
+// Group g is kept when the g-th uniform() of rng is below 1-p; the uniforms are drawn in blocks (the same
+// stream as one uniform() per group, fewer calls).
 Tensor draw_mask(int64_t G, double p, bool scale, DType dt, Rng& rng) {
-  Tensor m = Tensor::empty({G}, dt);  // zeros
-  if (p >= 1.0) return m;
+  if (p >= 1.0) return Tensor::zeros({G}, dt);
+  Tensor m = Tensor::uninitialized({G}, dt);  // every element written
   const double keep = 1.0 - p, value = scale ? 1.0 / keep : 1.0;
   dispatch_float(dt, [&](auto tag) {
     using T = decltype(tag);
     T* pm = m.data<T>();
-    for (int64_t g = 0; g < G; ++g) pm[g] = rng.uniform() < keep ? static_cast<T>(value) : T(0);
+    // uniform() = k 2^-53 with k = bits >> 11, and k 2^-53 < keep exactly when k < ceil(keep 2^53): an integer
+    // compare (k < 2^53, so a signed one) that vectorizes, where the conversion to double would not (AVX2).
+    const int64_t thr = static_cast<int64_t>(std::ceil(keep * 0x1.0p53));
+    const T kept = static_cast<T>(value);
+    constexpr int64_t kBlock = 1024;
+    uint64_t bits[kBlock];
+    for (int64_t g0 = 0; g0 < G; g0 += kBlock) {
+      const int64_t n = std::min(kBlock, G - g0);
+      rng.fill_u64(bits, n);
+      for (int64_t i = 0; i < n; ++i) pm[g0 + i] = static_cast<int64_t>(bits[i] >> 11) < thr ? kept : T(0);
+    }
   });
   return m;
 }

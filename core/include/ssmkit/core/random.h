@@ -17,6 +17,7 @@ class Rng {
 
   void seed(uint64_t seed);  // resets the stream (and drops a pending normal)
   uint64_t next_u64();       // uniform over all 2^64 values
+  void fill_u64(uint64_t* out, int64_t n);  // out[i] = the next n values of next_u64(), in order
   double uniform();          // uniform in [0, 1), 53 random bits
   double uniform(double lo, double hi) { return lo + (hi - lo) * uniform(); }  // in [lo, hi)
   double normal();           // standard normal N(0, 1)
