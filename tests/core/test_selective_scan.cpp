@@ -189,6 +189,29 @@ TEST(SelectiveScan, GradientsAccumulate) {
   EXPECT_EQ(max_abs_diff(mixed.dz, once.dz), 0.0);
 }
 
+// write_rows: given buffers holding anything are written, not added into (the Mamba block's pooled buffers).
+TEST(SelectiveScan, WriteRowsOverwritesGivenBuffers) {
+  Config c;
+  ScanInputs in = make_inputs(c, 21, DType::F32);
+  Tensor y;
+  ScanSaved saved;
+  selective_scan_forward(y, nullptr, &saved, in);
+  Tensor dy = random_tensor(y.shape(), 3, -1, 1, DType::F32);
+  ScanGrads fresh, given;
+  selective_scan_backward(fresh, dy, Tensor{}, in, saved);
+  given.du = Tensor::full(y.shape(), 7.0, DType::F32);
+  given.ddelta = Tensor::full(y.shape(), -3.0, DType::F32);
+  given.dz = Tensor::full(y.shape(), 1e30, DType::F32);
+  given.write_rows = true;
+  selective_scan_backward(given, dy, Tensor{}, in, saved);
+  EXPECT_EQ(max_abs_diff(given.du, fresh.du), 0.0);
+  EXPECT_EQ(max_abs_diff(given.ddelta, fresh.ddelta), 0.0);
+  EXPECT_EQ(max_abs_diff(given.dz, fresh.dz), 0.0);
+  ScanGrads missing;  // write_rows without the buffers is refused
+  missing.write_rows = true;
+  EXPECT_THROW(selective_scan_backward(missing, dy, Tensor{}, in, saved), Error);
+}
+
 TEST(SelectiveScan, DeterministicForFixedThreadCount) {
   Config c{3, 16, 8, 50, 4};
   ScanInputs in = make_inputs(c, 13, DType::F32);

@@ -427,10 +427,12 @@ void backward_impl(Tensor* dhidden, MambaParams& g, const Tensor& dout, const Ma
   }
 
   // scan (adds into D's and dt_proj.bias's gradients directly)
-  ScanGrads sg;  // the large gradients from the pool, zeroed; the scan adds into them
-  sg.du = zeros({Bn, E, L}, dt);
-  sg.ddelta = zeros({Bn, E, L}, dt);
-  sg.dz = zeros({Bn, E, L}, dt);
+  ScanGrads sg;  // the large gradients from the pool; the scan writes them (F32) or adds into zeros (F64)
+  const bool write = std::is_same_v<T, float>;
+  sg.du = write ? uninit({Bn, E, L}, dt) : zeros({Bn, E, L}, dt);
+  sg.ddelta = write ? uninit({Bn, E, L}, dt) : zeros({Bn, E, L}, dt);
+  sg.dz = write ? uninit({Bn, E, L}, dt) : zeros({Bn, E, L}, dt);
+  sg.write_rows = write;
   sg.dD = g.D;
   sg.ddelta_bias = g.dt_proj_bias;
   selective_scan_backward(sg, dy, Tensor{}, c.scan, c.saved);

@@ -365,8 +365,11 @@ void scan_backward_impl(ScanGrads& gr, const Tensor& dy0, const Tensor& dlast0, 
 
   // The float kernels write the (B,D,L) gradients and dB, dC outright when they are new (no zero-fill first);
   // all three (B,D,L) ones must be new for that, since one flag serves them.
-  const bool fresh_rows = std::is_same_v<T, float> && !gr.du.defined() && !gr.ddelta.defined() &&
-                          (!z.defined() || !gr.dz.defined());
+  SSMKIT_CHECK(!gr.write_rows || (std::is_same_v<T, float> && gr.du.defined() && gr.ddelta.defined() &&
+                                   (!z.defined() || gr.dz.defined())),
+               "selective_scan_backward: write_rows needs F32 inputs and du, ddelta (and dz with z) given");
+  const bool fresh_rows = gr.write_rows || (std::is_same_v<T, float> && !gr.du.defined() && !gr.ddelta.defined() &&
+                                            (!z.defined() || !gr.dz.defined()));
   const bool fresh_bc = !gr.dB.defined() && !gr.dC.defined();
   if (fresh_rows) {
     gr.du = Tensor::uninitialized({Bn, Dn, L}, dt);

@@ -36,6 +36,9 @@ struct ScanInputs {
 // are left undefined. dh0 is produced only when h0 is given.
 struct ScanGrads {
   Tensor du, ddelta, dA, dB, dC, dD, dz, ddelta_bias, dh0;
+  // true: du, ddelta and dz (when z is given) are buffers of the right shape whose contents are not
+  // gradients yet; the backward writes them instead of adding into them (no zero fill). F32 only.
+  bool write_rows = false;
 };
 
 // What the forward keeps for the backward: the state at the start of every chunk.
