@@ -13,6 +13,7 @@
 #include <gtest/gtest.h>
 
 #include "ssmkit/core/ops/elementwise.h"
+#include "ssmkit/core/random.h"
 #include "ssmkit/core/train/optimizer.h"
 
 using namespace ssmkit::core;
@@ -506,4 +507,45 @@ TEST(Optimizer, TrainsALeastSquaresProblem) {
     opt.step();
   }
   EXPECT_LT(loss, 1e-4 * loss0);
+}
+
+// One step runs every parameter's update as pieces in one parallel loop: a parameter of several pieces next to
+// small ones (F32 and F64, two groups, AMSGrad) gets exactly what it gets when stepped alone.
+TEST(Adam, PiecesOfManyParametersMatchSteppingEachAlone) {
+  auto make = [](int64_t n, uint64_t seed, DType dt) {
+    std::vector<double> v(static_cast<size_t>(n));
+    Rng r(seed);
+    for (double& x : v) x = r.uniform(-1, 1);
+    return Tensor::from_vector({n}, v).to(dt);
+  };
+  const std::vector<int64_t> sizes = {100003, 7, 40000, 1};
+  const std::vector<DType> types = {DType::F32, DType::F32, DType::F64, DType::F32};
+  AdamOptions o;
+  o.amsgrad = true;
+  std::vector<Var> together, alone;
+  std::vector<ParamGroup> groups(2);
+  std::vector<std::unique_ptr<AdamW>> singles;
+  for (size_t k = 0; k < sizes.size(); ++k) {
+    together.emplace_back(make(sizes[k], 10 + k, types[k]), true);
+    alone.emplace_back(make(sizes[k], 10 + k, types[k]), true);
+    ParamGroup& g = groups[k % 2];
+    g.lr = k % 2 ? 0.02 : 0.01;
+    g.params.emplace_back("p" + std::to_string(k), together.back());
+    ParamGroup single;
+    single.lr = g.lr;
+    single.params.emplace_back("p", alone.back());
+    singles.push_back(std::make_unique<AdamW>(std::vector<ParamGroup>{single}, o));
+  }
+  AdamW all(groups, o);
+  for (int step = 0; step < 3; ++step) {
+    for (size_t k = 0; k < sizes.size(); ++k) {
+      const Tensor g = make(sizes[k], 100 * step + k, types[k]);
+      together[k].grad() = g;
+      alone[k].grad() = g.clone();
+    }
+    all.step();
+    for (auto& s : singles) s->step();
+  }
+  for (size_t k = 0; k < sizes.size(); ++k)
+    EXPECT_EQ(max_abs_diff(together[k].value(), alone[k].value()), 0.0) << "parameter " << k;
 }

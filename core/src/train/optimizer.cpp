@@ -6,6 +6,7 @@
 #include "ssmkit/core/train/optimizer.h"
 
 #include <algorithm>
+#include <functional>
 #include <cmath>
 #include <map>
 #include <set>
@@ -388,6 +389,13 @@ std::vector<std::string> Adam::state_names() const {
 
 void Adam::step() {
   NoGradGuard no_grad;
+  // All parameters' updates as pieces of at most kPiece elements, run in one parallel loop: small
+  // parameters no longer run on one thread each with the others waiting, and there is one fork per step.
+  // Every element gets the same arithmetic as before.
+  constexpr int64_t kPiece = kParallelMin / 2;
+  std::vector<std::function<void(int64_t, int64_t)>> updates;  // (offset, count) within one parameter
+  std::vector<std::pair<size_t, int64_t>> pieces;               // (update, offset)
+  std::vector<int64_t> sizes;
   for (size_t g = 0; g < groups_.size(); ++g) {
     const ParamGroup& grp = groups_[g];
     for (size_t i = 0; i < grp.params.size(); ++i) {
@@ -403,15 +411,31 @@ void Adam::step() {
       }
       st.step += 1;
       const int64_t n = val.numel();
+      const double lr = grp.lr, wd = grp.weight_decay, step = st.step;
+      const bool ams = opt_.amsgrad;
+      // Tensor handles (grad may be a contiguous copy, which must live until the loop below)
+      Tensor pv = val, pg = grad, m = st.bufs[0], v = st.bufs[1], vm = ams ? st.bufs[2] : Tensor{};
+      auto update = [=, this](auto tag, int64_t off, int64_t cnt) mutable {
+        using T = decltype(tag);
+        adam_update<T>(pv.data<T>() + off, pg.data<T>() + off, m.data<T>() + off, v.data<T>() + off,
+                       ams ? vm.data<T>() + off : nullptr, cnt, lr, wd, decoupled_, opt_.beta1, opt_.beta2, opt_.eps,
+                       step);
+      };
       if (val.dtype() == DType::F32)
-        adam_update<float>(val.data<float>(), grad.data<float>(), st.bufs[0].data<float>(), st.bufs[1].data<float>(),
-                           opt_.amsgrad ? st.bufs[2].data<float>() : nullptr, n, grp.lr, grp.weight_decay, decoupled_,
-                           opt_.beta1, opt_.beta2, opt_.eps, st.step);
+        updates.emplace_back([update](int64_t off, int64_t cnt) mutable { update(float{}, off, cnt); });
       else
-        adam_update<double>(val.data<double>(), grad.data<double>(), st.bufs[0].data<double>(),
-                            st.bufs[1].data<double>(), opt_.amsgrad ? st.bufs[2].data<double>() : nullptr, n, grp.lr,
-                            grp.weight_decay, decoupled_, opt_.beta1, opt_.beta2, opt_.eps, st.step);
+        updates.emplace_back([update](int64_t off, int64_t cnt) mutable { update(double{}, off, cnt); });
+      sizes.push_back(n);
+      for (int64_t off = 0; off < n; off += kPiece) pieces.emplace_back(updates.size() - 1, off);
     }
+  }
+  const int64_t np = static_cast<int64_t>(pieces.size());
+  int64_t total = 0;
+  for (int64_t n : sizes) total += n;
+#pragma omp parallel for schedule(dynamic, 1) if (np > 1 && total >= kParallelMin)
+  for (int64_t k = 0; k < np; ++k) {
+    const auto [u, off] = pieces[static_cast<size_t>(k)];
+    updates[u](off, std::min(kPiece, sizes[u] - off));
   }
 }
 
