@@ -428,11 +428,11 @@ void backward_impl(Tensor* dhidden, MambaParams& g, const Tensor& dout, const Ma
 
   // scan (adds into D's and dt_proj.bias's gradients directly)
   ScanGrads sg;  // the large gradients from the pool; the scan writes them (F32) or adds into zeros (F64)
-  const bool write = std::is_same_v<T, float>;
-  sg.du = write ? uninit({Bn, E, L}, dt) : zeros({Bn, E, L}, dt);
-  sg.ddelta = write ? uninit({Bn, E, L}, dt) : zeros({Bn, E, L}, dt);
-  sg.dz = write ? uninit({Bn, E, L}, dt) : zeros({Bn, E, L}, dt);
-  sg.write_rows = write;
+  sg.write_rows = std::is_same_v<T, float>;
+  auto rows = [&] { return sg.write_rows ? uninit({Bn, E, L}, dt) : zeros({Bn, E, L}, dt); };
+  sg.du = rows();
+  sg.ddelta = rows();
+  sg.dz = rows();
   sg.dD = g.D;
   sg.ddelta_bias = g.dt_proj_bias;
   selective_scan_backward(sg, dy, Tensor{}, c.scan, c.saved);

@@ -363,8 +363,9 @@ void scan_backward_impl(ScanGrads& gr, const Tensor& dy0, const Tensor& dlast0, 
   const std::vector<T> Bt = transpose_nl<T>(in0.B.contiguous(), s);
   const std::vector<T> Ct = transpose_nl<T>(in0.C.contiguous(), s);
 
-  // The float kernels write the (B,D,L) gradients and dB, dC outright when they are new (no zero-fill first);
-  // all three (B,D,L) ones must be new for that, since one flag serves them.
+  // New (B,D,L) gradients (or given buffers with write_rows) are written by the float kernels, not zero-filled
+  // and added into; all three must be new, since one flag serves them. New dB, dC are zeroed bg by bg inside
+  // the threaded reduction at the end instead of all at once here.
   SSMKIT_CHECK(!gr.write_rows || (std::is_same_v<T, float> && gr.du.defined() && gr.ddelta.defined() &&
                                    (!z.defined() || gr.dz.defined())),
                "selective_scan_backward: write_rows needs F32 inputs and du, ddelta (and dz with z) given");

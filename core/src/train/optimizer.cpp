@@ -393,9 +393,14 @@ void Adam::step() {
   // parameters no longer run on one thread each with the others waiting, and there is one fork per step.
   // Every element gets the same arithmetic as before.
   constexpr int64_t kPiece = kParallelMin / 2;
+  struct Piece {
+    size_t update;  // index into updates
+    int64_t off, count;
+  };
   std::vector<std::function<void(int64_t, int64_t)>> updates;  // (offset, count) within one parameter
-  std::vector<std::pair<size_t, int64_t>> pieces;               // (update, offset)
-  std::vector<int64_t> sizes;
+  std::vector<Piece> pieces;
+  std::vector<Tensor> grads;  // alive until the loop below (grad_of may return a contiguous copy)
+  int64_t total = 0;
   for (size_t g = 0; g < groups_.size(); ++g) {
     const ParamGroup& grp = groups_[g];
     for (size_t i = 0; i < grp.params.size(); ++i) {
@@ -412,30 +417,28 @@ void Adam::step() {
       st.step += 1;
       const int64_t n = val.numel();
       const double lr = grp.lr, wd = grp.weight_decay, step = st.step;
-      const bool ams = opt_.amsgrad;
-      // Tensor handles (grad may be a contiguous copy, which must live until the loop below)
-      Tensor pv = val, pg = grad, m = st.bufs[0], v = st.bufs[1], vm = ams ? st.bufs[2] : Tensor{};
-      auto update = [=, this](auto tag, int64_t off, int64_t cnt) mutable {
+      auto make = [&](auto tag) -> std::function<void(int64_t, int64_t)> {
         using T = decltype(tag);
-        adam_update<T>(pv.data<T>() + off, pg.data<T>() + off, m.data<T>() + off, v.data<T>() + off,
-                       ams ? vm.data<T>() + off : nullptr, cnt, lr, wd, decoupled_, opt_.beta1, opt_.beta2, opt_.eps,
-                       step);
+        T *pv = val.data<T>(), *m = st.bufs[0].data<T>(), *v = st.bufs[1].data<T>();
+        T* vmax = opt_.amsgrad ? st.bufs[2].data<T>() : nullptr;
+        const T* pg = grad.data<T>();
+        return [=, this](int64_t off, int64_t cnt) {
+          adam_update<T>(pv + off, pg + off, m + off, v + off, vmax ? vmax + off : nullptr, cnt, lr, wd, decoupled_,
+                         opt_.beta1, opt_.beta2, opt_.eps, step);
+        };
       };
-      if (val.dtype() == DType::F32)
-        updates.emplace_back([update](int64_t off, int64_t cnt) mutable { update(float{}, off, cnt); });
-      else
-        updates.emplace_back([update](int64_t off, int64_t cnt) mutable { update(double{}, off, cnt); });
-      sizes.push_back(n);
-      for (int64_t off = 0; off < n; off += kPiece) pieces.emplace_back(updates.size() - 1, off);
+      updates.push_back(val.dtype() == DType::F32 ? make(float{}) : make(double{}));
+      grads.push_back(grad);
+      for (int64_t off = 0; off < n; off += kPiece)
+        pieces.push_back({updates.size() - 1, off, std::min(kPiece, n - off)});
+      total += n;
     }
   }
   const int64_t np = static_cast<int64_t>(pieces.size());
-  int64_t total = 0;
-  for (int64_t n : sizes) total += n;
 #pragma omp parallel for schedule(dynamic, 1) if (np > 1 && total >= kParallelMin)
   for (int64_t k = 0; k < np; ++k) {
-    const auto [u, off] = pieces[static_cast<size_t>(k)];
-    updates[u](off, std::min(kPiece, sizes[u] - off));
+    const Piece& q = pieces[static_cast<size_t>(k)];
+    updates[q.update](q.off, q.count);
   }
 }
 
