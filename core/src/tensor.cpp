@@ -10,6 +10,8 @@
 #include <numeric>
 #include <sstream>
 
+#include "storage_blocks.h"
+
 namespace ssmkit::core {
 
 size_t dtype_size(DType dt) {
@@ -78,16 +80,16 @@ static void for_each_piece(size_t bytes, Fn fn) {
 
 std::shared_ptr<Storage> Storage::allocate(size_t bytes, bool zero) {
   auto st = std::make_shared<Storage>();
-  size_t padded = std::max<size_t>(64, (bytes + 63) / 64 * 64);
-  void* p = std::aligned_alloc(64, padded);
+  const size_t size = detail::storage_block_size(bytes);  // >= bytes rounded up to 64
+  void* p = detail::storage_block_take(size);              // a cached block of that size class, or a new one
   SSMKIT_CHECK(p != nullptr, "out of memory allocating ", bytes, " bytes");
   if (zero) {  // else the contents are left undefined
     char* c = static_cast<char*>(p);
-    for_each_piece(padded, [c](size_t off, size_t n) { std::memset(c + off, 0, n); });
+    for_each_piece(std::max<size_t>(64, (bytes + 63) / 64 * 64), [c](size_t off, size_t n) { std::memset(c + off, 0, n); });
   }
   st->data = p;
   st->bytes = bytes;
-  st->owner = std::shared_ptr<void>(p, [](void* q) { std::free(q); });
+  st->owner = std::shared_ptr<void>(p, [size](void* q) { detail::storage_block_give(q, size); });
   return st;
 }
 

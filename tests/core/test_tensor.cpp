@@ -1,13 +1,21 @@
-// Tensor: storage alignment, views (view, reshape, permute, transpose, slice, select), copies, dtype
-// conversion (F16/BF16 rounding), and error messages.
+// Tensor: storage alignment, the cache of large freed buffers, views (view, reshape, permute, transpose, slice,
+// select), copies, dtype conversion (F16/BF16 rounding), and error messages.
+#include <omp.h>
+
 #include <cmath>
+#include <cstring>
 
 #include "gradcheck.h"
 #include "ssmkit/core/eigen_map.h"
 #include "ssmkit/core/ops/linear.h"
+#include "ssmkit/core/storage_cache.h"
 #include "ssmkit/core/tensor.h"
 
 using namespace ssmkit::core;
+
+namespace ssmkit::core::detail {
+size_t storage_block_size(size_t bytes);  // core/src/storage_blocks.h (internal)
+}
 
 static Tensor iota(const Shape& s) {
   std::vector<float> v(static_cast<size_t>(shape_numel(s)));
@@ -147,4 +155,84 @@ TEST(Linear, GradcheckInDouble) {
   ssmkit::test::gradcheck(loss, x, dx, "x");
   ssmkit::test::gradcheck(loss, W, dW, "W");
   ssmkit::test::gradcheck(loss, b, db, "b");
+}
+
+TEST(StorageCache, BlockSizes) {
+  const size_t big = size_t(1) << 25;  // 32 MB: from here on blocks are cached by size class
+  for (size_t b : {size_t(1), size_t(63), size_t(64), size_t(65), size_t(1000), size_t(262145), big - 1, big,
+                   big + 1, 3 * big + 12345, size_t(1) << 31}) {
+    const size_t s = detail::storage_block_size(b);
+    EXPECT_GE(s, b) << b;
+    EXPECT_EQ(s % 64, 0u) << b;
+    if (b >= big) {
+      EXPECT_LE(s, b + b / 8) << b;                       // a size class wastes at most 1/8
+      EXPECT_EQ(detail::storage_block_size(s), s) << b;  // a class size is its own class
+    } else {
+      EXPECT_EQ(s, std::max<size_t>(64, (b + 63) / 64 * 64)) << b;
+    }
+  }
+}
+
+constexpr int64_t kBigFloats = int64_t(1) << 23;  // 32 MB of floats
+
+TEST(StorageCache, ReusesFreedBlocksZeroedWhenAsked) {
+  if (storage_cache_stats().limit_bytes == 0) GTEST_SKIP() << "storage cache off (AddressSanitizer build or env)";
+  release_cached_storage();
+  void* first = nullptr;
+  {
+    Tensor t = Tensor::uninitialized({kBigFloats + 1000});
+    first = t.raw();
+    std::memset(first, 0xAB, static_cast<size_t>(kBigFloats + 1000) * 4);
+  }
+  EXPECT_EQ(storage_cache_stats().cached_blocks, 1u);
+  const uint64_t hits = storage_cache_stats().hits;
+  Tensor z = Tensor::empty({kBigFloats + 2000});  // the same size class (above 32 MB, up to 36 MB)
+  EXPECT_EQ(z.raw(), first);
+  EXPECT_EQ(storage_cache_stats().hits, hits + 1);
+  EXPECT_EQ(storage_cache_stats().cached_blocks, 0u);
+  const float* p = z.data<float>();
+  for (int64_t i = 0; i < z.numel(); ++i) ASSERT_EQ(p[i], 0.0f) << i;  // empty() zero-fills a reused block
+  Tensor other = Tensor::uninitialized({2 * kBigFloats});  // another class: a new block
+  EXPECT_NE(other.raw(), first);
+}
+
+TEST(StorageCache, LimitEvictsOldestAndReleaseFrees) {
+  if (storage_cache_stats().limit_bytes == 0) GTEST_SKIP() << "storage cache off (AddressSanitizer build or env)";
+  const size_t limit = storage_cache_stats().limit_bytes, block = size_t(kBigFloats) * 4;
+  release_cached_storage();
+  set_storage_cache_limit(block * 5 / 2);  // room for two blocks
+  {
+    std::vector<Tensor> ts;
+    for (int i = 0; i < 4; ++i) ts.push_back(Tensor::uninitialized({kBigFloats}));
+  }
+  StorageCacheStats st = storage_cache_stats();
+  EXPECT_EQ(st.cached_blocks, 2u);
+  EXPECT_EQ(st.cached_bytes, 2 * block);
+  set_storage_cache_limit(block);  // lowering the limit evicts at once
+  EXPECT_EQ(storage_cache_stats().cached_blocks, 1u);
+  release_cached_storage();
+  EXPECT_EQ(storage_cache_stats().cached_bytes, 0u);
+  set_storage_cache_limit(0);  // off: freed blocks go back to the system
+  { Tensor t = Tensor::uninitialized({kBigFloats}); }
+  EXPECT_EQ(storage_cache_stats().cached_blocks, 0u);
+  set_storage_cache_limit(limit);
+}
+
+TEST(StorageCache, ThreadsAllocateAndFreeConcurrently) {
+  // Every thread allocates, marks, checks and frees blocks of a few size classes many times; a block handed
+  // to two owners at once would show up as a wrong mark.
+  int bad = 0;
+#pragma omp parallel num_threads(4) reduction(+ : bad)
+  {
+    const int t = omp_get_thread_num();
+    for (int it = 0; it < 40; ++it) {
+      const int64_t n = kBigFloats * (1 + (it + t) % 3) / 2;
+      Tensor a = Tensor::uninitialized({n});
+      float* p = a.data<float>();
+      const float mark = static_cast<float>(t * 1000 + it);
+      for (int64_t i = 0; i < n; i += n / 7) p[i] = mark;
+      for (int64_t i = 0; i < n; i += n / 7) bad += p[i] != mark;
+    }
+  }
+  EXPECT_EQ(bad, 0);
 }

@@ -33,17 +33,15 @@ constexpr int64_t kChunk = 512;  // columns of L per output GEMM in the fused pa
 // otherwise the team shares one x per item, threads over rows then over chunks. Same values either way.
 Tensor s4d_infer_f32(const Tensor& u, const Tensor& K, const Tensor& D, const Tensor& w, const Tensor& bias) {
   const int64_t B = u.size(0), H = u.size(1), L = u.size(2);
-  Tensor out = Tensor::empty({B, H, L}, DType::F32);
+  Tensor out = Tensor::uninitialized({B, H, L}, DType::F32);  // every element written by a GLU below
   if (B == 0 || H == 0 || L == 0) return out;
-  const detail::FftConvRowsF32 conv(K.data<float>(), H, L);
-  const float *pu = u.data<float>(), *pd = D.data<float>(), *pw = w.data<float>();
+  const detail::FftConvRowsF32 conv(K.data<float>(), D.data<float>(), H, L);
+  const float *pu = u.data<float>(), *pw = w.data<float>();
   const float* pb = bias.defined() ? bias.data<float>() : nullptr;
   float* po = out.data<float>();
   const int64_t nc = (L + kChunk - 1) / kChunk;
   auto conv_gelu_row = [&](float* x, int64_t b, int64_t h, detail::FftConvRowsF32::Scratch& scratch) {
-    float* xh = x + h * L;
-    conv.row(xh, pu + (b * H + h) * L, h, pd[h], scratch);
-    detail::gelu_f32(xh, xh, L);
+    conv.row(x + h * L, pu + (b * H + h) * L, h, scratch, /*gelu=*/true);
   };
   auto linear_glu_chunk = [&](const float* x, int64_t b, int64_t c, float* z) {
     const int64_t l0 = c * kChunk, lc = std::min(kChunk, L - l0);
@@ -52,26 +50,31 @@ Tensor s4d_infer_f32(const Tensor& u, const Tensor& K, const Tensor& D, const Te
     for (int64_t o = 0; o < H; ++o)
       detail::glu_bias_f32(z + o * lc, z + (H + o) * lc, pb ? pb[o] : 0.0f, pb ? pb[H + o] : 0.0f, ob + o * L, lc);
   };
-  // Buffers are written before they are read: left uninitialized.
-  const bool whole_items = B >= omp_get_max_threads();
-  const auto shared_x = std::make_unique_for_overwrite<float[]>(whole_items ? 0 : static_cast<size_t>(H * L));
-#pragma omp parallel
+  const int nth = omp_get_max_threads();
+  const bool whole_items = B >= nth;
+  // One buffer for the team: every thread's z (2H, chunk), then one x (H,L) per thread for whole items, else
+  // the team's shared x. Written before they are read: left uninitialized.
+  const int64_t z_len = 2 * H * std::min(L, kChunk), x_len = H * L;
+  Tensor work = Tensor::uninitialized({nth * z_len + (whole_items ? nth : 1) * x_len});
+  float* const pwork = work.data<float>();
+#pragma omp parallel num_threads(nth)
   {
     detail::FftConvRowsF32::Scratch scratch(conv);
-    const auto z = std::make_unique_for_overwrite<float[]>(static_cast<size_t>(2 * H * std::min(L, kChunk)));
+    const int ith = omp_get_thread_num();
+    float* z = pwork + ith * z_len;
+    float* x = pwork + nth * z_len + (whole_items ? ith * x_len : 0);  // the team's shared x otherwise
     if (whole_items) {
-      const auto x = std::make_unique_for_overwrite<float[]>(static_cast<size_t>(H * L));
 #pragma omp for schedule(dynamic, 1)
       for (int64_t b = 0; b < B; ++b) {
-        for (int64_t h = 0; h < H; ++h) conv_gelu_row(x.get(), b, h, scratch);
-        for (int64_t c = 0; c < nc; ++c) linear_glu_chunk(x.get(), b, c, z.get());
+        for (int64_t h = 0; h < H; ++h) conv_gelu_row(x, b, h, scratch);
+        for (int64_t c = 0; c < nc; ++c) linear_glu_chunk(x, b, c, z);
       }
     } else {
       for (int64_t b = 0; b < B; ++b) {
 #pragma omp for schedule(static)
-        for (int64_t h = 0; h < H; ++h) conv_gelu_row(shared_x.get(), b, h, scratch);
+        for (int64_t h = 0; h < H; ++h) conv_gelu_row(x, b, h, scratch);
 #pragma omp for schedule(static)
-        for (int64_t c = 0; c < nc; ++c) linear_glu_chunk(shared_x.get(), b, c, z.get());
+        for (int64_t c = 0; c < nc; ++c) linear_glu_chunk(x, b, c, z);
       }
     }
   }

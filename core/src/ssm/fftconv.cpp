@@ -311,7 +311,7 @@ void fftconv_backward_impl(T* du, T* dk, T* dD, const T* dy, const T* u, const T
 
 namespace detail {
 
-FftConvRowsF32::FftConvRowsF32(const float* k, int64_t H, int64_t L)
+FftConvRowsF32::FftConvRowsF32(const float* k, const float* D, int64_t H, int64_t L)
     : H_(H), L_(L), n_(fftconv_size(L)), plan_(nullptr), kf_(nullptr) {
   SSMKIT_CHECK(L > 0, "FftConvRowsF32: L must be > 0, got ", L);
   const int64_t nf = spectrum_stride();
@@ -320,12 +320,19 @@ FftConvRowsF32::FftConvRowsF32(const float* k, int64_t H, int64_t L)
   kf_ = static_cast<float*>(Fftw<float>::alloc(static_cast<size_t>(H * nf) * sizeof(std::complex<float>)));
   SSMKIT_CHECK(kf_, "FftConvRowsF32: out of memory for ", H, " spectra of length ", nf);
   std::complex<float>* kf = reinterpret_cast<std::complex<float>*>(kf_);
+  const float scale = 1.0f / static_cast<float>(n_);
 #pragma omp parallel if (H > 1)
   {
     FftBuf<float, float> pad(n_);
     std::fill(pad.p, pad.p + n_, 0.0f);
 #pragma omp for schedule(static)
-    for (int64_t h = 0; h < H; ++h) kernel_spectrum(kf + h * nf, k + h * L, pad.p, L, n_, plan);
+    for (int64_t h = 0; h < H; ++h) {
+      std::complex<float>* kh = kf + h * nf;
+      kernel_spectrum(kh, k + h * L, pad.p, L, n_, plan);
+      // the skip term d u[t] is the convolution with d at lag 0, whose spectrum is d at every frequency
+      if (D)
+        for (int64_t f = 0; f < n_ / 2 + 1; ++f) kh[f] += D[h] * scale;
+    }
   }
 }
 
@@ -346,11 +353,18 @@ FftConvRowsF32::Scratch::~Scratch() {
   Fftw<float>::release(spec_);
 }
 
-void FftConvRowsF32::row(float* y, const float* u, int64_t h, float d, Scratch& s) const {
+void FftConvRowsF32::row(float* y, const float* u, int64_t h, Scratch& s, bool gelu) const {
   SSMKIT_DCHECK(h >= 0 && h < H_, "FftConvRowsF32::row: channel ", h, " out of [0, ", H_, ")");
-  const int64_t nf = spectrum_stride();
-  conv_row(y, u, reinterpret_cast<const std::complex<float>*>(kf_) + h * nf, d, s.pad_, s.out_,
-           reinterpret_cast<std::complex<float>*>(s.spec_), L_, n_, *static_cast<const FftPlan<float>*>(plan_));
+  const FftPlan<float>& plan = *static_cast<const FftPlan<float>*>(plan_);
+  std::complex<float>* uf = reinterpret_cast<std::complex<float>*>(s.spec_);
+  std::copy(u, u + L_, s.pad_);
+  Fftw<float>::r2c(plan.r2c, s.pad_, uf);
+  spectrum_product(uf, reinterpret_cast<const std::complex<float>*>(kf_) + h * spectrum_stride(), n_ / 2 + 1);
+  Fftw<float>::c2r(plan.c2r, uf, s.out_);
+  if (gelu)
+    gelu_f32(s.out_, y, L_);
+  else
+    std::copy(s.out_, s.out_ + L_, y);
 }
 
 }  // namespace detail

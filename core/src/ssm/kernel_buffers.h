@@ -68,12 +68,14 @@ inline void ref_store(const char* fn, const char* name, Tensor& g, const Shape& 
 // F32 pieces of the S4D layer's fused inference path
 
 // fftconv_forward's F32 convolution one (b,h) row at a time (defined in ssm/fftconv.cpp): the H kernel spectra
-// are computed once here, then row() may run from any thread with its own Scratch. Same plans and formulas as
-// fftconv_forward, so the same values.
+// are computed once here, with the skip term D folded in (d u is the convolution with d at lag 0, so d / n is
+// added to every scaled frequency), then row() may run from any thread with its own Scratch. Same plans as
+// fftconv_forward; the skip term rounds differently (through the transforms, relative error ~1e-7).
 class FftConvRowsF32 {
  public:
-  // k (H,L) contiguous. Computes the spectra on the calling team's threads (call outside a parallel region).
-  FftConvRowsF32(const float* k, int64_t H, int64_t L);
+  // k (H,L) contiguous, D (H) or null. Computes the spectra on the calling team's threads (call outside a
+  // parallel region).
+  FftConvRowsF32(const float* k, const float* D, int64_t H, int64_t L);
   ~FftConvRowsF32();
   FftConvRowsF32(const FftConvRowsF32&) = delete;
   FftConvRowsF32& operator=(const FftConvRowsF32&) = delete;
@@ -93,8 +95,9 @@ class FftConvRowsF32 {
     float* spec_;  // (n/2+1) complex spectrum
   };
 
-  // u (L) of channel h -> y (L): y[t] = sum_{s<=t} k[h,t-s] u[s] + d u[t].
-  void row(float* y, const float* u, int64_t h, float d, Scratch& s) const;
+  // u (L) of channel h -> y (L): c[t] = sum_{s<=t} k[h,t-s] u[s] + D[h] u[t], and y = gelu(c) (exact erf
+  // form) when gelu, else y = c.
+  void row(float* y, const float* u, int64_t h, Scratch& s, bool gelu) const;
 
  private:
   // Complex values between the starts of two spectra: n/2+1 rounded up to 8 (64 bytes), so that every
