@@ -34,31 +34,42 @@ constexpr int64_t kParallelMinWork = 32768;
 constexpr int64_t kTokenMajorMaxL = 64;
 bool token_major(int64_t Bn, int64_t L) { return Bn > 1 && L < kTokenMajorMaxL; }
 
+// The transposes between channel-major (B,C,L) and token rows work on tiles of kTile channels x L tokens: the
+// tile's channel-major side (kTile rows of L) and its token side (L rows of kTile) both stay in L1, and the
+// inner loop runs along the contiguous kTile channels of a token row. Threads over (batch, tile) pairs.
+constexpr int64_t kTile = 16;
+
 // src (B,C,L) channel-major -> dst row b*L + l, columns [0,C), leading dimension ld.
 template <class T>
 void to_tokens(T* dst, int64_t ld, const T* src, int64_t Bn, int64_t C, int64_t L) {
+  const int64_t tiles = (C + kTile - 1) / kTile;
 #pragma omp parallel for schedule(static) if (Bn * C * L > kParallelMinWork)
-  for (int64_t b = 0; b < Bn; ++b)
-    for (int64_t c = 0; c < C; ++c) {
-      const T* s = src + (b * C + c) * L;
-      T* d = dst + b * L * ld + c;
-      for (int64_t l = 0; l < L; ++l) d[l * ld] = s[l];
+  for (int64_t bt = 0; bt < Bn * tiles; ++bt) {
+    const int64_t b = bt / tiles, c0 = bt % tiles * kTile, cn = std::min(kTile, C - c0);
+    const T* s = src + (b * C + c0) * L;
+    for (int64_t l = 0; l < L; ++l) {
+      T* d = dst + (b * L + l) * ld + c0;
+      for (int64_t j = 0; j < cn; ++j) d[j] = s[j * L + l];
     }
+  }
 }
 
 // src rows b*L + l, columns [0,C), leading dimension ld -> dst (B,C,L); add: dst += instead of dst =.
 template <class T>
 void to_channels(T* dst, const T* src, int64_t ld, int64_t Bn, int64_t C, int64_t L, bool add) {
+  const int64_t tiles = (C + kTile - 1) / kTile;
 #pragma omp parallel for schedule(static) if (Bn * C * L > kParallelMinWork)
-  for (int64_t b = 0; b < Bn; ++b)
-    for (int64_t c = 0; c < C; ++c) {
-      const T* s = src + b * L * ld + c;
-      T* d = dst + (b * C + c) * L;
+  for (int64_t bt = 0; bt < Bn * tiles; ++bt) {
+    const int64_t b = bt / tiles, c0 = bt % tiles * kTile, cn = std::min(kTile, C - c0);
+    T* d = dst + (b * C + c0) * L;
+    for (int64_t l = 0; l < L; ++l) {
+      const T* s = src + (b * L + l) * ld + c0;
       if (add)
-        for (int64_t l = 0; l < L; ++l) d[l] += s[l * ld];
+        for (int64_t j = 0; j < cn; ++j) d[j * L + l] += s[j];
       else
-        for (int64_t l = 0; l < L; ++l) d[l] = s[l * ld];
+        for (int64_t j = 0; j < cn; ++j) d[j * L + l] = s[j];
     }
+  }
 }
 
 // The block's buffers come from a small recycling pool: a buffer whose last tensor goes away is parked,
