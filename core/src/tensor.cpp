@@ -103,10 +103,30 @@ static Shape contiguous_strides(const Shape& shape) {
   return st;
 }
 
+static bool shape_numel_is_zero(const Shape& shape) {
+  for (int64_t d : shape)
+    if (d == 0) return true;
+  return false;
+}
+
+// Bytes of a new contiguous tensor of this shape; refuses negative dimensions and sizes past 2^60 bytes (whose
+// element count or byte count would overflow, or which no machine could hold).
+static size_t checked_bytes(const char* fn, const Shape& shape, DType dt) {
+  constexpr uint64_t kMaxBytes = uint64_t(1) << 60;
+  uint64_t bytes = dtype_size(dt);
+  bool too_big = false;
+  for (int64_t d : shape) {
+    SSMKIT_CHECK(d >= 0, fn, ": negative dimension in ", shape_str(shape));
+    too_big = too_big || __builtin_mul_overflow(bytes, static_cast<uint64_t>(d), &bytes) || bytes > kMaxBytes;
+  }
+  SSMKIT_CHECK(!too_big || shape_numel_is_zero(shape), fn, ": shape ", shape_str(shape), " of ", dtype_name(dt),
+               " is too large to allocate (more than 2^60 bytes)");
+  return too_big ? 0 : static_cast<size_t>(bytes);
+}
+
 Tensor Tensor::empty(const Shape& shape, DType dt) {
-  for (int64_t d : shape) SSMKIT_CHECK(d >= 0, "Tensor::empty(): negative dimension in ", shape_str(shape));
   Tensor t;
-  t.storage_ = Storage::allocate(static_cast<size_t>(shape_numel(shape)) * dtype_size(dt));
+  t.storage_ = Storage::allocate(checked_bytes("Tensor::empty()", shape, dt));
   t.dtype_ = dt;
   t.shape_ = shape;
   t.strides_ = contiguous_strides(shape);
@@ -114,9 +134,8 @@ Tensor Tensor::empty(const Shape& shape, DType dt) {
 }
 
 Tensor Tensor::uninitialized(const Shape& shape, DType dt) {
-  for (int64_t d : shape) SSMKIT_CHECK(d >= 0, "Tensor::uninitialized(): negative dimension in ", shape_str(shape));
   Tensor t;
-  t.storage_ = Storage::allocate(static_cast<size_t>(shape_numel(shape)) * dtype_size(dt), /*zero=*/false);
+  t.storage_ = Storage::allocate(checked_bytes("Tensor::uninitialized()", shape, dt), /*zero=*/false);
   t.dtype_ = dt;
   t.shape_ = shape;
   t.strides_ = contiguous_strides(shape);

@@ -130,6 +130,24 @@ TEST(Tensor, ErrorsNameTheProblem) {
   EXPECT_THROW((void)t.size(2), Error);
 }
 
+TEST(Tensor, ShapesTooLargeToAllocateAreRefused) {
+  // 2^62 floats is 2^64 bytes: the byte count wraps to 0 in size_t, which must not give a 64-byte tensor.
+  for (const Shape& s : {Shape{int64_t(1) << 62}, Shape{int64_t(1) << 40, int64_t(1) << 40}, Shape{3, int64_t(1) << 59}}) {
+    for (bool zeroed : {true, false}) {
+      try {
+        Tensor big = zeroed ? Tensor::empty(s) : Tensor::uninitialized(s);
+        FAIL() << shape_str(s) << " was allocated";
+      } catch (const Error& e) {
+        EXPECT_NE(std::string(e.what()).find("too large to allocate"), std::string::npos) << e.what();
+        EXPECT_NE(std::string(e.what()).find(shape_str(s)), std::string::npos) << e.what();
+      }
+    }
+  }
+  Tensor none = Tensor::empty({int64_t(1) << 62, 0});  // no elements: fine whatever the other dims
+  EXPECT_EQ(none.numel(), 0);
+  EXPECT_THROW((void)Tensor::empty({2, -1}), Error);
+}
+
 TEST(Tensor, EigenMatrixAndLinear) {
   Tensor x = iota({2, 3}), W = iota({4, 3});
   Tensor y;
