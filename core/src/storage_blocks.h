@@ -9,6 +9,9 @@ namespace ssmkit::core::detail {
 // mapped and unmapped each time; smaller blocks stay with malloc's heap (see storage_cache.h).
 constexpr size_t kCachedBlockMin = size_t(1) << 25;
 
+// `bytes` rounded up to a multiple of 64, at least 64: what every block holds and zero-filling clears.
+inline size_t storage_padded_bytes(size_t bytes) { return bytes <= 64 ? 64 : (bytes + 63) / 64 * 64; }
+
 // The size actually allocated for `bytes`: a multiple of 64, and for blocks of kCachedBlockMin or more
 // rounded up to a multiple of 1/8 of their highest power of two (the size class a cached block is reused in).
 size_t storage_block_size(size_t bytes);

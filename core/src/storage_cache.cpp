@@ -155,7 +155,7 @@ class BlockCache {
 namespace detail {
 
 size_t storage_block_size(size_t bytes) {
-  const size_t padded = bytes <= 64 ? 64 : (bytes + 63) / 64 * 64;
+  const size_t padded = storage_padded_bytes(bytes);
   if (padded < kCachedBlockMin) return padded;
   const int top = 63 - __builtin_clzll(static_cast<unsigned long long>(padded));
   const size_t step = size_t(1) << (top - 3);

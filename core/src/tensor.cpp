@@ -85,7 +85,7 @@ std::shared_ptr<Storage> Storage::allocate(size_t bytes, bool zero) {
   SSMKIT_CHECK(p != nullptr, "out of memory allocating ", bytes, " bytes");
   if (zero) {  // else the contents are left undefined
     char* c = static_cast<char*>(p);
-    for_each_piece(std::max<size_t>(64, (bytes + 63) / 64 * 64), [c](size_t off, size_t n) { std::memset(c + off, 0, n); });
+    for_each_piece(detail::storage_padded_bytes(bytes), [c](size_t off, size_t n) { std::memset(c + off, 0, n); });
   }
   st->data = p;
   st->bytes = bytes;
@@ -103,25 +103,18 @@ static Shape contiguous_strides(const Shape& shape) {
   return st;
 }
 
-static bool shape_numel_is_zero(const Shape& shape) {
-  for (int64_t d : shape)
-    if (d == 0) return true;
-  return false;
-}
-
 // Bytes of a new contiguous tensor of this shape; refuses negative dimensions and sizes past 2^60 bytes (whose
-// element count or byte count would overflow, or which no machine could hold).
+// element count or byte count would overflow, or which no machine could hold). A zero dimension gives 0 bytes
+// whatever the others are.
 static size_t checked_bytes(const char* fn, const Shape& shape, DType dt) {
+  for (int64_t d : shape) SSMKIT_CHECK(d >= 0, fn, ": negative dimension in ", shape_str(shape));
+  if (std::find(shape.begin(), shape.end(), 0) != shape.end()) return 0;
   constexpr uint64_t kMaxBytes = uint64_t(1) << 60;
   uint64_t bytes = dtype_size(dt);
-  bool too_big = false;
-  for (int64_t d : shape) {
-    SSMKIT_CHECK(d >= 0, fn, ": negative dimension in ", shape_str(shape));
-    too_big = too_big || __builtin_mul_overflow(bytes, static_cast<uint64_t>(d), &bytes) || bytes > kMaxBytes;
-  }
-  SSMKIT_CHECK(!too_big || shape_numel_is_zero(shape), fn, ": shape ", shape_str(shape), " of ", dtype_name(dt),
-               " is too large to allocate (more than 2^60 bytes)");
-  return too_big ? 0 : static_cast<size_t>(bytes);
+  for (int64_t d : shape)
+    SSMKIT_CHECK(!__builtin_mul_overflow(bytes, static_cast<uint64_t>(d), &bytes) && bytes <= kMaxBytes, fn,
+                 ": shape ", shape_str(shape), " of ", dtype_name(dt), " is too large to allocate (more than 2^60 bytes)");
+  return static_cast<size_t>(bytes);
 }
 
 Tensor Tensor::empty(const Shape& shape, DType dt) {

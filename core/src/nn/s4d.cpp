@@ -41,7 +41,7 @@ Tensor s4d_infer_f32(const Tensor& u, const Tensor& K, const Tensor& D, const Te
   float* po = out.data<float>();
   const int64_t nc = (L + kChunk - 1) / kChunk;
   auto conv_gelu_row = [&](float* x, int64_t b, int64_t h, detail::FftConvRowsF32::Scratch& scratch) {
-    conv.row(x + h * L, pu + (b * H + h) * L, h, scratch, /*gelu=*/true);
+    conv.row_gelu(x + h * L, pu + (b * H + h) * L, h, scratch);
   };
   auto linear_glu_chunk = [&](const float* x, int64_t b, int64_t c, float* z) {
     const int64_t l0 = c * kChunk, lc = std::min(kChunk, L - l0);

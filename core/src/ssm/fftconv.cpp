@@ -217,15 +217,23 @@ __attribute__((target_clones("arch=haswell", "default"))) void add_skip<float>(f
   for (int64_t t = 0; t < L; ++t) y[t] = out[t] + d * u[t];
 }
 
+// The circular convolution of one row: out (n) = irfft(rfft(u zero-padded to n) kf); its [0, L) is the causal
+// convolution. pad (n) has [L, n) zero; uf (n/2+1) is scratch.
+template <class T>
+void conv_row_transforms(T* out, const T* u, const std::complex<T>* kf, T* pad, std::complex<T>* uf, int64_t L,
+                         int64_t n, const FftPlan<T>& plan) {
+  std::copy(u, u + L, pad);
+  Fftw<T>::r2c(plan.r2c, pad, uf);
+  spectrum_product(uf, kf, n / 2 + 1);
+  Fftw<T>::c2r(plan.c2r, uf, out);
+}
+
 // One row: y[t] = irfft(rfft(u) kf)[t] + d u[t] for t < L. pad (n) has [L, n) zero; out (n) and uf (n/2+1)
 // are scratch.
 template <class T>
 void conv_row(T* y, const T* u, const std::complex<T>* kf, T d, T* pad, T* out, std::complex<T>* uf, int64_t L,
               int64_t n, const FftPlan<T>& plan) {
-  std::copy(u, u + L, pad);
-  Fftw<T>::r2c(plan.r2c, pad, uf);
-  spectrum_product(uf, kf, n / 2 + 1);
-  Fftw<T>::c2r(plan.c2r, uf, out);
+  conv_row_transforms(out, u, kf, pad, uf, L, n, plan);
   add_skip(y, out, u, d, L);
 }
 
@@ -353,18 +361,12 @@ FftConvRowsF32::Scratch::~Scratch() {
   Fftw<float>::release(spec_);
 }
 
-void FftConvRowsF32::row(float* y, const float* u, int64_t h, Scratch& s, bool gelu) const {
-  SSMKIT_DCHECK(h >= 0 && h < H_, "FftConvRowsF32::row: channel ", h, " out of [0, ", H_, ")");
-  const FftPlan<float>& plan = *static_cast<const FftPlan<float>*>(plan_);
-  std::complex<float>* uf = reinterpret_cast<std::complex<float>*>(s.spec_);
-  std::copy(u, u + L_, s.pad_);
-  Fftw<float>::r2c(plan.r2c, s.pad_, uf);
-  spectrum_product(uf, reinterpret_cast<const std::complex<float>*>(kf_) + h * spectrum_stride(), n_ / 2 + 1);
-  Fftw<float>::c2r(plan.c2r, uf, s.out_);
-  if (gelu)
-    gelu_f32(s.out_, y, L_);
-  else
-    std::copy(s.out_, s.out_ + L_, y);
+void FftConvRowsF32::row_gelu(float* y, const float* u, int64_t h, Scratch& s) const {
+  SSMKIT_DCHECK(h >= 0 && h < H_, "FftConvRowsF32::row_gelu: channel ", h, " out of [0, ", H_, ")");
+  conv_row_transforms(s.out_, u, reinterpret_cast<const std::complex<float>*>(kf_) + h * spectrum_stride(), s.pad_,
+                      reinterpret_cast<std::complex<float>*>(s.spec_), L_, n_,
+                      *static_cast<const FftPlan<float>*>(plan_));
+  gelu_f32(s.out_, y, L_);
 }
 
 }  // namespace detail

@@ -69,7 +69,7 @@ inline void ref_store(const char* fn, const char* name, Tensor& g, const Shape& 
 
 // fftconv_forward's F32 convolution one (b,h) row at a time (defined in ssm/fftconv.cpp): the H kernel spectra
 // are computed once here, with the skip term D folded in (d u is the convolution with d at lag 0, so d / n is
-// added to every scaled frequency), then row() may run from any thread with its own Scratch. Same plans as
+// added to every scaled frequency), then row_gelu() may run from any thread with its own Scratch. Same plans as
 // fftconv_forward; the skip term rounds differently (through the transforms, relative error ~1e-7).
 class FftConvRowsF32 {
  public:
@@ -95,9 +95,8 @@ class FftConvRowsF32 {
     float* spec_;  // (n/2+1) complex spectrum
   };
 
-  // u (L) of channel h -> y (L): c[t] = sum_{s<=t} k[h,t-s] u[s] + D[h] u[t], and y = gelu(c) (exact erf
-  // form) when gelu, else y = c.
-  void row(float* y, const float* u, int64_t h, Scratch& s, bool gelu) const;
+  // u (L) of channel h -> y (L) = gelu(c) (exact erf form), c[t] = sum_{s<=t} k[h,t-s] u[s] + D[h] u[t].
+  void row_gelu(float* y, const float* u, int64_t h, Scratch& s) const;
 
  private:
   // Complex values between the starts of two spectra: n/2+1 rounded up to 8 (64 bytes), so that every
