@@ -92,8 +92,8 @@ TEST(EinFFT, MatchesDirectDftOfTheOfficialFormula) {
   core::EinFFTCache c;
   core::einfft_forward(y, &c, x, w1, b1, w2, b2, lambda);
   int zeros = 0;
-  for (double v : c.Sr.to_double_vector()) zeros += v == 0.0;
-  for (double v : c.R1.to_double_vector()) zeros += v == 0.0;
+  for (double v : c.S.to_double_vector()) zeros += v == 0.0;
+  for (double v : c.H.to_double_vector()) zeros += v == 0.0;
   EXPECT_GT(zeros, 10);
 }
 
@@ -167,6 +167,30 @@ TEST(EinFFT, FloatMatchesDouble) {
   core::einfft_forward(y32, nullptr, x.to(DType::F32), w1.to(DType::F32), b1.to(DType::F32), w2.to(DType::F32),
                          b2.to(DType::F32));
   EXPECT_LT(core::max_abs_diff(y32, y64), 1e-5 * std::max(1.0, core::max_abs(y64)));
+}
+
+// Float32 forward and backward against float64 where the block products take each gemm() path: 2bs = 32
+// columns with 130 rows per image (the tile kernel, bias in its accumulators) and 2bs = 160 (the BLAS, bias
+// written first), two images so that row blocks cross the image border.
+TEST(EinFFT, FloatMatchesDoubleOnBothProductPaths) {
+  for (int64_t C : {64, 320}) {
+    const int64_t bs = C / 4, N = 130;
+    Tensor x = random_tensor({2, N, C}, 70), dy = random_tensor({2, N, C}, 71);
+    Tensor w1 = random_tensor({2, 4, bs, bs}, 72, -0.2, 0.2), b1 = random_tensor({2, 4, bs}, 73, -0.2, 0.2);
+    Tensor w2 = random_tensor({2, 4, bs, bs}, 74, -0.2, 0.2), b2 = random_tensor({2, 4, bs}, 75, -0.2, 0.2);
+    std::vector<Tensor> r64, r32;
+    for (DType dt : {DType::F64, DType::F32}) {
+      Tensor y, dx, dw1, db1, dw2, db2;
+      core::EinFFTCache c;
+      core::einfft_forward(y, &c, x.to(dt), w1.to(dt), b1.to(dt), w2.to(dt), b2.to(dt), 0.05);
+      core::einfft_backward(dx, dw1, db1, dw2, db2, dy.to(dt), c, w1.to(dt), w2.to(dt));
+      (dt == DType::F64 ? r64 : r32) = {y, dx, dw1, db1, dw2, db2};
+    }
+    const char* names[] = {"y", "dx", "dw1", "db1", "dw2", "db2"};
+    for (size_t i = 0; i < r64.size(); ++i)
+      EXPECT_LT(core::max_abs_diff(r32[i], r64[i]), 2e-5 * std::max(1.0, core::max_abs(r64[i])))
+          << "C " << C << ": " << names[i];
+  }
 }
 
 TEST(EinFFT, ModuleKeysAndBadInputs) {

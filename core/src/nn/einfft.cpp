@@ -1,23 +1,29 @@
 // EinFFT forward and backward (../shared/specs/vision.md §3.2; badripatro/Simba classification/simba.py).
 // The 2-D DFT over (token, block) is separable: a hand-written 4-point DFT across the blocks and FFTW along
-// the tokens (in-place "many" plans per (N, columns, row stride, direction), cached). The
-// block-diagonal complex layers are gemm() calls on planar real/imaginary arrays, one per block and part.
+// the tokens (in-place "many" plans per (N, columns, row stride, direction), cached). Spectra are kept per
+// token and block as [bs real parts | bs imaginary parts], so that each block of a complex layer is one real
+// product with the (2bs, 2bs) matrix [[Wr, Wi], [-Wi, Wr]] (a quarter of the calls of the four planar
+// products, alpha 1, bias in the accumulators), and ReLU / softshrink run on each row block right after its
+// products, while the rows are in cache.
 // Backward (real loss): the adjoint of y = Re(U S) with U the unitary inverse DFT is dS = conj(U) dy = the
 // forward unitary DFT of dy; the adjoint of F = V x (V the forward DFT, real x) is dx = Re(conj(V) dF). Both
 // matrices are symmetric, so the same two transforms serve forward and backward.
-// Threads: images x slices of the block columns for the transforms, row blocks for the complex layers
+// Threads: images x slices of the block columns for the transforms, even row blocks for the complex layers
 // (FFTW itself runs single-threaded). Not here: a half-spectrum (r2c) variant.
 #include "ssmkit/core/nn/einfft.h"
 
 #include <fftw3.h>
 
 #include <cmath>
+#include <algorithm>
 #include <map>
 #include <mutex>
+#include <vector>
 
 #include <omp.h>
 #include <tuple>
 
+#include "../ops/gemm_bias_rows.h"
 #include "ssmkit/core/ops/gemm.h"
 #include "ssmkit/core/ssm/fftconv.h"  // fftw_planner_mutex()
 #include "ssmkit/core/train/init.h"
@@ -134,11 +140,13 @@ void transform_columns(T* c, int64_t N, int64_t bs, int64_t d0, int64_t d1, int 
 
 // ---------------------------------------------------------------------------------------------------------
 // The 2-D unitary DFT over (token, block) and the real part of its inverse.
-// Layout: x, re, im, y (B,N,4,bs) contiguous; K = 4*bs columns per token.
+// Layouts: x, y (B,N,4,bs) contiguous, K = 4*bs values per token; spectra (B,N,4,2,bs): per token and block
+// the bs real parts, then the bs imaginary parts (2K values per token), so that each block's complex layer
+// is one real product (complex_layer).
 
-// x real -> (re, im) = V x, V the unitary forward DFT over (N, 4).
+// x real -> F = V x, V the unitary forward DFT over (N, 4).
 template <class T>
-void dft2_forward_real(T* re, T* im, const T* x, int64_t B, int64_t N, int64_t bs) {
+void dft2_forward_real(T* F, const T* x, int64_t B, int64_t N, int64_t bs) {
   const int64_t K = kEinFFTBlocks * bs;
   FftBuf<T> buf(2 * B * N * K);
   const ColumnSplit split = column_split(B, bs);
@@ -167,20 +175,23 @@ void dft2_forward_real(T* re, T* im, const T* x, int64_t B, int64_t N, int64_t b
       }
     }
     transform_columns(c, N, bs, d0, d1, FFTW_FORWARD);
-    T* rb = re + b * N * K;
-    T* ib = im + b * N * K;
+    T* fb = F + 2 * b * N * K;
     for (int64_t n = 0; n < N; ++n)
-      for (int64_t k = 0; k < kEinFFTBlocks; ++k)
-        for (int64_t i = n * K + k * bs + d0; i < n * K + k * bs + d1; ++i) {
-          rb[i] = s * c[2 * i];
-          ib[i] = s * c[2 * i + 1];
+      for (int64_t k = 0; k < kEinFFTBlocks; ++k) {
+        const T* ck = c + 2 * (n * K + k * bs);
+        T* re = fb + 2 * (n * K + k * bs);
+        T* im = re + bs;
+        for (int64_t d = d0; d < d1; ++d) {
+          re[d] = s * ck[2 * d];
+          im[d] = s * ck[2 * d + 1];
         }
+      }
   }
 }
 
-// (re, im) -> y = Re(U (re + i im)), U the unitary inverse DFT over (N, 4).
+// S (spectrum layout) -> y = Re(U S), U the unitary inverse DFT over (N, 4).
 template <class T>
-void idft2_real_part(T* y, const T* re, const T* im, int64_t B, int64_t N, int64_t bs) {
+void idft2_real_part(T* y, const T* S, int64_t B, int64_t N, int64_t bs) {
   const int64_t K = kEinFFTBlocks * bs;
   FftBuf<T> buf(2 * B * N * K);
   const ColumnSplit split = column_split(B, bs);
@@ -190,14 +201,17 @@ void idft2_real_part(T* y, const T* re, const T* im, int64_t B, int64_t N, int64
     int64_t b, d0, d1;
     split.task(task, bs, b, d0, d1);
     T* c = buf.p + 2 * b * N * K;
-    const T* rb = re + b * N * K;
-    const T* ib = im + b * N * K;
+    const T* sb = S + 2 * b * N * K;
     for (int64_t n = 0; n < N; ++n)
-      for (int64_t k = 0; k < kEinFFTBlocks; ++k)
-        for (int64_t i = n * K + k * bs + d0; i < n * K + k * bs + d1; ++i) {
-          c[2 * i] = rb[i];
-          c[2 * i + 1] = ib[i];
+      for (int64_t k = 0; k < kEinFFTBlocks; ++k) {
+        T* ck = c + 2 * (n * K + k * bs);
+        const T* re = sb + 2 * (n * K + k * bs);
+        const T* im = re + bs;
+        for (int64_t d = d0; d < d1; ++d) {
+          ck[2 * d] = re[d];
+          ck[2 * d + 1] = im[d];
         }
+      }
     transform_columns(c, N, bs, d0, d1, FFTW_BACKWARD);
     T* yb = y + b * N * K;
     for (int64_t n = 0; n < N; ++n) {
@@ -217,81 +231,133 @@ void idft2_real_part(T* y, const T* re, const T* im, int64_t B, int64_t N, int64
 }
 
 // ---------------------------------------------------------------------------------------------------------
-// Block-diagonal complex layer: (outR, outI) = (inR + i inI)(Wr + i Wi) + (br + i bi), per block k,
-// rows M, each block a (M,bs) slice with row stride K. W (2,4,bs,bs), b (2,4,bs).
+// Block-diagonal complex layer: out = in (Wr + i Wi) + (br + i bi) per block k, on the spectrum layout. A
+// complex product is one real one: [oR | oI] = [iR | iI] [[Wr, Wi], [-Wi, Wr]], so each block is a single
+// (rows, 2bs) x (2bs, 2bs) gemm() with the bias starting the accumulators. W (2,4,bs,bs), b (2,4,bs) as the
+// official parameters (index 0 real, 1 imaginary).
 
-// Rows in blocks of at least 64 (the tile kernel's minimum), about four per thread; each block's 16 small
-// products run on one thread (gemm() goes serial inside a parallel region).
-int64_t row_block(int64_t M) {
-  const int64_t nth = omp_in_parallel() ? 1 : omp_get_max_threads();
-  return std::max<int64_t>(64, (M + 4 * nth - 1) / (4 * nth));
+// The real (2bs, 2bs) matrix of each block, [[Wr, Wi], [-Wi, Wr]], or its transpose [[Wr', -Wi'], [Wi', Wr']]
+// for the input gradient; (4, 2bs, 2bs).
+template <class T>
+std::vector<T> real_block_matrices(const T* w, int64_t bs, bool transpose) {
+  const int64_t bb = bs * bs, n2 = 2 * bs;
+  std::vector<T> m(static_cast<size_t>(kEinFFTBlocks * n2 * n2));
+  for (int64_t k = 0; k < kEinFFTBlocks; ++k) {
+    const T* Wr = w + k * bb;
+    const T* Wi = w + (kEinFFTBlocks + k) * bb;
+    T* mk = m.data() + k * n2 * n2;
+    for (int64_t i = 0; i < bs; ++i)
+      for (int64_t j = 0; j < bs; ++j) {
+        const T r = transpose ? Wr[j * bs + i] : Wr[i * bs + j];
+        const T im = transpose ? -Wi[j * bs + i] : Wi[i * bs + j];
+        mk[i * n2 + j] = r;
+        mk[i * n2 + bs + j] = im;
+        mk[(bs + i) * n2 + j] = -im;
+        mk[(bs + i) * n2 + bs + j] = r;
+      }
+  }
+  return m;
 }
 
+// Rows [0, rows) of one block: C = A W (+ bias), all (., n2) slices of rows lda / ldc apart, W (n2, n2).
+// The bias (n2) starts the tile kernel's accumulators where it takes the product; null: no bias.
+void block_product(int64_t rows, int64_t n2, const float* A, int64_t lda, const float* W, const float* bias, float* C,
+                   int64_t ldc) {
+  if (bias && detail::gemm_bias_rows(false, false, rows, n2, n2, A, lda, W, n2, bias, C, ldc)) return;
+  if (bias)
+    for (int64_t m = 0; m < rows; ++m) std::copy(bias, bias + n2, C + m * ldc);
+  gemm(false, false, rows, n2, n2, 1.0f, A, lda, W, n2, bias ? 1.0f : 0.0f, C, ldc);
+}
+void block_product(int64_t rows, int64_t n2, const double* A, int64_t lda, const double* W, const double* bias,
+                   double* C, int64_t ldc) {
+  if (bias)
+    for (int64_t m = 0; m < rows; ++m) std::copy(bias, bias + n2, C + m * ldc);
+  gemm(false, false, rows, n2, n2, 1.0, A, lda, W, n2, bias ? 1.0 : 0.0, C, ldc);
+}
+
+// Row blocks of the complex layers: a multiple of the thread count, ~128 rows each (the tile kernel takes
+// blocks of 64 rows and more), split evenly; one block per call inside a parallel region.
+int64_t row_blocks(int64_t M) {
+  const int64_t nth = omp_in_parallel() ? 1 : omp_get_max_threads();
+  return std::max<int64_t>(1, nth * std::max<int64_t>(1, M / (128 * nth)));
+}
+
+// What runs on each row block once its products are done, while the rows are still in cache.
+enum class Epilogue { kNone, kRelu, kShrink, kReluMask };
+
+// out (M, 2K) = in W + b per block, then the epilogue on the block's rows: kRelu max(v, 0); kShrink
+// softshrink(v, lambda); kReluMask zeroes out[i] where mask[i] is not positive (the ReLU's backward).
+// W the official (2,4,bs,bs) weights, or their transposes when `wT` (the input gradient); b null: no bias.
 template <class T>
-void complex_block_layer(T* outR, T* outI, const T* inR, const T* inI, const T* w, const T* bias, int64_t M,
-                         int64_t bs) {
-  const int64_t K = kEinFFTBlocks * bs, bb = bs * bs, blk = row_block(M), nblk = (M + blk - 1) / blk;
-#pragma omp parallel for schedule(static) if (nblk > 1 && M * K * bs > (1 << 17))
-  for (int64_t r = 0; r < nblk; ++r) {
-    const int64_t m0 = r * blk, mr = std::min(blk, M - m0);
-    T *oR = outR + m0 * K, *oI = outI + m0 * K;
-    const T *iR = inR + m0 * K, *iI = inI + m0 * K;
-    for (int64_t m = 0; m < mr; ++m)
-      for (int64_t c = 0; c < K; ++c) {
-        oR[m * K + c] = bias[c];
-        oI[m * K + c] = bias[K + c];
+void complex_layer(T* out, const T* in, const T* w, bool wT, const T* b, int64_t M, int64_t bs, Epilogue epi,
+                   T lambda = T(0), const T* mask = nullptr) {
+  const int64_t K2 = 2 * kEinFFTBlocks * bs, n2 = 2 * bs;
+  const std::vector<T> W = real_block_matrices(w, bs, wT);
+  std::vector<T> bias;
+  if (b) {
+    bias.resize(static_cast<size_t>(K2));
+    for (int64_t k = 0; k < kEinFFTBlocks; ++k)
+      for (int64_t j = 0; j < bs; ++j) {
+        bias[static_cast<size_t>(k * n2 + j)] = b[k * bs + j];
+        bias[static_cast<size_t>(k * n2 + bs + j)] = b[kEinFFTBlocks * bs + k * bs + j];
       }
-    for (int64_t k = 0; k < kEinFFTBlocks; ++k) {
-      const T* Wr = w + k * bb;
-      const T* Wi = w + (kEinFFTBlocks + k) * bb;
-      const int64_t o = k * bs;
-      gemm(false, false, mr, bs, bs, T(1), iR + o, K, Wr, bs, T(1), oR + o, K);
-      gemm(false, false, mr, bs, bs, T(-1), iI + o, K, Wi, bs, T(1), oR + o, K);
-      gemm(false, false, mr, bs, bs, T(1), iR + o, K, Wi, bs, T(1), oI + o, K);
-      gemm(false, false, mr, bs, bs, T(1), iI + o, K, Wr, bs, T(1), oI + o, K);
+  }
+  const int64_t nblk = row_blocks(M);
+#pragma omp parallel for schedule(static) if (nblk > 1 && M * K2 * n2 > (1 << 17))
+  for (int64_t r = 0; r < nblk; ++r) {
+    const int64_t m0 = r * M / nblk, m1 = (r + 1) * M / nblk;
+    if (m1 <= m0) continue;
+    for (int64_t k = 0; k < kEinFFTBlocks; ++k)
+      block_product(m1 - m0, n2, in + m0 * K2 + k * n2, K2, W.data() + k * n2 * n2, b ? bias.data() + k * n2 : nullptr,
+                    out + m0 * K2 + k * n2, K2);
+    T* o = out + m0 * K2;
+    const int64_t n = (m1 - m0) * K2;
+    if (epi == Epilogue::kRelu) {
+#pragma omp simd
+      for (int64_t i = 0; i < n; ++i) o[i] = o[i] > T(0) ? o[i] : T(0);
+    } else if (epi == Epilogue::kShrink) {
+#pragma omp simd
+      for (int64_t i = 0; i < n; ++i) {
+        const T v = o[i];
+        o[i] = v > lambda ? v - lambda : (v < -lambda ? v + lambda : T(0));
+      }
+    } else if (epi == Epilogue::kReluMask) {
+      const T* mk = mask + m0 * K2;
+#pragma omp simd
+      for (int64_t i = 0; i < n; ++i) o[i] = mk[i] > T(0) ? o[i] : T(0);
     }
   }
 }
 
-// Backward of complex_block_layer: (gR, gI) are d loss / d (outR, outI). Adds the weight and bias gradients
-// into dw, db; writes d loss / d (inR, inI) into (ginR, ginI) when those are non-null.
+// Weight and bias gradients of complex_layer: with G = d loss / d out and A its input (both (M, 2K)), the real
+// block matrix's gradient is A_k' G_k (one product per block, (2bs, 2bs)), folded back onto the complex
+// weights: dWr += top-left + bottom-right, dWi += top-right - bottom-left. db += the column sums of G. dw
+// (2,4,bs,bs), db (2,4,bs) added into.
 template <class T>
-void complex_block_layer_backward(T* ginR, T* ginI, T* dw, T* db, const T* gR, const T* gI, const T* inR,
-                                  const T* inI, const T* w, int64_t M, int64_t bs) {
-  const int64_t K = kEinFFTBlocks * bs, bb = bs * bs;
+void complex_layer_weight_grads(T* dw, T* db, const T* G, const T* A, int64_t M, int64_t bs) {
+  const int64_t K = kEinFFTBlocks * bs, K2 = 2 * K, bb = bs * bs, n2 = 2 * bs;
+  std::vector<T> g(static_cast<size_t>(n2 * n2));
   for (int64_t k = 0; k < kEinFFTBlocks; ++k) {
+    gemm(true, false, n2, n2, M, T(1), A + k * n2, K2, G + k * n2, K2, T(0), g.data(), n2);
     T* dWr = dw + k * bb;
     T* dWi = dw + (kEinFFTBlocks + k) * bb;
-    const int64_t o = k * bs;
-    // dWr += inR^T gR + inI^T gI;  dWi += -inI^T gR + inR^T gI
-    gemm(true, false, bs, bs, M, T(1), inR + o, K, gR + o, K, T(1), dWr, bs);
-    gemm(true, false, bs, bs, M, T(1), inI + o, K, gI + o, K, T(1), dWr, bs);
-    gemm(true, false, bs, bs, M, T(-1), inI + o, K, gR + o, K, T(1), dWi, bs);
-    gemm(true, false, bs, bs, M, T(1), inR + o, K, gI + o, K, T(1), dWi, bs);
-  }
-  if (ginR) {
-    // ginR = gR Wr^T + gI Wi^T;  ginI = -gR Wi^T + gI Wr^T, row blocks in parallel
-    const int64_t blk = row_block(M), nblk = (M + blk - 1) / blk;
-#pragma omp parallel for schedule(static) if (nblk > 1 && M * K * bs > (1 << 17))
-    for (int64_t r = 0; r < nblk; ++r) {
-      const int64_t m0 = r * blk, mr = std::min(blk, M - m0);
-      const T *g_r = gR + m0 * K, *g_i = gI + m0 * K;
-      T *o_r = ginR + m0 * K, *o_i = ginI + m0 * K;
-      for (int64_t k = 0; k < kEinFFTBlocks; ++k) {
-        const T* Wr = w + k * bb;
-        const T* Wi = w + (kEinFFTBlocks + k) * bb;
-        const int64_t o = k * bs;
-        gemm(false, true, mr, bs, bs, T(1), g_r + o, K, Wr, bs, T(0), o_r + o, K);
-        gemm(false, true, mr, bs, bs, T(1), g_i + o, K, Wi, bs, T(1), o_r + o, K);
-        gemm(false, true, mr, bs, bs, T(-1), g_r + o, K, Wi, bs, T(0), o_i + o, K);
-        gemm(false, true, mr, bs, bs, T(1), g_i + o, K, Wr, bs, T(1), o_i + o, K);
+    for (int64_t i = 0; i < bs; ++i)
+      for (int64_t j = 0; j < bs; ++j) {
+        dWr[i * bs + j] += g[static_cast<size_t>(i * n2 + j)] + g[static_cast<size_t>((bs + i) * n2 + bs + j)];
+        dWi[i * bs + j] += g[static_cast<size_t>(i * n2 + bs + j)] - g[static_cast<size_t>((bs + i) * n2 + j)];
       }
-    }
   }
-  for (int64_t m = 0; m < M; ++m)
-    for (int64_t c = 0; c < K; ++c) {
-      db[c] += gR[m * K + c];
-      db[K + c] += gI[m * K + c];
+  std::vector<T> colsum(static_cast<size_t>(K2), T(0));
+  for (int64_t m = 0; m < M; ++m) {
+    const T* gm = G + m * K2;
+    T* cs = colsum.data();
+#pragma omp simd
+    for (int64_t c = 0; c < K2; ++c) cs[c] += gm[c];
+  }
+  for (int64_t k = 0; k < kEinFFTBlocks; ++k)
+    for (int64_t j = 0; j < bs; ++j) {
+      db[k * bs + j] += colsum[static_cast<size_t>(k * n2 + j)];
+      db[K + k * bs + j] += colsum[static_cast<size_t>(k * n2 + bs + j)];
     }
 }
 
@@ -301,51 +367,30 @@ void complex_block_layer_backward(T* ginR, T* ginI, T* dw, T* db, const T* gR, c
 template <class T>
 void forward_impl(T* y, EinFFTCache& c, const T* x, const T* w1, const T* b1, const T* w2, const T* b2, int64_t B,
                   int64_t N, int64_t bs, double lambda) {
-  const int64_t M = B * N, n = M * kEinFFTBlocks * bs;
-  T *Fr = c.Fr.data<T>(), *Fi = c.Fi.data<T>(), *R1 = c.R1.data<T>(), *I1 = c.I1.data<T>();
-  T *Sr = c.Sr.data<T>(), *Si = c.Si.data<T>();
-  dft2_forward_real(Fr, Fi, x, B, N, bs);
-  complex_block_layer(R1, I1, Fr, Fi, w1, b1, M, bs);
-  const T lam = static_cast<T>(lambda);
-#pragma omp parallel for schedule(static) if (n > (1 << 15))
-  for (int64_t i = 0; i < n; ++i) {
-    R1[i] = R1[i] > T(0) ? R1[i] : T(0);
-    I1[i] = I1[i] > T(0) ? I1[i] : T(0);
-  }
-  complex_block_layer(Sr, Si, R1, I1, w2, b2, M, bs);
-  auto shrink = [lam](T v) { return v > lam ? v - lam : (v < -lam ? v + lam : T(0)); };
-#pragma omp parallel for schedule(static) if (n > (1 << 15))
-  for (int64_t i = 0; i < n; ++i) {
-    Sr[i] = shrink(Sr[i]);
-    Si[i] = shrink(Si[i]);
-  }
-  idft2_real_part(y, Sr, Si, B, N, bs);
+  const int64_t M = B * N;
+  T *F = c.F.data<T>(), *H = c.H.data<T>(), *S = c.S.data<T>();
+  dft2_forward_real(F, x, B, N, bs);
+  complex_layer(H, F, w1, false, b1, M, bs, Epilogue::kRelu);
+  complex_layer(S, H, w2, false, b2, M, bs, Epilogue::kShrink, static_cast<T>(lambda));
+  idft2_real_part(y, S, B, N, bs);
 }
 
 template <class T>
 void backward_impl(T* dx, T* dw1, T* db1, T* dw2, T* db2, const T* dy, const EinFFTCache& c, const T* w1,
                    const T* w2, int64_t B, int64_t N, int64_t bs) {
-  const int64_t M = B * N, n = M * kEinFFTBlocks * bs;
-  const T *Fr = c.Fr.data<T>(), *Fi = c.Fi.data<T>(), *R1 = c.R1.data<T>(), *I1 = c.I1.data<T>();
-  const T *Sr = c.Sr.data<T>(), *Si = c.Si.data<T>();
-  Tensor t_gr = Tensor::uninitialized({n}, c.Fr.dtype()), t_gi = Tensor::uninitialized({n}, c.Fr.dtype());
-  Tensor t_hr = Tensor::uninitialized({n}, c.Fr.dtype()), t_hi = Tensor::uninitialized({n}, c.Fr.dtype());
-  T *gr = t_gr.data<T>(), *gi = t_gi.data<T>(), *hr = t_hr.data<T>(), *hi = t_hi.data<T>();
+  const int64_t M = B * N, n = 2 * M * kEinFFTBlocks * bs;
+  const T *F = c.F.data<T>(), *H = c.H.data<T>(), *S = c.S.data<T>();
+  Tensor t_g = Tensor::uninitialized({n}, c.F.dtype()), t_h = Tensor::uninitialized({n}, c.F.dtype());
+  T *g = t_g.data<T>(), *h = t_h.data<T>();
   // d loss / d S = unitary forward DFT of dy, through the softshrink mask (zero outputs had |v| <= lambda)
-  dft2_forward_real(gr, gi, dy, B, N, bs);
-#pragma omp parallel for schedule(static) if (n > (1 << 15))
-  for (int64_t i = 0; i < n; ++i) {
-    if (Sr[i] == T(0)) gr[i] = 0;
-    if (Si[i] == T(0)) gi[i] = 0;
-  }
-  complex_block_layer_backward(hr, hi, dw2, db2, gr, gi, R1, I1, w2, M, bs);
-#pragma omp parallel for schedule(static) if (n > (1 << 15))
-  for (int64_t i = 0; i < n; ++i) {
-    if (!(R1[i] > T(0))) hr[i] = 0;
-    if (!(I1[i] > T(0))) hi[i] = 0;
-  }
-  complex_block_layer_backward(gr, gi, dw1, db1, hr, hi, Fr, Fi, w1, M, bs);
-  idft2_real_part(dx, gr, gi, B, N, bs);
+  dft2_forward_real(g, dy, B, N, bs);
+#pragma omp parallel for simd schedule(static) if (n > (1 << 15))
+  for (int64_t i = 0; i < n; ++i) g[i] = S[i] == T(0) ? T(0) : g[i];
+  complex_layer_weight_grads(dw2, db2, g, H, M, bs);
+  complex_layer(h, g, w2, true, static_cast<const T*>(nullptr), M, bs, Epilogue::kReluMask, T(0), H);
+  complex_layer_weight_grads(dw1, db1, h, F, M, bs);
+  complex_layer(g, h, w1, true, static_cast<const T*>(nullptr), M, bs, Epilogue::kNone);
+  idft2_real_part(dx, g, B, N, bs);
 }
 
 struct Dims {
@@ -390,15 +435,12 @@ void einfft_forward(Tensor& y, EinFFTCache* cache, const Tensor& x0, const Tenso
   const Tensor x = x0.contiguous(), w1 = w10.contiguous(), b1 = b10.contiguous(), w2 = w20.contiguous(),
                b2 = b20.contiguous();
   const DType dt = x.dtype();
-  const Shape s4{d.B, d.N, kEinFFTBlocks, d.bs};
+  const Shape s5{d.B, d.N, kEinFFTBlocks, 2, d.bs};
   EinFFTCache local;
   EinFFTCache& c = cache ? *cache : local;
-  c.Fr = Tensor::uninitialized(s4, dt);
-  c.Fi = Tensor::uninitialized(s4, dt);
-  c.R1 = Tensor::uninitialized(s4, dt);
-  c.I1 = Tensor::uninitialized(s4, dt);
-  c.Sr = Tensor::uninitialized(s4, dt);
-  c.Si = Tensor::uninitialized(s4, dt);
+  c.F = Tensor::uninitialized(s5, dt);
+  c.H = Tensor::uninitialized(s5, dt);
+  c.S = Tensor::uninitialized(s5, dt);
   c.lambda = lambda;
   if (!(y.defined() && y.shape() == x.shape() && y.dtype() == dt && y.is_contiguous())) y = Tensor::uninitialized(x.shape(), dt);
   if (dt == DType::F64)
@@ -411,10 +453,10 @@ void einfft_forward(Tensor& y, EinFFTCache* cache, const Tensor& x0, const Tenso
 
 void einfft_backward(Tensor& dx, Tensor& dw1, Tensor& db1, Tensor& dw2, Tensor& db2, const Tensor& dy0,
                      const EinFFTCache& c, const Tensor& w10, const Tensor& w20) {
-  SSMKIT_CHECK(c.Fr.defined() && c.Fr.ndim() == 4, "einfft_backward: the cache is empty (run einfft_forward with a "
+  SSMKIT_CHECK(c.F.defined() && c.F.ndim() == 5, "einfft_backward: the cache is empty (run einfft_forward with a "
                "cache first)");
-  const int64_t B = c.Fr.size(0), N = c.Fr.size(1), bs = c.Fr.size(3), C = kEinFFTBlocks * bs;
-  const DType dt = c.Fr.dtype();
+  const int64_t B = c.F.size(0), N = c.F.size(1), bs = c.F.size(4), C = kEinFFTBlocks * bs;
+  const DType dt = c.F.dtype();
   const Tensor dy = dy0.contiguous(), w1 = w10.contiguous(), w2 = w20.contiguous();
   SSMKIT_CHECK(dy.shape() == Shape({B, N, C}) && dy.dtype() == dt, "einfft_backward: dy must be ",
                shape_str({B, N, C}), " ", dtype_name(dt), ", got ", shape_str(dy.shape()));

@@ -14,6 +14,7 @@
 #include <cstring>
 #include <vector>
 
+#include "gemm_bias_rows.h"
 #include "ssmkit/core/error.h"
 
 #ifdef SSMKIT_HAVE_CBLAS

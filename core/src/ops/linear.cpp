@@ -9,14 +9,9 @@
 #include <vector>
 
 #include "ssmkit/core/ops/gemm.h"
+#include "gemm_bias_rows.h"
 
 namespace ssmkit::core {
-
-namespace detail {
-// ops/gemm.cpp: the tile kernel with the bias starting its accumulators (false: not a tile-kernel product)
-bool gemm_bias_rows(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B,
-                    int64_t ldb, const float* bias, float* C, int64_t ldc);
-}  // namespace detail
 
 namespace {
 

@@ -20,11 +20,12 @@ namespace ssmkit::core {
 constexpr int64_t kEinFFTBlocks = 4;          // num_blocks of the official class
 constexpr double kEinFFTSparsity = 0.01;      // sparsity_threshold (softshrink lambda)
 
-// What the forward keeps for the backward; every tensor (B,N,4,bs), of the input's dtype.
+// What the forward keeps for the backward; every tensor (B,N,4,2,bs) of the input's dtype: per token and
+// block the bs real parts, then the bs imaginary parts.
 struct EinFFTCache {
-  Tensor Fr, Fi;  // spectrum of x (ortho scaled)
-  Tensor R1, I1;  // first layer, after ReLU
-  Tensor Sr, Si;  // second layer, after softshrink (its zeros give the mask)
+  Tensor F;  // spectrum of x (ortho scaled)
+  Tensor H;  // first layer, after ReLU
+  Tensor S;  // second layer, after softshrink (its zeros give the mask)
   double lambda = kEinFFTSparsity;
 };
 

@@ -1,0 +1,13 @@
+// Private to core: the tile kernel of ops/gemm.cpp with a bias row starting its accumulators.
+#pragma once
+
+#include <cstdint>
+
+namespace ssmkit::core::detail {
+
+// C (M,N) = op(A) op(B) + bias in every row (bias (N)), C not read. False (nothing done) for products the tile
+// kernel does not take (see use_tiles in gemm.cpp); the caller then writes the bias and calls gemm() with beta 1.
+bool gemm_bias_rows(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B,
+                    int64_t ldb, const float* bias, float* C, int64_t ldc);
+
+}  // namespace ssmkit::core::detail
