@@ -384,7 +384,7 @@ void backward_impl(T* dx, T* dw1, T* db1, T* dw2, T* db2, const T* dy, const Ein
   T *g = t_g.data<T>(), *h = t_h.data<T>();
   // d loss / d S = unitary forward DFT of dy, through the softshrink mask (zero outputs had |v| <= lambda)
   dft2_forward_real(g, dy, B, N, bs);
-#pragma omp parallel for simd schedule(static) if (n > (1 << 15))
+#pragma omp parallel for simd schedule(static) if (parallel : n > (1 << 15))
   for (int64_t i = 0; i < n; ++i) g[i] = S[i] == T(0) ? T(0) : g[i];
   complex_layer_weight_grads(dw2, db2, g, H, M, bs);
   complex_layer(h, g, w2, true, static_cast<const T*>(nullptr), M, bs, Epilogue::kReluMask, T(0), H);

@@ -213,14 +213,16 @@ void Optimizer::load_state_dict(const NamedTensors& source, const std::string& o
 // ---------------------------------------------------------------------------------------------------------
 // Kernels (contiguous, n elements). Each update is one pass over the parameter with the options fixed at
 // compile time, so the loop has no branches and vectorizes (omp simd); threads over elements when the
-// parameter is large enough to pay for them. Same operation order as PyTorch's single-tensor path.
+// parameter is large enough to pay for them. The if clause names `parallel`: unqualified, it applies to the
+// simd part too (OpenMP 5.0), and every parameter below the threshold ran as a scalar loop. Same operation
+// order as PyTorch's single-tensor path.
 
 static constexpr int64_t kParallelMin = 1 << 15;
 
 // SGD. p, g, buf (n); buf is unused (nullptr) without momentum. kFirst: buf = d_p.
 template <class T, bool kWd, bool kMomentum, bool kNesterov, bool kFirst>
 static void sgd_kernel(T* p, const T* g, T* buf, int64_t n, T lr, T wd, T momentum, T damp) {
-#pragma omp parallel for simd schedule(static) if (n >= kParallelMin)
+#pragma omp parallel for simd schedule(static) if (parallel : n >= kParallelMin)
   for (int64_t j = 0; j < n; ++j) {
     T d = g[j];
     if constexpr (kWd) d += wd * p[j];
@@ -267,7 +269,7 @@ struct AdamScalars {
 // Adam / AdamW. p, g, m, v (n); vmax (n) with amsgrad (kAmsgrad), else unused.
 template <class T, bool kWd, bool kDecoupled, bool kAmsgrad>
 static void adam_kernel(T* p, const T* g, T* m, T* v, T* vmax, int64_t n, const AdamScalars<T> s) {
-#pragma omp parallel for simd schedule(static) if (n >= kParallelMin)
+#pragma omp parallel for simd schedule(static) if (parallel : n >= kParallelMin)
   for (int64_t j = 0; j < n; ++j) {
     T grad = g[j], pj = p[j];
     if constexpr (kWd) {
