@@ -24,9 +24,15 @@ Tensor scale_groups(const Tensor& x0, const Tensor& m) {
     using T = decltype(tag);
     const T *px = x.data<T>(), *pm = m.data<T>();
     T* py = y.data<T>();
+    if (inner == 1) {  // elementwise dropout: one flat loop that vectorizes
+      const int64_t n = G;
+#pragma omp parallel for simd schedule(static) if (parallel : n > 65536)
+      for (int64_t i = 0; i < n; ++i) py[i] = px[i] * pm[i];
+    } else {
 #pragma omp parallel for schedule(static) if (x.numel() > 65536)
-    for (int64_t g = 0; g < G; ++g)
-      for (int64_t i = 0; i < inner; ++i) py[g * inner + i] = px[g * inner + i] * pm[g];
+      for (int64_t g = 0; g < G; ++g)
+        for (int64_t i = 0; i < inner; ++i) py[g * inner + i] = px[g * inner + i] * pm[g];
+    }
   });
   return y;
 }
