@@ -30,6 +30,7 @@ constexpr int64_t kParallelMacs = 1 << 18;  // below this many multiply-adds a c
 constexpr int64_t kBlockFloats = 1 << 15;   // im2col block target (128 KB of floats)
 constexpr int64_t kMinBlockRows = 256;      // rows per GEMM call at least (the packing of W is paid per call)
 constexpr int64_t kMaxSlices = 8;           // weight-gradient partials (fixed: results never depend on threads)
+constexpr int64_t kMinUnits = 4;            // backward work units at least, batch permitting
 constexpr int64_t kBnRows = 512;            // rows per batch-norm statistics chunk
 
 struct ConvTok {
@@ -183,7 +184,11 @@ void conv_tok_backward(T* dx, T* dwtt, T* db, const T* dy, const T* x, const T* 
   const int64_t P = d.P(), R = d.R(), O = d.O, M = d.B * P;
   const int64_t Hp = d.H + 2 * d.Pd, Wp = d.W + 2 * d.Pd, HWC = d.H * d.W * d.C, HpWpC = Hp * Wp * d.C;
   const int64_t rows = block_rows(M, R);
-  const int64_t per_unit = std::max<int64_t>(1, (rows + P - 1) / P);  // images per unit
+  // Images per unit: a row block's worth, but at most B / kMinUnits (the last DownSamples of a small-image
+  // model have one or four positions per image, and a single unit ran on one thread). Fixed, not taken
+  // from the thread count, so that the partial sums are the same on any number of threads.
+  const int64_t per_unit = std::min(std::max<int64_t>(1, (rows + P - 1) / P),
+                                    std::max<int64_t>(1, (d.B + kMinUnits - 1) / kMinUnits));
   const int64_t U = (d.B + per_unit - 1) / per_unit;
   const int64_t S = std::min(U, kMaxSlices);
   const bool want_w = dwtt != nullptr, want_b = db != nullptr;
