@@ -261,18 +261,12 @@ std::vector<T> real_block_matrices(const T* w, int64_t bs, bool transpose) {
 
 // Rows [0, rows) of one block: C = A W (+ bias), all (., n2) slices of rows lda / ldc apart, W (n2, n2).
 // The bias (n2) starts the tile kernel's accumulators where it takes the product; null: no bias.
-void block_product(int64_t rows, int64_t n2, const float* A, int64_t lda, const float* W, const float* bias, float* C,
-                   int64_t ldc) {
+template <class T>
+void block_product(int64_t rows, int64_t n2, const T* A, int64_t lda, const T* W, const T* bias, T* C, int64_t ldc) {
   if (bias && detail::gemm_bias_rows(false, false, rows, n2, n2, A, lda, W, n2, bias, C, ldc)) return;
   if (bias)
     for (int64_t m = 0; m < rows; ++m) std::copy(bias, bias + n2, C + m * ldc);
-  gemm(false, false, rows, n2, n2, 1.0f, A, lda, W, n2, bias ? 1.0f : 0.0f, C, ldc);
-}
-void block_product(int64_t rows, int64_t n2, const double* A, int64_t lda, const double* W, const double* bias,
-                   double* C, int64_t ldc) {
-  if (bias)
-    for (int64_t m = 0; m < rows; ++m) std::copy(bias, bias + n2, C + m * ldc);
-  gemm(false, false, rows, n2, n2, 1.0, A, lda, W, n2, bias ? 1.0 : 0.0, C, ldc);
+  gemm(false, false, rows, n2, n2, T(1), A, lda, W, n2, bias ? T(1) : T(0), C, ldc);
 }
 
 // Row blocks of the complex layers: a multiple of the thread count, ~128 rows each (the tile kernel takes

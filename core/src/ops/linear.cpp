@@ -15,13 +15,10 @@ namespace ssmkit::core {
 
 namespace {
 
-inline bool try_gemm_bias(const float* x, const float* W, const float* b, float* y, int64_t rows, int64_t I,
-                          int64_t O) {
+template <class T>
+bool try_gemm_bias(const T* x, const T* W, const T* b, T* y, int64_t rows, int64_t I, int64_t O) {
   const int64_t ldi = std::max<int64_t>(I, 1), ldo = std::max<int64_t>(O, 1);
   return detail::gemm_bias_rows(false, true, rows, O, I, x, ldi, W, ldi, b, y, ldo);
-}
-inline bool try_gemm_bias(const double*, const double*, const double*, double*, int64_t, int64_t, int64_t) {
-  return false;
 }
 
 void check_operands(const Tensor& x, const Tensor& W, const char* fn) {
