@@ -109,7 +109,12 @@ TEST(MambaBlock, BatchElementsAreIndependent) {
   for (size_t i = 0; i < gn.size(); ++i) EXPECT_LT(max_abs_diff(*gn[i].second, *sn[i].second), 1e-12) << gn[i].first;
 }
 
-TEST(MambaBlock, Float32MatchesFloat64AndInferencePathMatchesTraining) {
+// L 70: the channel-major path; L 11 with a batch of 2: the token-major one (its F32 scan reads token rows).
+class MambaBlockPaths : public ::testing::TestWithParam<int64_t> {};
+INSTANTIATE_TEST_SUITE_P(Lengths, MambaBlockPaths, ::testing::Values(70, 11));
+
+TEST_P(MambaBlockPaths, Float32MatchesFloat64AndInferencePathMatchesTraining) {
+  const int64_t L = GetParam();
   MambaConfig cfg;
   cfg.d_model = 24;  // E 48, R 2, N 16
   const MambaParams p64 = random_params(cfg, 13);
@@ -119,7 +124,7 @@ TEST(MambaBlock, Float32MatchesFloat64AndInferencePathMatchesTraining) {
     auto dst = p32.names(), from = src.names();
     for (size_t i = 0; i < dst.size(); ++i) dst[i].second->copy_from(*from[i].second);
   }
-  const Tensor x = random_tensor({2, 70, cfg.d_model}, 14), dout = random_tensor({2, 70, cfg.d_model}, 15);
+  const Tensor x = random_tensor({2, L, cfg.d_model}, 14), dout = random_tensor({2, L, cfg.d_model}, 15);
   Tensor o64, o32, o_inf, dx64, dx32;
   MambaCache c64, c32;
   mamba_block_forward(o64, &c64, x, p64, cfg);
@@ -135,6 +140,16 @@ TEST(MambaBlock, Float32MatchesFloat64AndInferencePathMatchesTraining) {
   auto a = g64.names(), b = g32.names();
   for (size_t i = 0; i < a.size(); ++i)
     EXPECT_LT(max_abs_diff(*a[i].second, *b[i].second), 1e-4 * std::max(1.0, max_abs(*a[i].second))) << a[i].first;
+  // F32 in chunks with a carried state gives the one-shot output (chunks of 1 and 2: shorter than d_conv - 1)
+  MambaState st = MambaState::zeros(2, cfg, DType::F32);
+  const Tensor x32 = x.to(DType::F32);
+  for (int64_t t0 = 0, k = 0; t0 < L; ++k) {
+    const int64_t len = std::min(L - t0, k % 3 == 0 ? int64_t(1) : (k % 3 == 1 ? int64_t(2) : int64_t(7)));
+    Tensor out;
+    mamba_block_forward(out, nullptr, x32.slice(1, t0, t0 + len).contiguous(), p32, cfg, &st);
+    EXPECT_LT(max_abs_diff(out, o32.slice(1, t0, t0 + len)), 1e-5 * std::max(1.0, max_abs(o32))) << "at " << t0;
+    t0 += len;
+  }
 }
 
 TEST(MambaBlock, OfficialKeysAndAutoRank) {
@@ -197,17 +212,17 @@ TEST(MambaBlock, BadInputsGiveClearErrors) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("<no forward cache>"), std::string::npos) << e.what();
   }
-  {  // a short-sequence batch (token-major path) whose cache lost its token-major copies
+  {  // a short-sequence batch (token-major path) whose cache lost its in_proj output
     const Tensor xs = random_tensor({2, 5, 4}, 5);
     MambaCache cs;
     mamba_block_forward(out, &cs, xs, q, small);
-    cs.y_tokens = Tensor{};
+    cs.xz = Tensor{};
     MambaParams gs = MambaParams::zeros(small, DType::F64);
     try {
       mamba_block_backward(dx, gs, xs, cs, q, small);
       FAIL();
     } catch (const Error& e) {
-      EXPECT_NE(std::string(e.what()).find("lacks the token-major copies"), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find("the cache was not filled by mamba_block_forward"), std::string::npos) << e.what();
     }
   }
   try {

@@ -245,3 +245,102 @@ TEST(SelectiveScan, ShapeErrorsNameTheArgument) {
   in.z = Tensor::zeros({c.B, c.D, c.L}, DType::F64);
   EXPECT_THROW(selective_scan_forward(y, nullptr, nullptr, in), Error);
 }
+
+namespace {
+
+// Channel-layout tensors in token layout: rows (B,D,L) -> (B,L,D); B, C (B,N,L) -> (B,L,N), (B,G,N,L) ->
+// (B,L,G,N). `wide` > 0 puts the result in columns [off, off + width) of a wider buffer of token rows
+// (the view the Mamba block passes: a half of xz, the B or C columns of x_dbl).
+Tensor rows_as_tokens(const Tensor& t) { return t.transpose(1, 2).contiguous(); }
+Tensor bc_as_tokens(const Tensor& t) {
+  return t.ndim() == 4 ? t.transpose(2, 3).transpose(1, 2).contiguous() : t.transpose(1, 2).contiguous();
+}
+Tensor in_wider_rows(const Tensor& tok, int64_t off, int64_t wide) {
+  Tensor buf = Tensor::full({tok.size(0), tok.size(1), wide}, 1e30, tok.dtype());
+  Tensor v = buf.slice(2, off, off + tok.size(2));
+  v.copy_from(tok);
+  return v;
+}
+
+void expect_token_layout_matches(const Config& c, DType dt, bool views) {
+  SCOPED_TRACE(::testing::Message() << "B " << c.B << " D " << c.D << " N " << c.N << " L " << c.L << " G " << c.G
+                                    << (dt == DType::F32 ? " f32" : " f64") << (views ? " views" : ""));
+  const ScanInputs ch = make_inputs(c, 31, dt);
+  ScanInputs tk = ch;
+  tk.layout = ScanLayout::kTokens;
+  tk.u = rows_as_tokens(ch.u);
+  tk.delta = rows_as_tokens(ch.delta);
+  if (ch.z.defined()) tk.z = views ? in_wider_rows(rows_as_tokens(ch.z), c.D, 2 * c.D + 3) : rows_as_tokens(ch.z);
+  tk.B = bc_as_tokens(ch.B);
+  tk.C = bc_as_tokens(ch.C);
+  if (views && c.G == 0) {  // B, C as columns of one (B, L, R + 2N) matrix, like x_dbl
+    tk.B = in_wider_rows(tk.B, 2, 2 + 2 * c.N);
+    tk.C = in_wider_rows(tk.C, 2 + c.N, 2 + 2 * c.N);
+  }
+  Tensor y_ch, y_tk, last_ch, last_tk;
+  ScanSaved s_ch, s_tk;
+  selective_scan_forward(y_ch, &last_ch, &s_ch, ch, 16);
+  selective_scan_forward(y_tk, &last_tk, &s_tk, tk, 16);
+  EXPECT_EQ(y_tk.shape(), Shape({c.B, c.L, c.D}));
+  EXPECT_EQ(max_abs_diff(y_tk.transpose(1, 2).contiguous(), y_ch), 0.0);
+  EXPECT_EQ(max_abs_diff(last_tk, last_ch), 0.0);
+
+  const Tensor dy = random_tensor({c.B, c.D, c.L}, 5, -1, 1, dt);
+  ScanGrads g_ch, g_tk;
+  selective_scan_backward(g_ch, dy, Tensor{}, ch, s_ch);
+  if (views && dt == DType::F32) {  // written in place: rows into given buffers, dz, dB, dC into wider rows
+    g_tk.write_rows = true;
+    g_tk.du = Tensor::full({c.B, c.L, c.D}, 7.0, dt);
+    g_tk.ddelta = Tensor::full({c.B, c.L, c.D}, 7.0, dt);
+    if (ch.z.defined()) g_tk.dz = in_wider_rows(Tensor::full({c.B, c.L, c.D}, 7.0, dt), 1, c.D + 2);
+    if (c.G == 0) {  // added into (zeros)
+      g_tk.dB = in_wider_rows(Tensor::zeros({c.B, c.L, c.N}, dt), 0, 2 * c.N);
+      g_tk.dC = in_wider_rows(Tensor::zeros({c.B, c.L, c.N}, dt), c.N, 2 * c.N);
+    }
+  }
+  selective_scan_backward(g_tk, rows_as_tokens(dy), Tensor{}, tk, s_tk);
+  EXPECT_EQ(max_abs_diff(g_tk.du.transpose(1, 2).contiguous(), g_ch.du), 0.0);
+  EXPECT_EQ(max_abs_diff(g_tk.ddelta.transpose(1, 2).contiguous(), g_ch.ddelta), 0.0);
+  if (ch.z.defined()) {
+    EXPECT_EQ(max_abs_diff(g_tk.dz.transpose(1, 2).contiguous(), g_ch.dz), 0.0);
+  }
+  EXPECT_EQ(max_abs_diff(g_tk.dB.contiguous(), bc_as_tokens(g_ch.dB)), 0.0);
+  EXPECT_EQ(max_abs_diff(g_tk.dC.contiguous(), bc_as_tokens(g_ch.dC)), 0.0);
+  EXPECT_EQ(max_abs_diff(g_tk.dA, g_ch.dA), 0.0);
+  if (ch.D.defined()) {
+    EXPECT_EQ(max_abs_diff(g_tk.dD, g_ch.dD), 0.0);
+  }
+  if (ch.delta_bias.defined()) {
+    EXPECT_EQ(max_abs_diff(g_tk.ddelta_bias, g_ch.ddelta_bias), 0.0);
+  }
+  if (ch.h0.defined()) {
+    EXPECT_EQ(max_abs_diff(g_tk.dh0, g_ch.dh0), 0.0);
+  }
+}
+
+}  // namespace
+
+// (B,L,D) inputs give exactly the (B,D,L) results: the same kernels read token rows in place.
+TEST(SelectiveScan, TokenLayoutMatchesChannelLayout) {
+  for (DType dt : {DType::F32, DType::F64})
+    for (bool views : {false, true}) {
+      expect_token_layout_matches({3, 19, 4, 11, 0}, dt, views);                               // partial block
+      expect_token_layout_matches({2, 16, 2, 40, 0, true, true, true, true, true}, dt, views);  // chunks, h0
+      expect_token_layout_matches({2, 24, 3, 9, 2}, dt, views);                                // groups
+      expect_token_layout_matches({4, 8, 3, 1, 0}, dt, views);                                 // one step
+      expect_token_layout_matches({1, 8, 3, 5, 0, false, false, false, false, false}, dt, views);
+    }
+}
+
+TEST(SelectiveScan, TokenLayoutShapeErrors) {
+  Config c;
+  ScanInputs in = make_inputs(c, 1, DType::F32);
+  in.layout = ScanLayout::kTokens;  // (B,D,L) tensors read as (B,L,D): D is now L, and A no longer fits
+  Tensor y;
+  try {
+    selective_scan_forward(y, nullptr, nullptr, in);
+    FAIL() << "expected an Error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("A has shape (4,3), expected (11,3)"), std::string::npos) << e.what();
+  }
+}

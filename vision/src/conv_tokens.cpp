@@ -13,7 +13,7 @@
 #include <utility>
 #include <vector>
 
-#include "simd_clones.h"
+#include "ssmkit/core/simd_clones.h"
 #include "ssmkit/core/ops/gemm.h"
 #include "ssmkit/vision/ops.h"
 
@@ -53,7 +53,7 @@ constexpr int64_t kSlack = 8;
 
 // rows [r0, r1) of the padded map (inline loops: the rows can be short, a library call each would cost more)
 template <class T>
-SSMKIT_VISION_KERNEL __attribute__((optimize("no-tree-loop-distribute-patterns"))) void pad_rows(
+SSMKIT_SIMD_CLONES __attribute__((optimize("no-tree-loop-distribute-patterns"))) void pad_rows(
     T* __restrict xp, const T* __restrict x, const ConvTok& d, int64_t r0, int64_t r1) {
   const int64_t Hp = d.H + 2 * d.Pd, Wp = d.W + 2 * d.Pd, C = d.C, lo = d.Pd * C, hi = (d.Pd + d.W) * C;
   for (int64_t r = r0; r < r1; ++r) {
@@ -83,7 +83,7 @@ void pad_map(T* xp, const T* x, const ConvTok& d) {
 // kw lie side by side there, K*C contiguous values, copied in 32-byte blocks. The last block of a run may
 // copy up to 32 bytes too many: they land in the next run, written after it, or in col's kSlack elements.
 template <class T>
-SSMKIT_VISION_KERNEL void im2col_rows(T* __restrict col, const T* __restrict xp, const ConvTok& d, int64_t m0,
+SSMKIT_SIMD_CLONES void im2col_rows(T* __restrict col, const T* __restrict xp, const ConvTok& d, int64_t m0,
                                       int64_t m1) {
   const int64_t P = d.P(), R = d.R(), KC = d.K * d.C, Hp = d.H + 2 * d.Pd, Wp = d.W + 2 * d.Pd;
   const int64_t blocks = (KC * static_cast<int64_t>(sizeof(T)) + 31) / 32;
@@ -101,7 +101,7 @@ SSMKIT_VISION_KERNEL void im2col_rows(T* __restrict col, const T* __restrict xp,
 
 // dxp (the padded map of images b0, b0 + 1, ...) += the adjoint of im2col_rows for rows [m0, m1).
 template <class T>
-SSMKIT_VISION_KERNEL void col2im_rows_add(T* __restrict dxp, int64_t b0, const T* __restrict col, const ConvTok& d,
+SSMKIT_SIMD_CLONES void col2im_rows_add(T* __restrict dxp, int64_t b0, const T* __restrict col, const ConvTok& d,
                                           int64_t m0, int64_t m1) {
   const int64_t P = d.P(), R = d.R(), KC = d.K * d.C, Hp = d.H + 2 * d.Pd, Wp = d.W + 2 * d.Pd;
   for (int64_t m = m0; m < m1; ++m) {
@@ -344,7 +344,7 @@ namespace {
 
 // acc (C) = sum over rows [r0, r1) of x[r][c] (mean null) or of (x[r][c] - mean[c])^2
 template <class T>
-SSMKIT_VISION_KERNEL void column_sums_rows(double* __restrict acc, const T* __restrict x, const double* __restrict mean,
+SSMKIT_SIMD_CLONES void column_sums_rows(double* __restrict acc, const T* __restrict x, const double* __restrict mean,
                                            int64_t r0, int64_t r1, int64_t C) {
   std::fill(acc, acc + C, 0.0);
   for (int64_t r = r0; r < r1; ++r) {
@@ -376,7 +376,7 @@ void combine(double* out, const double* part, int64_t nchunk, int64_t C) {
 
 // rows [r0, r1): y = max(0, x * scale + shift)
 template <class T>
-SSMKIT_VISION_KERNEL void affine_relu_rows(T* __restrict y, const T* __restrict x, const T* __restrict scale,
+SSMKIT_SIMD_CLONES void affine_relu_rows(T* __restrict y, const T* __restrict x, const T* __restrict scale,
                                            const T* __restrict shift, int64_t r0, int64_t r1, int64_t C) {
   for (int64_t i = r0 * C; i < r1 * C; i += C)
     for (int64_t c = 0; c < C; ++c) y[i + c] = std::max(T(0), x[i + c] * scale[c] + shift[c]);
@@ -392,7 +392,7 @@ void affine_relu(T* y, const T* x, const T* scale, const T* shift, int64_t rows,
 
 // rows [r0, r1), g = dy where y > 0: sg (C) = sum g, sgx (C) = sum g (x - mean) (scaled by rstd by the caller)
 template <class T>
-SSMKIT_VISION_KERNEL void bn_grad_sums_rows(double* __restrict sg, double* __restrict sgx, const T* __restrict dy,
+SSMKIT_SIMD_CLONES void bn_grad_sums_rows(double* __restrict sg, double* __restrict sgx, const T* __restrict dy,
                                             const T* __restrict y, const T* __restrict x, const T* __restrict mean,
                                             int64_t r0, int64_t r1, int64_t C) {
   std::fill(sg, sg + C, 0.0);
@@ -417,7 +417,7 @@ void bn_grad_sums(double* part, const T* dy, const T* y, const T* x, const T* me
 
 // rows [r0, r1): dx = a[c] g - b1[c] - (x - mean[c]) b2[c], g = dy where y > 0
 template <class T>
-SSMKIT_VISION_KERNEL void bn_grad_input_rows(T* __restrict dx, const T* __restrict dy, const T* __restrict y,
+SSMKIT_SIMD_CLONES void bn_grad_input_rows(T* __restrict dx, const T* __restrict dy, const T* __restrict y,
                                              const T* __restrict x, const T* __restrict mean, const T* __restrict a,
                                              const T* __restrict b1, const T* __restrict b2, int64_t r0, int64_t r1,
                                              int64_t C) {

@@ -24,7 +24,7 @@
 #include <omp.h>
 #endif
 
-#include "simd_clones.h"
+#include "ssmkit/core/simd_clones.h"
 
 namespace ssmkit::vision::detail {
 
@@ -99,7 +99,7 @@ void dw_rows_weight_plain(T* acc, const T* g, int64_t ldy, const T* x, int64_t l
 // Float: padded rows
 
 // dst ((W+2) x Cp): row rr of x (rr < 0: zeros) with a zero column on each side and zeros past C.
-SSMKIT_VISION_KERNEL __attribute__((optimize("no-tree-loop-distribute-patterns"))) static void dw_pad_row(
+SSMKIT_SIMD_CLONES __attribute__((optimize("no-tree-loop-distribute-patterns"))) static void dw_pad_row(
     float* __restrict dst, const float* __restrict x, int64_t ldx, int64_t rr, int64_t W, int64_t C, int64_t Cp) {
   if (rr < 0) {
     for (int64_t i = 0; i < (W + 2) * Cp; ++i) dst[i] = 0.0f;
@@ -118,7 +118,7 @@ SSMKIT_VISION_KERNEL __attribute__((optimize("no-tree-loop-distribute-patterns")
 // One output row from three padded input rows q0..q2: y[w][c] = bias + sum taps[kh][kw] q_kh[w + kw][c],
 // 4 positions per step, channels innermost; bias is padded to Cp too. The last partial channel block is
 // computed in full (zeros past C in the rows, taps and bias) and only its first C % 8 values stored.
-SSMKIT_VISION_KERNEL __attribute__((optimize("fp-contract=fast"))) static void dw_out_row(
+SSMKIT_SIMD_CLONES __attribute__((optimize("fp-contract=fast"))) static void dw_out_row(
     float* y, int64_t ldy, const float* q0, const float* q1, const float* q2, const float* taps, const float* bias,
     int64_t W, int64_t C, int64_t Cp) {
   const float* q[3] = {q0, q1, q2};
@@ -240,7 +240,7 @@ void dw_backward_input(T* dx, int64_t ldx, const T* dy, int64_t ldy, const T* w,
 
 // acc (10, Cp) += sums over `n` output rows given as padded rows: gp[i] (W x Cp, gradient) and xp[i][0..3)
 // ((W+2) x Cp, the input rows above, at, below). Per block of 8 channels the ten sums stay in registers.
-SSMKIT_VISION_KERNEL __attribute__((optimize("fp-contract=fast"))) static void dw_weight_rows_f32(
+SSMKIT_SIMD_CLONES __attribute__((optimize("fp-contract=fast"))) static void dw_weight_rows_f32(
     float* acc, const float* const* gp, const std::array<const float*, 3>* xp, int64_t n, int64_t W, int64_t Cp) {
   for (int64_t c = 0; c < Cp; c += 8) {
     dw_v8f a0 = SSMKIT_DW_CV8(acc + 0 * Cp + c), a1 = SSMKIT_DW_CV8(acc + 1 * Cp + c),

@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "dwconv_kernels.h"
-#include "simd_clones.h"
+#include "ssmkit/core/simd_clones.h"
 #include "ssmkit/core/ops/elementwise.h"
 #include "ssmkit/core/ops/vec_math.h"
 
@@ -118,7 +118,7 @@ constexpr float kAsP = 0.3275911f, kAs1 = 0.254829592f, kAs2 = -0.284496736f, kA
 constexpr float kInvSqrt2 = 0.70710678118654752f, kInvSqrt2Pi = 0.39894228040143268f;
 
 // Phi(x) and phi(x) of a chunk (n <= kGeluChunk): e holds exp(-x^2/2) on entry.
-SSMKIT_VISION_KERNEL void gelu_cdf_chunk(float* __restrict cdf, const float* __restrict x, const float* __restrict e,
+SSMKIT_SIMD_CLONES void gelu_cdf_chunk(float* __restrict cdf, const float* __restrict x, const float* __restrict e,
                                          int64_t n) {
   for (int64_t i = 0; i < n; ++i) {
     const float a = std::fabs(x[i]) * kInvSqrt2;
@@ -128,15 +128,15 @@ SSMKIT_VISION_KERNEL void gelu_cdf_chunk(float* __restrict cdf, const float* __r
   }
 }
 
-SSMKIT_VISION_KERNEL void neg_half_square(float* __restrict e, const float* __restrict x, int64_t n) {
+SSMKIT_SIMD_CLONES void neg_half_square(float* __restrict e, const float* __restrict x, int64_t n) {
   for (int64_t i = 0; i < n; ++i) e[i] = -0.5f * x[i] * x[i];
 }
 
-SSMKIT_VISION_KERNEL void gelu_combine(float* y, const float* x, const float* __restrict cdf, int64_t n) {  // y may be x
+SSMKIT_SIMD_CLONES void gelu_combine(float* y, const float* x, const float* __restrict cdf, int64_t n) {  // y may be x
   for (int64_t i = 0; i < n; ++i) y[i] = x[i] * cdf[i];
 }
 
-SSMKIT_VISION_KERNEL void gelu_grad_combine(float* dx, const float* dy, const float* __restrict x,
+SSMKIT_SIMD_CLONES void gelu_grad_combine(float* dx, const float* dy, const float* __restrict x,
                                             const float* __restrict cdf, const float* __restrict e, int64_t n) {
   for (int64_t i = 0; i < n; ++i) dx[i] = dy[i] * (cdf[i] + x[i] * e[i] * kInvSqrt2Pi);
 }
@@ -161,7 +161,7 @@ inline T sum8(const T* __restrict x, int64_t n) {
 
 // rows [r0, r1): y, mean, rstd
 template <class T>
-SSMKIT_VISION_KERNEL void ln_rows_forward(T* __restrict y, T* __restrict mean, T* __restrict rstd, const T* __restrict x,
+SSMKIT_SIMD_CLONES void ln_rows_forward(T* __restrict y, T* __restrict mean, T* __restrict rstd, const T* __restrict x,
                                           const T* __restrict w, const T* __restrict b, int64_t r0, int64_t r1,
                                           int64_t C, T eps, T* __restrict tmp) {
   for (int64_t r = r0; r < r1; ++r) {
@@ -178,7 +178,7 @@ SSMKIT_VISION_KERNEL void ln_rows_forward(T* __restrict y, T* __restrict mean, T
 
 // rows [r0, r1): dx (written); gw, gb (C) += this chunk's sums
 template <class T>
-SSMKIT_VISION_KERNEL void ln_rows_backward(T* __restrict dx, T* __restrict gw, T* __restrict gb, const T* __restrict g,
+SSMKIT_SIMD_CLONES void ln_rows_backward(T* __restrict dx, T* __restrict gw, T* __restrict gb, const T* __restrict g,
                                            const T* __restrict x, const T* __restrict mean, const T* __restrict rstd,
                                            const T* __restrict w, int64_t r0, int64_t r1, int64_t C,
                                            T* __restrict t1, T* __restrict t2) {

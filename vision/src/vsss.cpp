@@ -13,7 +13,7 @@
 #include <cmath>
 
 #include "dwconv_kernels.h"
-#include "simd_clones.h"
+#include "ssmkit/core/simd_clones.h"
 #include "ssmkit/core/ops/gemm.h"
 #include "ssmkit/core/ops/vec_math.h"
 
@@ -93,7 +93,7 @@ struct Dims {
 
 // h_l = a_l h_{l-1} + delta_l B_l u_l, y_l = C_l h_l + D u_l along `order`, per sequence b (hv: Cg scratch)
 template <class T>
-SSMKIT_VISION_KERNEL void scan_forward(T* __restrict hs, T* __restrict ys, T* __restrict hv, const T* __restrict delta,
+SSMKIT_SIMD_CLONES void scan_forward(T* __restrict hs, T* __restrict ys, T* __restrict hv, const T* __restrict delta,
                                        const T* __restrict u, const T* __restrict da, const T* __restrict xdbl,
                                        const T* __restrict D, const int64_t* __restrict order, int64_t B, int64_t L,
                                        int64_t Cg, int64_t RB, int64_t R) {
@@ -114,7 +114,7 @@ SSMKIT_VISION_KERNEL void scan_forward(T* __restrict hs, T* __restrict ys, T* __
 
 // out_norm (LayerNorm over Cg, eps kOutNormEps) and the gate: yg = LN(ys) * silu_z, keeping mean and rstd
 template <class T>
-SSMKIT_VISION_KERNEL void norm_gate_forward(T* __restrict yg, T* __restrict mean, T* __restrict rstd,
+SSMKIT_SIMD_CLONES void norm_gate_forward(T* __restrict yg, T* __restrict mean, T* __restrict rstd,
                                             const T* __restrict ys, const T* __restrict silu_z, const T* __restrict nw,
                                             const T* __restrict nb, int64_t M, int64_t Cg) {
   const T inv = T(1) / static_cast<T>(Cg);
@@ -135,7 +135,7 @@ SSMKIT_VISION_KERNEL void norm_gate_forward(T* __restrict yg, T* __restrict mean
 
 // The gate and out_norm backward: dyg (d loss / d yg) -> dz (the z half of dxz, row stride 2Cg), dys; gnw, gnb +=
 template <class T>
-SSMKIT_VISION_KERNEL void norm_gate_backward(T* __restrict dz, T* __restrict dys, T* __restrict gnw, T* __restrict gnb,
+SSMKIT_SIMD_CLONES void norm_gate_backward(T* __restrict dz, T* __restrict dys, T* __restrict gnw, T* __restrict gnb,
                                              const T* __restrict dyg, const T* __restrict ys, const T* __restrict xz,
                                              const T* __restrict sz, const T* __restrict mean,
                                              const T* __restrict rstd, const T* __restrict nw,
@@ -173,7 +173,7 @@ SSMKIT_VISION_KERNEL void norm_gate_backward(T* __restrict dz, T* __restrict dys
 // gradient, before softplus), dB, dC (into dxdbl's last two columns); dA and dD sums added into gA, gD (Cg,
 // double) once per sequence. carry, fa, fd: Cg scratch.
 template <class T>
-SSMKIT_VISION_KERNEL void scan_backward(T* __restrict du, T* __restrict ddelta, T* __restrict dxdbl,
+SSMKIT_SIMD_CLONES void scan_backward(T* __restrict du, T* __restrict ddelta, T* __restrict dxdbl,
                                         double* __restrict gA, double* __restrict gD, T* __restrict carry,
                                         T* __restrict fa, T* __restrict fd, const T* __restrict dys,
                                         const T* __restrict hs, const T* __restrict delta, const T* __restrict u,
@@ -211,7 +211,7 @@ SSMKIT_VISION_KERNEL void scan_backward(T* __restrict du, T* __restrict ddelta, 
 
 // z (the z half of xz, row stride 2Cg) -> contiguous zc (M,Cg). (Short rows: inline copies, not memcpy calls.)
 template <class T>
-SSMKIT_VISION_KERNEL __attribute__((optimize("no-tree-loop-distribute-patterns"))) void gather_z(
+SSMKIT_SIMD_CLONES __attribute__((optimize("no-tree-loop-distribute-patterns"))) void gather_z(
     T* __restrict zc, const T* __restrict xz, int64_t M, int64_t Cg) {
   for (int64_t m = 0; m < M; ++m)
     for (int64_t k = 0; k < Cg; ++k) zc[m * Cg + k] = xz[m * 2 * Cg + Cg + k];

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "ssmkit/core/ops/elementwise.h"
+#include "ssmkit/core/simd_clones.h"
 #include "dtype_dispatch.h"
 
 namespace ssmkit::core {
@@ -67,58 +68,91 @@ template <class T> const T* cptr(const Tensor& t) { return t.defined() ? t.data<
 // ----------------------------------------------------------------------------------------------------------
 // row kernels shared by layer_norm and rms_norm: x (R, C) contiguous
 
-// -> y (R,C), mean (R) (skipped for rms: null), rstd (R). w, b (C) or null.
-template <class T>
-void norm_rows_forward(T* y, T* mean, T* rstd, const T* x, const T* w, const T* b, int64_t R, int64_t C,
-                       double eps, bool rms) {
-#pragma omp parallel for schedule(static) if (R * C > kParallelMin)
-  for (int64_t r = 0; r < R; ++r) {
+// The row kernels run on ranges of rows, multi-versioned (SSMKIT_SIMD_CLONES) and called from the
+// parallel loops below. Row sums use 8 interleaved partial sums in double: independent chains that
+// vectorize without reassociation, so a row's statistics do not depend on the thread count.
+constexpr int64_t kNormRowsPerTask = 16;
+
+template <class F>
+inline double sum8(int64_t n, F&& f) {
+  double s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int j = 0; j < 8; ++j) s[j] += f(i + j);
+  double t = 0;
+  for (; i < n; ++i) t += f(i);
+  return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7])) + t;
+}
+
+// rows [r0, r1) -> y (R,C), mean (R) (skipped for rms: null), rstd (R). w, b (C) when kW, kB.
+template <class T, bool kW, bool kB>
+SSMKIT_SIMD_CLONES void norm_rows_forward_range(T* __restrict y, T* __restrict mean, T* __restrict rstd,
+                                                const T* __restrict x, const T* __restrict w,
+                                                const T* __restrict b, int64_t r0, int64_t r1, int64_t C,
+                                                double eps, bool rms) {
+  for (int64_t r = r0; r < r1; ++r) {
     const T* xr = x + r * C;
-    double m = 0, v = 0;
-    if (!rms) {
-      for (int64_t i = 0; i < C; ++i) m += xr[i];
-      m /= static_cast<double>(C);
-    }
-    for (int64_t i = 0; i < C; ++i) {
-      const double d = xr[i] - m;
-      v += d * d;
-    }
-    v /= static_cast<double>(C);
+    double m = 0;
+    if (!rms) m = sum8(C, [&](int64_t i) { return static_cast<double>(xr[i]); }) / static_cast<double>(C);
+    const double v = sum8(C, [&](int64_t i) {
+                       const double d = xr[i] - m;
+                       return d * d;
+                     }) /
+                     static_cast<double>(C);
     const double rs = 1.0 / std::sqrt(v + eps);
     T* yr = y + r * C;
     for (int64_t i = 0; i < C; ++i) {
-      const double xh = (xr[i] - m) * rs;
-      yr[i] = static_cast<T>(xh * (w ? w[i] : T(1)) + (b ? b[i] : T(0)));
+      double o = (xr[i] - m) * rs;
+      if constexpr (kW) o *= w[i];
+      if constexpr (kB) o += b[i];
+      yr[i] = static_cast<T>(o);
     }
     if (mean) mean[r] = static_cast<T>(m);
     rstd[r] = static_cast<T>(rs);
   }
 }
 
-// dy (R,C) -> dx (R,C), written. layer norm: dx = rstd (g - mean(g) - xhat mean(g xhat));
-// rms (mean null, xhat = x rstd): dx = rstd (g - xhat mean(g xhat)).
 template <class T>
-void norm_rows_backward(T* dx, const T* dy, const T* x, const T* mean, const T* rstd, const T* w, int64_t R,
-                        int64_t C) {
+void norm_rows_forward(T* y, T* mean, T* rstd, const T* x, const T* w, const T* b, int64_t R, int64_t C,
+                       double eps, bool rms) {
+  auto kernel = w ? (b ? norm_rows_forward_range<T, true, true> : norm_rows_forward_range<T, true, false>)
+                  : (b ? norm_rows_forward_range<T, false, true> : norm_rows_forward_range<T, false, false>);
+  const int64_t tasks = (R + kNormRowsPerTask - 1) / kNormRowsPerTask;
 #pragma omp parallel for schedule(static) if (R * C > kParallelMin)
-  for (int64_t r = 0; r < R; ++r) {
+  for (int64_t k = 0; k < tasks; ++k)
+    kernel(y, mean, rstd, x, w, b, k * kNormRowsPerTask, std::min(R, (k + 1) * kNormRowsPerTask), C, eps, rms);
+}
+
+// rows [r0, r1) of dy (R,C) -> dx, written. layer norm: dx = rstd (g - mean(g) - xhat mean(g xhat));
+// rms (mean null, xhat = x rstd): dx = rstd (g - xhat mean(g xhat)). g = dy w (w when kW).
+template <class T, bool kW>
+SSMKIT_SIMD_CLONES void norm_rows_backward_range(T* __restrict dx, const T* __restrict dy, const T* __restrict x,
+                                                 const T* __restrict mean, const T* __restrict rstd,
+                                                 const T* __restrict w, int64_t r0, int64_t r1, int64_t C) {
+  for (int64_t r = r0; r < r1; ++r) {
     const T* xr = x + r * C;
     const T* gr = dy + r * C;
     const double m = mean ? static_cast<double>(mean[r]) : 0.0, rs = rstd[r];
-    double sg = 0, sgx = 0;
-    for (int64_t i = 0; i < C; ++i) {
-      const double g = static_cast<double>(gr[i]) * (w ? w[i] : T(1));
-      sg += g;
-      sgx += g * (xr[i] - m) * rs;
-    }
-    sg = mean ? sg / static_cast<double>(C) : 0.0;
-    sgx /= static_cast<double>(C);
+    auto g_at = [&](int64_t i) {
+      double g = gr[i];
+      if constexpr (kW) g *= w[i];
+      return g;
+    };
+    const double sg = mean ? sum8(C, g_at) / static_cast<double>(C) : 0.0;
+    const double sgx = sum8(C, [&](int64_t i) { return g_at(i) * (xr[i] - m) * rs; }) / static_cast<double>(C);
     T* dr = dx + r * C;
-    for (int64_t i = 0; i < C; ++i) {
-      const double g = static_cast<double>(gr[i]) * (w ? w[i] : T(1));
-      dr[i] = static_cast<T>(rs * (g - sg - (xr[i] - m) * rs * sgx));
-    }
+    for (int64_t i = 0; i < C; ++i) dr[i] = static_cast<T>(rs * (g_at(i) - sg - (xr[i] - m) * rs * sgx));
   }
+}
+
+template <class T>
+void norm_rows_backward(T* dx, const T* dy, const T* x, const T* mean, const T* rstd, const T* w, int64_t R,
+                        int64_t C) {
+  auto kernel = w ? norm_rows_backward_range<T, true> : norm_rows_backward_range<T, false>;
+  const int64_t tasks = (R + kNormRowsPerTask - 1) / kNormRowsPerTask;
+#pragma omp parallel for schedule(static) if (R * C > kParallelMin)
+  for (int64_t k = 0; k < tasks; ++k)
+    kernel(dx, dy, x, mean, rstd, w, k * kNormRowsPerTask, std::min(R, (k + 1) * kNormRowsPerTask), C);
 }
 
 // dy (R,C) -> dw[c] = sum_r dy xhat, db[c] = sum_r dy (either may be null), written. Column blocks in

@@ -1,11 +1,11 @@
-// Mamba-1 block: forward, then backward (reverse order of the same steps). Every activation between the
-// projections lives channel-major (B,E,L) / (B,R+2N,L), the scan's layout: for long sequences each
-// projection is one gemm() per batch element with the transposes folded into the gemm flags, so no layout
-// copies run; for short ones (L < kTokenMajorMaxL, e.g. S-Mamba's 11 variate tokens) each projection is one
-// gemm() over all B*L tokens, token-major, and the activations are transposed to and from it. The causal
-// depthwise conv is fused with SiLU (forward) and with the SiLU derivative (backward); threads over
-// (batch, channel) rows. Not here: the scan itself (ssm/selective_scan). Follows mamba_simple.Mamba's
-// slow path (../shared/specs/core-ssm.md §2.4).
+// Mamba-1 block: forward, then backward (reverse order of the same steps). Long sequences keep every
+// activation between the projections channel-major (B,E,L) / (B,R+2N,L), the scan's layout: each projection
+// is one gemm() per batch element with the transposes folded into the gemm flags, so no layout copies run.
+// Short ones (L < kTokenMajorMaxL with B > 1, e.g. S-Mamba's 11 variate tokens) stay token-major (B*L, width)
+// throughout: each projection is one gemm() over all B*L tokens, the conv runs along the token rows, and the
+// scan reads and writes token rows in place (ScanLayout::kTokens). The causal depthwise conv is fused with
+// SiLU (forward) and with the SiLU derivative (backward). Not here: the scan itself (ssm/selective_scan).
+// Follows mamba_simple.Mamba's slow path (../shared/specs/core-ssm.md §2.4).
 // Shapes: B batch, L length, M d_model, E d_inner, R dt_rank, N d_state, K d_conv, X = R + 2N.
 #include "ssmkit/core/ssm/mamba_block.h"
 
@@ -28,49 +28,11 @@ namespace {
 // Below this many elements a loop runs on one thread: waking a team costs more.
 constexpr int64_t kParallelMinWork = 32768;
 
-// Below this length (and with more than one batch element) the projections run token-major: per-batch
-// products with L < 64 columns (or an inner dimension of L for the weight gradients) keep no GEMM kernel
-// busy, while one product over B*L tokens does; the price is a transpose of each activation (B*E*L moves).
+// Below this length (and with more than one batch element) the block runs token-major: per-batch products
+// with L < 64 columns (or an inner dimension of L for the weight gradients) keep no GEMM kernel busy, while
+// one product over B*L tokens does.
 constexpr int64_t kTokenMajorMaxL = 64;
 bool token_major(int64_t Bn, int64_t L) { return Bn > 1 && L < kTokenMajorMaxL; }
-
-// The transposes between channel-major (B,C,L) and token rows work on tiles of kTile channels x L tokens: the
-// tile's channel-major side (kTile rows of L) and its token side (L rows of kTile) both stay in L1, and the
-// inner loop runs along the contiguous kTile channels of a token row. Threads over (batch, tile) pairs.
-constexpr int64_t kTile = 16;
-
-// src (B,C,L) channel-major -> dst row b*L + l, columns [0,C), leading dimension ld.
-template <class T>
-void to_tokens(T* dst, int64_t ld, const T* src, int64_t Bn, int64_t C, int64_t L) {
-  const int64_t tiles = (C + kTile - 1) / kTile;
-#pragma omp parallel for schedule(static) if (Bn * C * L > kParallelMinWork)
-  for (int64_t bt = 0; bt < Bn * tiles; ++bt) {
-    const int64_t b = bt / tiles, c0 = bt % tiles * kTile, cn = std::min(kTile, C - c0);
-    const T* s = src + (b * C + c0) * L;
-    for (int64_t l = 0; l < L; ++l) {
-      T* d = dst + (b * L + l) * ld + c0;
-      for (int64_t j = 0; j < cn; ++j) d[j] = s[j * L + l];
-    }
-  }
-}
-
-// src rows b*L + l, columns [0,C), leading dimension ld -> dst (B,C,L); add: dst += instead of dst =.
-template <class T>
-void to_channels(T* dst, const T* src, int64_t ld, int64_t Bn, int64_t C, int64_t L, bool add) {
-  const int64_t tiles = (C + kTile - 1) / kTile;
-#pragma omp parallel for schedule(static) if (Bn * C * L > kParallelMinWork)
-  for (int64_t bt = 0; bt < Bn * tiles; ++bt) {
-    const int64_t b = bt / tiles, c0 = bt % tiles * kTile, cn = std::min(kTile, C - c0);
-    T* d = dst + (b * C + c0) * L;
-    for (int64_t l = 0; l < L; ++l) {
-      const T* s = src + (b * L + l) * ld + c0;
-      if (add)
-        for (int64_t j = 0; j < cn; ++j) d[j * L + l] += s[j];
-      else
-        for (int64_t j = 0; j < cn; ++j) d[j * L + l] = s[j];
-    }
-  }
-}
 
 // The block's buffers come from a small recycling pool: a buffer whose last tensor goes away is parked,
 // and the next request of about its size takes it back. Without any reuse every call maps its ~100 MB of
@@ -261,6 +223,269 @@ MambaParams contiguous_params(const MambaParams& p) {
   return c;
 }
 
+// ----------------------------------------------------------------------------------------------------------
+// Short sequences, token-major: every activation stays in token rows (B*L, width), the layout of the
+// projections; the conv runs along the rows vectorized across channels and the scan reads and writes token
+// rows in place (ScanLayout::kTokens), so no activation is transposed.
+
+// w (E,K) -> (K,E), so that a tap's weights are contiguous across channels.
+template <class T>
+std::vector<T> taps_by_channel(const T* w, int64_t E, int64_t K) {
+  std::vector<T> wt(static_cast<size_t>(K * E));
+  for (int64_t e = 0; e < E; ++e)
+    for (int64_t k = 0; k < K; ++k) wt[static_cast<size_t>(k * E + e)] = w[e * K + k];
+  return wt;
+}
+
+// Causal depthwise conv + SiLU on token rows: x (B*L rows of E, row stride ldx), wt (K,E), cb (E) or null,
+// st (B,E,K) the carried conv state or null -> pre (B*L,E) before SiLU, u (B*L,E) = SiLU(pre) (pre may be u).
+template <class T>
+void conv_tokens_forward(T* pre, T* u, const T* x, int64_t ldx, const T* wt, const T* cb, const T* st, int64_t Bn,
+                         int64_t L, int64_t E, int64_t K) {
+#pragma omp parallel for schedule(static) if (Bn * L * E * K > kParallelMinWork)
+  for (int64_t r = 0; r < Bn * L; ++r) {
+    const int64_t b = r / L, t = r % L;
+    T* o = pre + r * E;
+    for (int64_t e = 0; e < E; ++e) o[e] = cb ? cb[e] : T(0);
+    for (int64_t k = 0; k < K; ++k) {
+      const int64_t src = t - (K - 1) + k;  // the input step this tap reads
+      const T* wk = wt + k * E;
+      if (src >= 0) {
+        const T* xs = x + (b * L + src) * ldx;
+#pragma omp simd
+        for (int64_t e = 0; e < E; ++e) o[e] += wk[e] * xs[e];
+      } else if (st) {  // before x[0]: the state's newest K-1 inputs, st[(b,e), K + src]
+        const T* ss = st + b * E * K + K + src;
+        for (int64_t e = 0; e < E; ++e) o[e] += wk[e] * ss[e * K];
+      }
+    }
+    silu_row(u + r * E, o, E);
+  }
+}
+
+// Its backward (zero history): du (B*L,E), pre (B*L,E), x (token rows, stride ldx) -> dx (token rows, stride
+// ldd), written; dw (E,K) and db (E) (or null) added into. Threads over blocks of kCols channels, each summing
+// its channels' weight gradients over the rows in order (deterministic for any thread count).
+template <class T>
+void conv_tokens_backward(T* dx, int64_t ldd, T* dw, T* db, const T* du, const T* pre, const T* x, int64_t ldx,
+                          const T* wt, int64_t Bn, int64_t L, int64_t E, int64_t K) {
+  constexpr int64_t kCols = 64;
+  const int64_t nblk = (E + kCols - 1) / kCols;
+#pragma omp parallel if (Bn * L * E * K > kParallelMinWork)
+  {
+    std::vector<T> dp(static_cast<size_t>(L * kCols)), sg(kCols), aw(static_cast<size_t>(K * kCols)), ab(kCols);
+#pragma omp for schedule(static)
+    for (int64_t blk = 0; blk < nblk; ++blk) {
+      const int64_t e0 = blk * kCols, n = std::min(kCols, E - e0);
+      std::fill(aw.begin(), aw.end(), T(0));
+      std::fill(ab.begin(), ab.end(), T(0));
+      for (int64_t b = 0; b < Bn; ++b) {
+        for (int64_t t = 0; t < L; ++t) {  // d pre = du * silu'(pre)
+          const T* pr = pre + (b * L + t) * E + e0;
+          const T* g = du + (b * L + t) * E + e0;
+          T* d = dp.data() + t * kCols;
+          sigmoid_row(sg.data(), pr, n);
+#pragma omp simd
+          for (int64_t j = 0; j < n; ++j) d[j] = g[j] * sg[j] * (T(1) + pr[j] * (T(1) - sg[j]));
+          for (int64_t j = 0; j < n; ++j) ab[j] += d[j];
+        }
+        for (int64_t t = 0; t < L; ++t) {  // dx[t] = sum_k w[k] dpre[t + K-1-k]; dw[k] += dpre[t] x[t-(K-1)+k]
+          T* o = dx + (b * L + t) * ldd + e0;
+          std::fill(o, o + n, T(0));
+          const T* d = dp.data() + t * kCols;
+          for (int64_t k = 0; k < K; ++k) {
+            const T* wk = wt + k * E + e0;
+            const int64_t later = t + K - 1 - k, src = t - (K - 1) + k;
+            if (later < L) {
+              const T* dl = dp.data() + later * kCols;
+#pragma omp simd
+              for (int64_t j = 0; j < n; ++j) o[j] += wk[j] * dl[j];
+            }
+            if (src >= 0) {
+              const T* xs = x + (b * L + src) * ldx + e0;
+              T* a = aw.data() + k * kCols;
+#pragma omp simd
+              for (int64_t j = 0; j < n; ++j) a[j] += d[j] * xs[j];
+            }
+          }
+        }
+      }
+      for (int64_t j = 0; j < n; ++j) {
+        for (int64_t k = 0; k < K; ++k) dw[(e0 + j) * K + k] += aw[static_cast<size_t>(k * kCols + j)];
+        if (db) db[e0 + j] += ab[static_cast<size_t>(j)];
+      }
+    }
+  }
+}
+
+// A = -exp(A_log) (E,N)
+template <class T>
+Tensor state_matrix(const MambaParams& p, int64_t E, int64_t N, DType dt) {
+  Tensor A = uninit({E, N}, dt);
+  const T* a = p.A_log.data<T>();
+  T* d = A.data<T>();
+  for (int64_t i = 0; i < E * N; ++i) d[i] = -std::exp(a[i]);
+  return A;
+}
+
+template <class T>
+void forward_tokens_impl(Tensor& out, MambaCache& c, bool keep, const Tensor& hidden, const MambaParams& p,
+                         const MambaConfig& cfg, MambaState* state) {
+  const int64_t Bn = hidden.size(0), L = hidden.size(1), BL = Bn * L;
+  const int64_t M = cfg.d_model, E = cfg.d_inner(), R = cfg.rank(), N = cfg.d_state, K = cfg.d_conv, X = R + 2 * N;
+  const DType dt = hidden.dtype();
+  const T* h = hidden.data<T>();
+  c = MambaCache{};
+  c.hidden = hidden;
+
+  // in_proj: xz (B*L,2E) = h W_in^T (+ bias); x = xz[:, :E], z = xz[:, E:]
+  Tensor xz = uninit({BL, 2 * E}, dt);
+  {
+    const T* b_in = cfg.bias ? p.in_proj_bias.data<T>() : nullptr;
+    T* pxz = xz.data<T>();
+    if (b_in)
+      for (int64_t r = 0; r < BL; ++r) std::copy(b_in, b_in + 2 * E, pxz + r * 2 * E);
+    gemm(false, true, BL, 2 * E, M, T(1), h, M, p.in_proj_weight.data<T>(), M, b_in ? T(1) : T(0), pxz, 2 * E);
+  }
+
+  // causal depthwise conv (from the carried conv state, if any) + SiLU; in place without a backward to feed
+  Tensor u = uninit({BL, E}, dt);
+  Tensor x_pre = keep ? uninit({BL, E}, dt) : u;
+  {
+    const std::vector<T> wt = taps_by_channel(p.conv1d_weight.data<T>(), E, K);
+    T* pst = state ? state->conv.data<T>() : nullptr;
+    const T* px = xz.data<T>();
+    conv_tokens_forward(x_pre.data<T>(), u.data<T>(), px, 2 * E, wt.data(),
+                        cfg.conv_bias ? p.conv1d_bias.data<T>() : nullptr, pst, Bn, L, E, K);
+    if (pst)  // the state keeps the last K inputs of [state, x], newest last (in place: reads run ahead)
+      for (int64_t b = 0; b < Bn; ++b)
+        for (int64_t e = 0; e < E; ++e) {
+          T* sr = pst + (b * E + e) * K;
+          for (int64_t k = 0; k < K; ++k) {
+            const int64_t i = L - 1 + k;  // index into [state[1:], x]
+            sr[k] = i < K - 1 ? sr[i + 1] : px[(b * L + i - (K - 1)) * 2 * E + e];
+          }
+        }
+  }
+
+  // x_proj: x_dbl (B*L,X) = u W_x^T, columns [0,R) dt_in, [R,R+N) B, [R+N,X) C; delta (B*L,E) = dt_in W_dt^T
+  Tensor x_dbl = uninit({BL, X}, dt), delta = uninit({BL, E}, dt);
+  gemm(false, true, BL, X, E, T(1), u.data<T>(), E, p.x_proj_weight.data<T>(), E, T(0), x_dbl.data<T>(), X);
+  gemm(false, true, BL, E, R, T(1), x_dbl.data<T>(), X, p.dt_proj_weight.data<T>(), R, T(0), delta.data<T>(), E);
+
+  ScanInputs& s = c.scan;
+  s.layout = ScanLayout::kTokens;
+  s.u = u.view({Bn, L, E});
+  s.delta = delta.view({Bn, L, E});
+  const Tensor xd = x_dbl.view({Bn, L, X});
+  s.B = xd.slice(2, R, R + N);  // column views, read in place
+  s.C = xd.slice(2, R + N, X);
+  s.z = xz.view({Bn, L, 2 * E}).slice(2, E, 2 * E);
+  s.A = state_matrix<T>(p, E, N, dt);
+  s.D = p.D;
+  s.delta_bias = p.dt_proj_bias;
+  s.delta_softplus = true;
+  c.y_scan = uninit({Bn, L, E}, dt);
+  if (state) {
+    s.h0 = state->ssm;
+    selective_scan_forward(c.y_scan, &state->ssm, nullptr, s);
+  } else {
+    selective_scan_forward(c.y_scan, nullptr, &c.saved, s);
+  }
+
+  // out_proj: out (B*L,M) = y W_out^T (+ bias)
+  const Shape out_shape{Bn, L, M};
+  if (!(out.defined() && out.shape() == out_shape && out.dtype() == dt && out.is_contiguous() &&
+        out.storage_unique()))
+    out = uninit(out_shape, dt);
+  const T* b_out = cfg.bias ? p.out_proj_bias.data<T>() : nullptr;
+  T* po = out.data<T>();
+  if (b_out)
+    for (int64_t r = 0; r < BL; ++r) std::copy(b_out, b_out + M, po + r * M);
+  gemm(false, true, BL, M, E, T(1), c.y_scan.data<T>(), E, p.out_proj_weight.data<T>(), E, b_out ? T(1) : T(0), po,
+       M);
+  c.xz = xz;
+  c.x_pre = x_pre;
+  c.x_dbl = xd;
+}
+
+template <class T>
+void backward_tokens_impl(Tensor* dhidden, MambaParams& g, const Tensor& dout, const MambaCache& c,
+                          const MambaParams& p, const MambaConfig& cfg) {
+  const int64_t Bn = c.hidden.size(0), L = c.hidden.size(1), BL = Bn * L;
+  const int64_t M = cfg.d_model, E = cfg.d_inner(), R = cfg.rank(), N = cfg.d_state, K = cfg.d_conv, X = R + 2 * N;
+  const DType dt = dout.dtype();
+  const T* pdo = dout.data<T>();
+  SSMKIT_CHECK(c.scan.layout == ScanLayout::kTokens && c.xz.defined() && c.x_pre.defined(),
+               "mamba_block_backward: the cache was not filled by mamba_block_forward on this input");
+
+  // out_proj: dy (B*L,E) = dout W_out; dW_out += dout^T y; db_out += column sums of dout
+  Tensor dy = uninit({BL, E}, dt);
+  gemm(false, false, BL, E, M, T(1), pdo, M, p.out_proj_weight.data<T>(), E, T(0), dy.data<T>(), E);
+  gemm(true, false, M, E, BL, T(1), pdo, M, c.y_scan.data<T>(), E, T(1), g.out_proj_weight.data<T>(), E);
+  if (cfg.bias) {
+    T* gb = g.out_proj_bias.data<T>();
+    for (int64_t r = 0; r < BL; ++r)
+      for (int64_t m = 0; m < M; ++m) gb[m] += pdo[r * M + m];
+  }
+
+  // scan: du, ddelta (B*L,E); dz straight into dxz[:, E:]; dB, dC added into the zeroed columns of dx_dbl
+  Tensor dxz = uninit({BL, 2 * E}, dt), dx_dbl = uninit({BL, X}, dt);
+  T* pdxz = dxz.data<T>();
+  T* pdxd = dx_dbl.data<T>();
+  for (int64_t r = 0; r < BL; ++r) std::fill(pdxd + r * X + R, pdxd + (r + 1) * X, T(0));
+  ScanGrads sg;
+  sg.write_rows = std::is_same_v<T, float>;
+  if (!sg.write_rows)  // F64: gradients are added into
+    for (int64_t r = 0; r < BL; ++r) std::fill(pdxz + r * 2 * E + E, pdxz + (r + 1) * 2 * E, T(0));
+  auto rows = [&] { return sg.write_rows ? uninit({Bn, L, E}, dt) : zeros({Bn, L, E}, dt); };
+  sg.du = rows();
+  sg.ddelta = rows();
+  sg.dz = dxz.view({Bn, L, 2 * E}).slice(2, E, 2 * E);
+  const Tensor dxd = dx_dbl.view({Bn, L, X});
+  sg.dB = dxd.slice(2, R, R + N);
+  sg.dC = dxd.slice(2, R + N, X);
+  sg.dD = g.D;
+  sg.ddelta_bias = g.dt_proj_bias;
+  selective_scan_backward(sg, dy.view({Bn, L, E}), Tensor{}, c.scan, c.saved);
+  {  // A = -exp(A_log): dA_log = dA * A
+    const T* dA = sg.dA.data<T>();
+    const T* A = c.scan.A.data<T>();
+    T* d = g.A_log.data<T>();
+    for (int64_t i = 0; i < E * N; ++i) d[i] += dA[i] * A[i];
+  }
+
+  // dt_proj and x_proj: dW_dt += ddelta^T dt_in; d dt_in = ddelta W_dt (into dx_dbl[:, :R]);
+  // dW_x += dx_dbl^T u; du += dx_dbl W_x
+  const T* pdd = sg.ddelta.data<T>();
+  const T* pxd = c.x_dbl.data<T>();
+  const T* pu = c.scan.u.data<T>();
+  T* pdu = sg.du.data<T>();
+  gemm(true, false, E, R, BL, T(1), pdd, E, pxd, X, T(1), g.dt_proj_weight.data<T>(), R);
+  gemm(false, false, BL, R, E, T(1), pdd, E, p.dt_proj_weight.data<T>(), R, T(0), pdxd, X);
+  gemm(true, false, X, E, BL, T(1), pdxd, X, pu, E, T(1), g.x_proj_weight.data<T>(), E);
+  gemm(false, false, BL, E, X, T(1), pdxd, X, p.x_proj_weight.data<T>(), E, T(1), pdu, E);
+
+  // through SiLU and the conv: dx into dxz[:, :E]
+  {
+    const std::vector<T> wt = taps_by_channel(p.conv1d_weight.data<T>(), E, K);
+    conv_tokens_backward(pdxz, 2 * E, g.conv1d_weight.data<T>(), cfg.conv_bias ? g.conv1d_bias.data<T>() : nullptr,
+                         pdu, c.x_pre.data<T>(), c.xz.data<T>(), 2 * E, wt.data(), Bn, L, E, K);
+  }
+
+  // in_proj: dh (B*L,M) = dxz W_in; dW_in += dxz^T h; db_in += column sums of dxz
+  if (dhidden) {
+    *dhidden = uninit({Bn, L, M}, dt);
+    gemm(false, false, BL, M, 2 * E, T(1), pdxz, 2 * E, p.in_proj_weight.data<T>(), M, T(0), dhidden->data<T>(), M);
+  }
+  gemm(true, false, 2 * E, M, BL, T(1), pdxz, 2 * E, c.hidden.data<T>(), M, T(1), g.in_proj_weight.data<T>(), M);
+  if (cfg.bias) {
+    T* gb = g.in_proj_bias.data<T>();
+    for (int64_t r = 0; r < BL; ++r)
+      for (int64_t j = 0; j < 2 * E; ++j) gb[j] += pdxz[r * 2 * E + j];
+  }
+}
+
 template <class T>
 void forward_impl(Tensor& out, MambaCache& c, bool keep, const Tensor& hidden, const MambaParams& p,
                   const MambaConfig& cfg, MambaState* state) {
@@ -270,29 +495,19 @@ void forward_impl(Tensor& out, MambaCache& c, bool keep, const Tensor& hidden, c
   const T* h = hidden.data<T>();
   const T* w_in = p.in_proj_weight.data<T>();
   const T* b_in = cfg.bias ? p.in_proj_bias.data<T>() : nullptr;
+  if (token_major(Bn, L)) return forward_tokens_impl<T>(out, c, keep, hidden, p, cfg, state);
+  c = MambaCache{};
   c.hidden = hidden;
-  c.u_tokens = c.x_dbl_tokens = c.y_tokens = Tensor{};  // set again below when this call runs token-major
 
   // in_proj, channel-major: x_b (E,L) = W_in[:E] h_b^T, z_b (E,L) = W_in[E:] h_b^T (+ bias).
-  const bool tokens = token_major(Bn, L);
   Tensor x = uninit({Bn, E, L}, dt), z = uninit({Bn, E, L}, dt);
-  if (tokens) {  // xz (B*L,2E) = h W_in^T (+ bias), then split and transposed
-    Tensor xz = uninit({Bn * L, 2 * E}, dt);
-    T* pxz = xz.data<T>();
-    if (b_in)
-      for (int64_t r = 0; r < Bn * L; ++r) std::copy(b_in, b_in + 2 * E, pxz + r * 2 * E);
-    gemm(false, true, Bn * L, 2 * E, M, T(1), h, M, w_in, M, b_in ? T(1) : T(0), pxz, 2 * E);
-    to_channels(x.data<T>(), pxz, 2 * E, Bn, E, L, false);
-    to_channels(z.data<T>(), pxz + E, 2 * E, Bn, E, L, false);
-  } else {
-    for (int64_t b = 0; b < Bn; ++b)
-      for (int64_t half = 0; half < 2; ++half) {
-        T* dst = (half == 0 ? x : z).template data<T>() + b * E * L;
-        if (b_in)
-          for (int64_t e = 0; e < E; ++e) std::fill(dst + e * L, dst + (e + 1) * L, b_in[half * E + e]);
-        gemm(false, true, E, L, M, T(1), w_in + half * E * M, M, h + b * L * M, M, b_in ? T(1) : T(0), dst, L);
-      }
-  }
+  for (int64_t b = 0; b < Bn; ++b)
+    for (int64_t half = 0; half < 2; ++half) {
+      T* dst = (half == 0 ? x : z).template data<T>() + b * E * L;
+      if (b_in)
+        for (int64_t e = 0; e < E; ++e) std::fill(dst + e * L, dst + (e + 1) * L, b_in[half * E + e]);
+      gemm(false, true, E, L, M, T(1), w_in + half * E * M, M, h + b * L * M, M, b_in ? T(1) : T(0), dst, L);
+    }
 
   // causal depthwise conv (continuing from the carried conv state, if any) + SiLU; without a backward
   // to feed, SiLU runs in place
@@ -329,23 +544,10 @@ void forward_impl(Tensor& out, MambaCache& c, bool keep, const Tensor& hidden, c
     const T* pu = u.data<T>();
     T* pxd = x_dbl.data<T>();
     T* pdl = delta.data<T>();
-    if (tokens) {  // the same two products over all tokens: u^T (B*L,E) -> x_dbl^T (B*L,X) -> delta^T (B*L,E)
-      Tensor ut = uninit({Bn * L, E}, dt), xdt = uninit({Bn * L, X}, dt), dlt = uninit({Bn * L, E}, dt);
-      to_tokens(ut.data<T>(), E, pu, Bn, E, L);
-      gemm(false, true, Bn * L, X, E, T(1), ut.data<T>(), E, w_x, E, T(0), xdt.data<T>(), X);
-      gemm(false, true, Bn * L, E, R, T(1), xdt.data<T>(), X, w_dt, R, T(0), dlt.data<T>(), E);
-      to_channels(pxd, xdt.data<T>(), X, Bn, X, L, false);
-      to_channels(pdl, dlt.data<T>(), E, Bn, E, L, false);
-      if (keep) {
-        c.u_tokens = ut;
-        c.x_dbl_tokens = xdt;
-      }
-    } else {
-      for (int64_t b = 0; b < Bn; ++b) {
-        gemm(false, false, X, L, E, T(1), w_x, E, pu + b * E * L, L, T(0), pxd + b * X * L, L);
-        // dt_proj: delta_b (E,L) = W_dt dt_in_b (its bias goes to the scan as delta_bias)
-        gemm(false, false, E, L, R, T(1), w_dt, R, pxd + b * X * L, L, T(0), pdl + b * E * L, L);
-      }
+    for (int64_t b = 0; b < Bn; ++b) {
+      gemm(false, false, X, L, E, T(1), w_x, E, pu + b * E * L, L, T(0), pxd + b * X * L, L);
+      // dt_proj: delta_b (E,L) = W_dt dt_in_b (its bias goes to the scan as delta_bias)
+      gemm(false, false, E, L, R, T(1), w_dt, R, pxd + b * X * L, L, T(0), pdl + b * E * L, L);
     }
   }
 
@@ -355,12 +557,7 @@ void forward_impl(Tensor& out, MambaCache& c, bool keep, const Tensor& hidden, c
   s.B = x_dbl.slice(1, R, R + N);  // (B,N,L) views; the scan copies them when B > 1
   s.C = x_dbl.slice(1, R + N, X);
   s.z = z;
-  s.A = uninit({E, N}, dt);
-  {
-    const T* a = p.A_log.data<T>();
-    T* d = s.A.data<T>();
-    for (int64_t i = 0; i < E * N; ++i) d[i] = -std::exp(a[i]);
-  }
+  s.A = state_matrix<T>(p, E, N, dt);
   s.D = p.D;
   s.delta_bias = p.dt_proj_bias;
   s.delta_softplus = true;
@@ -384,15 +581,8 @@ void forward_impl(Tensor& out, MambaCache& c, bool keep, const Tensor& hidden, c
     T* po = out.data<T>();
     if (b_out)
       for (int64_t r = 0; r < Bn * L; ++r) std::copy(b_out, b_out + M, po + r * M);
-    if (tokens) {  // out (B*L,M) = y^T W_out^T in one product
-      Tensor yt = uninit({Bn * L, E}, dt);
-      to_tokens(yt.data<T>(), E, py, Bn, E, L);
-      gemm(false, true, Bn * L, M, E, T(1), yt.data<T>(), E, w_out, E, b_out ? T(1) : T(0), po, M);
-      if (keep) c.y_tokens = yt;
-    } else {
-      for (int64_t b = 0; b < Bn; ++b)
-        gemm(true, true, L, M, E, T(1), py + b * E * L, L, w_out, E, b_out ? T(1) : T(0), po + b * L * M, M);
-    }
+    for (int64_t b = 0; b < Bn; ++b)
+      gemm(true, true, L, M, E, T(1), py + b * E * L, L, w_out, E, b_out ? T(1) : T(0), po + b * L * M, M);
   }
   c.xz = Tensor{};  // the two halves are kept channel-major: x_conv and scan.z
   c.x_conv = x;
@@ -408,10 +598,9 @@ void backward_impl(Tensor* dhidden, MambaParams& g, const Tensor& dout, const Ma
   const int64_t M = cfg.d_model, E = cfg.d_inner(), R = cfg.rank(), N = cfg.d_state, K = cfg.d_conv, X = R + 2 * N;
   const DType dt = dout.dtype();
   const T* pdo = dout.data<T>();
-  const bool tokens = token_major(Bn, L);  // the forward's choice
-  SSMKIT_CHECK(!tokens || (c.u_tokens.defined() && c.x_dbl_tokens.defined() && c.y_tokens.defined()),
-               "mamba_block_backward: the cache lacks the token-major copies of a short sequence (L ", L,
-               "); expected the cache filled by mamba_block_forward on the same input");
+  if (token_major(Bn, L)) return backward_tokens_impl<T>(dhidden, g, dout, c, p, cfg);  // the forward's choice
+  SSMKIT_CHECK(c.scan.layout == ScanLayout::kChannels && c.x_conv.defined(),
+               "mamba_block_backward: the cache was not filled by mamba_block_forward on this input");
 
   // out_proj: dy_b (E,L) = W_out^T dout_b^T; dW_out += dout_b^T y_b^T; db_out += column sums of dout
   Tensor dy = uninit({Bn, E, L}, dt);
@@ -420,17 +609,9 @@ void backward_impl(Tensor* dhidden, MambaParams& g, const Tensor& dout, const Ma
     const T* py = c.y_scan.data<T>();
     T* pdy = dy.data<T>();
     T* gw = g.out_proj_weight.data<T>();
-    if (tokens) {  // dy^T (B*L,E) = dout W_out; dW_out += dout^T y^T: one product each over all tokens
-      const Tensor& yt = c.y_tokens;  // the forward's token-major copy of y
-      Tensor dyt = uninit({Bn * L, E}, dt);
-      gemm(false, false, Bn * L, E, M, T(1), pdo, M, w_out, E, T(0), dyt.data<T>(), E);
-      gemm(true, false, M, E, Bn * L, T(1), pdo, M, yt.data<T>(), E, T(1), gw, E);
-      to_channels(pdy, dyt.data<T>(), E, Bn, E, L, false);
-    } else {
-      for (int64_t b = 0; b < Bn; ++b) {
-        gemm(true, true, E, L, M, T(1), w_out, E, pdo + b * L * M, M, T(0), pdy + b * E * L, L);
-        gemm(true, true, M, E, L, T(1), pdo + b * L * M, M, py + b * E * L, L, T(1), gw, E);
-      }
+    for (int64_t b = 0; b < Bn; ++b) {
+      gemm(true, true, E, L, M, T(1), w_out, E, pdo + b * L * M, M, T(0), pdy + b * E * L, L);
+      gemm(true, true, M, E, L, T(1), pdo + b * L * M, M, py + b * E * L, L, T(1), gw, E);
     }
     if (cfg.bias) {
       T* gb = g.out_proj_bias.data<T>();
@@ -471,20 +652,7 @@ void backward_impl(Tensor* dhidden, MambaParams& g, const Tensor& dout, const Ma
     T* gw_x = g.x_proj_weight.data<T>();
     T* gw_dt = g.dt_proj_weight.data<T>();
     T* pdu = du.data<T>();
-    if (tokens) {  // dx_dbl^T (B*L,X) = [ddelta^T W_dt, dB^T, dC^T]; the same products over all tokens
-      Tensor ddt = uninit({Bn * L, E}, dt), dxdt = uninit({Bn * L, X}, dt), dut = uninit({Bn * L, E}, dt);
-      const Tensor& xdt = c.x_dbl_tokens;  // the forward's token-major copies
-      const Tensor& ut = c.u_tokens;
-      T* pdxt = dxdt.data<T>();
-      to_tokens(ddt.data<T>(), E, pdd, Bn, E, L);
-      to_tokens(pdxt + R, X, pdB, Bn, N, L);
-      to_tokens(pdxt + R + N, X, pdC, Bn, N, L);
-      gemm(true, false, E, R, Bn * L, T(1), ddt.data<T>(), E, xdt.data<T>(), X, T(1), gw_dt, R);  // dW_dt
-      gemm(false, false, Bn * L, R, E, T(1), ddt.data<T>(), E, w_dt, R, T(0), pdxt, X);          // d dt_in
-      gemm(true, false, X, E, Bn * L, T(1), pdxt, X, ut.data<T>(), E, T(1), gw_x, E);            // dW_x
-      gemm(false, false, Bn * L, E, X, T(1), pdxt, X, w_x, E, T(0), dut.data<T>(), E);           // du, x_proj's part
-      to_channels(pdu, dut.data<T>(), E, Bn, E, L, true);
-    } else {
+    {
       Tensor dx_dbl = uninit({X, L}, dt);  // one batch element at a time
       T* pdx = dx_dbl.data<T>();
       for (int64_t b = 0; b < Bn; ++b) {
@@ -540,13 +708,7 @@ void backward_impl(Tensor* dhidden, MambaParams& g, const Tensor& dout, const Ma
     const T* w_in = p.in_proj_weight.data<T>();
     T* gw_in = g.in_proj_weight.data<T>();
     T* pdh = dhidden ? dhidden->data<T>() : nullptr;
-    if (tokens) {  // dxz^T (B*L,2E) = [dx^T, dz^T]; dh = dxz^T W_in; dW_in += dxz h: one product each
-      Tensor dxzt = uninit({Bn * L, 2 * E}, dt);
-      to_tokens(dxzt.data<T>(), 2 * E, dx.data<T>(), Bn, E, L);
-      to_tokens(dxzt.data<T>() + E, 2 * E, dz.data<T>(), Bn, E, L);
-      if (pdh) gemm(false, false, Bn * L, M, 2 * E, T(1), dxzt.data<T>(), 2 * E, w_in, M, T(0), pdh, M);
-      gemm(true, false, 2 * E, M, Bn * L, T(1), dxzt.data<T>(), 2 * E, h, M, T(1), gw_in, M);
-    } else {
+    {
       for (int64_t b = 0; b < Bn; ++b)
         for (int64_t half = 0; half < 2; ++half) {
           const T* d = (half == 0 ? dx : dz).template data<T>() + b * E * L;

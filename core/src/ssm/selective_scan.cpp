@@ -18,6 +18,7 @@
 #include <cmath>
 #include <cstdint>
 #include <bit>
+#include <utility>
 #include <vector>
 
 namespace ssmkit::core {
@@ -39,23 +40,26 @@ void check_shape(const Tensor& t, const Shape& want, const char* name) {
 }
 
 ScanDims check_inputs(const ScanInputs& in) {
+  const bool tok = in.layout == ScanLayout::kTokens;
   SSMKIT_CHECK(in.u.defined() && in.delta.defined() && in.A.defined() && in.B.defined() && in.C.defined(),
                "selective_scan: u, delta, A, B and C are required");
-  SSMKIT_CHECK(in.u.ndim() == 3, "selective_scan: u must be (B,D,L), got ", shape_str(in.u.shape()));
+  SSMKIT_CHECK(in.u.ndim() == 3, "selective_scan: u must be ", tok ? "(B,L,D)" : "(B,D,L)", ", got ",
+               shape_str(in.u.shape()));
   SSMKIT_CHECK(in.A.ndim() == 2, "selective_scan: A must be (D,N), got ", shape_str(in.A.shape()));
   ScanDims s;
   s.n_batch = in.u.size(0);
-  s.n_chan = in.u.size(1);
-  s.n_len = in.u.size(2);
+  s.n_chan = in.u.size(tok ? 2 : 1);
+  s.n_len = in.u.size(tok ? 1 : 2);
   s.n_state = in.A.size(1);
   check_shape(in.delta, in.u.shape(), "delta");
   check_shape(in.A, {s.n_chan, s.n_state}, "A");
-  SSMKIT_CHECK(in.B.ndim() == 3 || in.B.ndim() == 4, "selective_scan: B must be (B,N,L) or (B,G,N,L), got ",
-               shape_str(in.B.shape()));
-  if (in.B.ndim() == 4) s.n_group = in.B.size(1);
+  SSMKIT_CHECK(in.B.ndim() == 3 || in.B.ndim() == 4, "selective_scan: B must be ",
+               tok ? "(B,L,N) or (B,L,G,N)" : "(B,N,L) or (B,G,N,L)", ", got ", shape_str(in.B.shape()));
+  if (in.B.ndim() == 4) s.n_group = in.B.size(tok ? 2 : 1);
   SSMKIT_CHECK(s.n_group > 0 && s.n_chan % s.n_group == 0, "selective_scan: ", s.n_group,
                " groups do not divide D = ", s.n_chan);
-  Shape bc = in.B.ndim() == 4 ? Shape{s.n_batch, s.n_group, s.n_state, s.n_len} : Shape{s.n_batch, s.n_state, s.n_len};
+  const int64_t Bn = s.n_batch, G = s.n_group, N = s.n_state, L = s.n_len;
+  Shape bc = in.B.ndim() == 4 ? (tok ? Shape{Bn, L, G, N} : Shape{Bn, G, N, L}) : (tok ? Shape{Bn, L, N} : Shape{Bn, N, L});
   check_shape(in.B, bc, "B");
   check_shape(in.C, bc, "C");
   if (in.D.defined()) check_shape(in.D, {s.n_chan}, "D");
@@ -69,6 +73,47 @@ ScanDims check_inputs(const ScanInputs& in) {
     SSMKIT_CHECK(!t->defined() || t->dtype() == dt, "selective_scan: all inputs must share u's dtype ",
                  dtype_name(dt), ", got ", dtype_name(t->dtype()));
   return s;
+}
+
+// Token rows of t ((B,L,W) or (B,L,G,N)): its first element and the stride between time steps, in place
+// when the last dim is contiguous, the groups adjacent and the rows evenly spaced (a column slice of a
+// (B*L, ld) matrix); otherwise a contiguous copy.
+template <class T>
+struct TokenRows {
+  Tensor keep;
+  T* p = nullptr;
+  int64_t ld = 0;
+};
+template <class T>
+TokenRows<T> token_rows(const Tensor& t) {
+  if (!t.defined()) return {};
+  const int64_t nd = t.ndim(), Bn = t.size(0), L = t.size(1);
+  const int64_t width = nd == 4 ? t.size(2) * t.size(3) : t.size(2);  // floats per time step
+  bool ok = t.stride(nd - 1) == 1 && (nd == 3 || t.size(2) == 1 || t.stride(2) == t.size(3));
+  int64_t ld = width;
+  if (L > 1) {
+    ld = t.stride(1);
+    ok = ok && (Bn == 1 || t.stride(0) == L * ld);
+  } else if (Bn > 1) {
+    ld = t.stride(0);  // one step per batch element: the batch stride is the step stride
+  }
+  ok = ok && ld >= width;
+  TokenRows<T> r;
+  r.keep = ok ? t : t.contiguous();
+  r.p = const_cast<T*>(r.keep.template data<T>());
+  r.ld = ok ? ld : width;
+  return r;
+}
+
+// B and C in token rows with one step stride (the kernels take one): in place when they agree, else copies.
+template <class T>
+std::pair<TokenRows<T>, TokenRows<T>> token_rows_bc(const Tensor& B, const Tensor& C) {
+  TokenRows<T> b = token_rows<T>(B), c = token_rows<T>(C);
+  if (b.ld != c.ld) {
+    b = token_rows<T>(B.contiguous());
+    c = token_rows<T>(C.contiguous());
+  }
+  return {b, c};
 }
 
 template <class T>
@@ -152,16 +197,21 @@ void scan_forward_impl(Tensor& y_out, Tensor* last_state, ScanSaved* saved, cons
   const int64_t Bn = s.n_batch, Dn = s.n_chan, N = s.n_state, L = s.n_len, G = s.n_group;
   SSMKIT_CHECK(chunk > 0, "selective_scan: chunk must be positive, got ", chunk);
   chunk = std::min(chunk, std::max<int64_t>(L, 1));  // scratch in the backward is chunk*N per thread
+  const bool tok = in0.layout == ScanLayout::kTokens;  // F32 only (the entry point converts F64)
   const Tensor u = in0.u.contiguous(), delta = in0.delta.contiguous(), A = in0.A.contiguous();
   const Tensor D = in0.D.defined() ? in0.D.contiguous() : Tensor{};
-  const Tensor z = in0.z.defined() ? in0.z.contiguous() : Tensor{};
+  const Tensor z = in0.z.defined() && !tok ? in0.z.contiguous() : Tensor{};
   const Tensor bias = in0.delta_bias.defined() ? in0.delta_bias.contiguous() : Tensor{};
   const Tensor h0 = in0.h0.defined() ? in0.h0.contiguous() : Tensor{};
-  const std::vector<T> Bt = transpose_nl<T>(in0.B.contiguous(), s);
-  const std::vector<T> Ct = transpose_nl<T>(in0.C.contiguous(), s);
+  const std::vector<T> Bt = tok ? std::vector<T>{} : transpose_nl<T>(in0.B.contiguous(), s);
+  const std::vector<T> Ct = tok ? std::vector<T>{} : transpose_nl<T>(in0.C.contiguous(), s);
+  const TokenRows<T> zr = tok ? token_rows<T>(in0.z) : TokenRows<T>{};
+  const std::pair<TokenRows<T>, TokenRows<T>> bcr =
+      tok ? token_rows_bc<T>(in0.B, in0.C) : std::pair<TokenRows<T>, TokenRows<T>>{};
+  const TokenRows<T>&br = bcr.first, &cr = bcr.second;
 
   const DType dt = dtype_of<T>::value;
-  if (!y_out.defined()) y_out = Tensor::empty({Bn, Dn, L}, dt);
+  if (!y_out.defined()) y_out = Tensor::empty(u.shape(), dt);
   SSMKIT_CHECK(y_out.shape() == u.shape() && y_out.dtype() == dt && y_out.is_contiguous(),
                "selective_scan: y must be a contiguous ", shape_str(u.shape()), " tensor of the inputs' dtype");
   const int64_t n_chunks = std::max<int64_t>(1, (L + chunk - 1) / chunk);
@@ -174,7 +224,7 @@ void scan_forward_impl(Tensor& y_out, Tensor* last_state, ScanSaved* saved, cons
   const T* pu = u.data<T>();
   const T* pdelta = delta.data<T>();
   const T* pD = ptr_or_null<T>(D);
-  const T* pz = ptr_or_null<T>(z);
+  const T* pz = tok ? zr.p : ptr_or_null<T>(z);
   const T* pbias = ptr_or_null<T>(bias);
   const T* ph0 = ptr_or_null<T>(h0);
   T* py = y_out.data<T>();
@@ -197,12 +247,16 @@ void scan_forward_impl(Tensor& y_out, Tensor* last_state, ScanSaved* saved, cons
       for (int64_t k = 0; k < nblk; ++k) {
         const ChannelBlock& blk = blocks[static_cast<size_t>(k)];
         const int64_t row = blk.b * Dn + blk.c0;  // first (batch, channel) row of the block
+        const int64_t xo = tok ? blk.b * L * Dn + blk.c0 : row * L;  // its first element in u, delta, y
         scan_kernels::ForwardBlockF32 r;
-        r.u = pu + row * L;
-        r.delta = pdelta + row * L;
-        r.z = pz ? pz + row * L : nullptr;
-        r.Bt = Bt.data() + (blk.b * G + blk.g) * L * N;
-        r.Ct = Ct.data() + (blk.b * G + blk.g) * L * N;
+        r.u = pu + xo;
+        r.delta = pdelta + xo;
+        r.z = pz ? pz + (tok ? blk.b * L * zr.ld + blk.c0 : row * L) : nullptr;
+        r.Bt = tok ? br.p + blk.b * L * br.ld + blk.g * N : Bt.data() + (blk.b * G + blk.g) * L * N;
+        r.Ct = tok ? cr.p + blk.b * L * cr.ld + blk.g * N : Ct.data() + (blk.b * G + blk.g) * L * N;
+        r.ld = tok ? Dn : 0;
+        r.ld_z = tok ? zr.ld : 0;
+        r.bc_ld = tok ? br.ld : N;
         r.A = pA + blk.c0 * N;
         r.D = pD ? pD + blk.c0 : nullptr;
         r.bias = pbias ? pbias + blk.c0 : nullptr;
@@ -213,7 +267,7 @@ void scan_forward_impl(Tensor& y_out, Tensor* last_state, ScanSaved* saved, cons
         r.N = N;
         r.chunk = chunk;
         r.n_chunks = n_chunks;
-        r.y = py + row * L;
+        r.y = py + xo;
         r.last = plast ? plast + row * N : nullptr;
         r.chunk_states = pchunk ? pchunk + row * n_chunks * N : nullptr;
         r.work = work.data();
@@ -348,61 +402,81 @@ void scan_backward_impl(ScanGrads& gr, const Tensor& dy0, const Tensor& dlast0, 
   const DType dt = dtype_of<T>::value;
   SSMKIT_CHECK(chunk > 0 && saved.chunk_states.defined() && saved.chunk_states.shape() == Shape({Bn, Dn, n_chunks, N}),
                "selective_scan_backward: saved chunk states do not match the inputs (run the forward with a ScanSaved)");
-  check_shape(dy0, {Bn, Dn, L}, "dy");
+  const bool tok = in0.layout == ScanLayout::kTokens;  // F32 only (the entry point converts F64)
+  const Shape row_shape = tok ? Shape{Bn, L, Dn} : Shape{Bn, Dn, L};
+  check_shape(dy0, row_shape, "dy");
   if (dlast0.defined()) check_shape(dlast0, {Bn, Dn, N}, "dlast_state");
   SSMKIT_CHECK(dy0.dtype() == dt && (!dlast0.defined() || dlast0.dtype() == dt),
                "selective_scan_backward: gradients must have the inputs' dtype ", dtype_name(dt));
 
   const Tensor u = in0.u.contiguous(), delta = in0.delta.contiguous(), A = in0.A.contiguous();
   const Tensor D = in0.D.defined() ? in0.D.contiguous() : Tensor{};
-  const Tensor z = in0.z.defined() ? in0.z.contiguous() : Tensor{};
+  const Tensor z = in0.z.defined() && !tok ? in0.z.contiguous() : Tensor{};
+  const bool has_z = in0.z.defined();
   const Tensor bias = in0.delta_bias.defined() ? in0.delta_bias.contiguous() : Tensor{};
   const Tensor dy = dy0.contiguous();
   const Tensor dlast = dlast0.defined() ? dlast0.contiguous() : Tensor{};
   const Tensor states = saved.chunk_states.contiguous();
-  const std::vector<T> Bt = transpose_nl<T>(in0.B.contiguous(), s);
-  const std::vector<T> Ct = transpose_nl<T>(in0.C.contiguous(), s);
+  const std::vector<T> Bt = tok ? std::vector<T>{} : transpose_nl<T>(in0.B.contiguous(), s);
+  const std::vector<T> Ct = tok ? std::vector<T>{} : transpose_nl<T>(in0.C.contiguous(), s);
+  const TokenRows<T> zr = tok ? token_rows<T>(in0.z) : TokenRows<T>{};
+  const std::pair<TokenRows<T>, TokenRows<T>> bcr =
+      tok ? token_rows_bc<T>(in0.B, in0.C) : std::pair<TokenRows<T>, TokenRows<T>>{};
+  const TokenRows<T>&br = bcr.first, &cr = bcr.second;
 
-  // New (B,D,L) gradients (or given buffers with write_rows) are written by the float kernels, not zero-filled
+  // New row gradients (or given buffers with write_rows) are written by the float kernels, not zero-filled
   // and added into; all three must be new, since one flag serves them. New dB, dC are zeroed bg by bg inside
   // the threaded reduction at the end instead of all at once here.
   SSMKIT_CHECK(!gr.write_rows || (std::is_same_v<T, float> && gr.du.defined() && gr.ddelta.defined() &&
-                                   (!z.defined() || gr.dz.defined())),
+                                   (!has_z || gr.dz.defined())),
                "selective_scan_backward: write_rows needs F32 inputs and du, ddelta (and dz with z) given");
   const bool fresh_rows = gr.write_rows || (std::is_same_v<T, float> && !gr.du.defined() && !gr.ddelta.defined() &&
-                                            (!z.defined() || !gr.dz.defined()));
+                                            (!has_z || !gr.dz.defined()));
   const bool fresh_bc = !gr.dB.defined() && !gr.dC.defined();
-  if (fresh_rows) {
-    gr.du = Tensor::uninitialized({Bn, Dn, L}, dt);
-    gr.ddelta = Tensor::uninitialized({Bn, Dn, L}, dt);
-    if (z.defined()) gr.dz = Tensor::uninitialized({Bn, Dn, L}, dt);
+  if (fresh_rows && !gr.write_rows) {
+    gr.du = Tensor::uninitialized(row_shape, dt);
+    gr.ddelta = Tensor::uninitialized(row_shape, dt);
+    if (has_z) gr.dz = Tensor::uninitialized(row_shape, dt);
   }
   if (fresh_bc) {
     gr.dB = Tensor::uninitialized(in0.B.shape(), dt);
     gr.dC = Tensor::uninitialized(in0.C.shape(), dt);
   }
-  prepare_grad(gr.du, {Bn, Dn, L}, dt, "du");
-  prepare_grad(gr.ddelta, {Bn, Dn, L}, dt, "ddelta");
+  prepare_grad(gr.du, row_shape, dt, "du");
+  prepare_grad(gr.ddelta, row_shape, dt, "ddelta");
   prepare_grad(gr.dA, {Dn, N}, dt, "dA");
-  prepare_grad(gr.dB, in0.B.shape(), dt, "dB");
-  prepare_grad(gr.dC, in0.C.shape(), dt, "dC");
+  if (!tok) prepare_grad(gr.dB, in0.B.shape(), dt, "dB");
+  if (!tok) prepare_grad(gr.dC, in0.C.shape(), dt, "dC");
   if (D.defined()) prepare_grad(gr.dD, {Dn}, dt, "dD");
-  if (z.defined()) prepare_grad(gr.dz, {Bn, Dn, L}, dt, "dz");
+  if (has_z && !tok) prepare_grad(gr.dz, row_shape, dt, "dz");
   if (bias.defined()) prepare_grad(gr.ddelta_bias, {Dn}, dt, "ddelta_bias");
   if (in0.h0.defined()) prepare_grad(gr.dh0, {Bn, Dn, N}, dt, "dh0");
+  // kTokens: dz, dB, dC may be row views, written or added into in place.
+  auto in_place = [&](Tensor& g, const Shape& shape, const char* name) {
+    if (!tok || !(&g == &gr.dz ? has_z : true)) return TokenRows<T>{};
+    SSMKIT_CHECK(g.shape() == shape && g.dtype() == dt, "selective_scan_backward: ", name, " must be ",
+                 shape_str(shape), " ", dtype_name(dt), ", got ", shape_str(g.shape()), " ", dtype_name(g.dtype()));
+    TokenRows<T> r = token_rows<T>(g);
+    SSMKIT_CHECK(r.keep.same_storage(g) && r.p == g.template data<T>(), "selective_scan_backward: ", name,
+                 " must have a contiguous last dim and evenly spaced rows to be written in place");
+    return r;
+  };
+  const TokenRows<T> dzr = in_place(gr.dz, row_shape, "dz");
+  const TokenRows<T> dbr = in_place(gr.dB, in0.B.shape(), "dB");
+  const TokenRows<T> dcr = in_place(gr.dC, in0.C.shape(), "dC");
 
   const T* pu = u.data<T>();
   const T* pdelta = delta.data<T>();
   const T* pA = A.data<T>();
   const T* pD = ptr_or_null<T>(D);
-  const T* pz = ptr_or_null<T>(z);
+  const T* pz = tok ? zr.p : ptr_or_null<T>(z);
   const T* pbias = ptr_or_null<T>(bias);
   const T* pdy = dy.data<T>();
   const T* pdlast = ptr_or_null<T>(dlast);
   const T* pstates = states.data<T>();
   T* pdu = gr.du.data<T>();
   T* pddelta = gr.ddelta.data<T>();
-  T* pdz = z.defined() ? gr.dz.data<T>() : nullptr;
+  T* pdz = has_z ? gr.dz.data<T>() : nullptr;
   T* pdh0 = in0.h0.defined() ? gr.dh0.data<T>() : nullptr;
   const bool softplus_on = in0.delta_softplus;
 
@@ -463,13 +537,18 @@ void scan_backward_impl(ScanGrads& gr, const Tensor& dy0, const Tensor& dlast0, 
           acc_bg = bg;
         }
         const int64_t row = blk.b * Dn + blk.c0;
+        const int64_t xo = tok ? blk.b * L * Dn + blk.c0 : row * L;  // the block's first element of the rows
         scan_kernels::BackwardBlockF32 r;
-        r.u = pu + row * L;
-        r.delta = pdelta + row * L;
-        r.z = pz ? pz + row * L : nullptr;
-        r.dy = pdy + row * L;
-        r.Bt = Bt.data() + bg * L * N;
-        r.Ct = Ct.data() + bg * L * N;
+        r.u = pu + xo;
+        r.delta = pdelta + xo;
+        r.z = pz ? pz + (tok ? blk.b * L * zr.ld + blk.c0 : row * L) : nullptr;
+        r.dy = pdy + xo;
+        r.Bt = tok ? br.p + blk.b * L * br.ld + blk.g * N : Bt.data() + bg * L * N;
+        r.Ct = tok ? cr.p + blk.b * L * cr.ld + blk.g * N : Ct.data() + bg * L * N;
+        r.ld = tok ? Dn : 0;
+        r.ld_z = tok ? zr.ld : 0;
+        r.ld_dz = tok ? dzr.ld : 0;
+        r.bc_ld = tok ? br.ld : N;
         r.A = pA + blk.c0 * N;
         r.D = pD ? pD + blk.c0 : nullptr;
         r.bias = pbias ? pbias + blk.c0 : nullptr;
@@ -481,9 +560,9 @@ void scan_backward_impl(ScanGrads& gr, const Tensor& dy0, const Tensor& dlast0, 
         r.N = N;
         r.chunk = chunk;
         r.n_chunks = n_chunks;
-        r.du = pdu + row * L;
-        r.ddelta = pddelta + row * L;
-        r.dz = pdz ? pdz + row * L : nullptr;
+        r.du = pdu + xo;
+        r.ddelta = pddelta + xo;
+        r.dz = pdz ? pdz + (tok ? blk.b * L * dzr.ld + blk.c0 : row * L) : nullptr;
         r.dA = dA.data() + blk.c0 * N;
         r.dD = pD ? dDp.data() + blk.c0 : nullptr;
         r.dbias = pbias ? dbias.data() + blk.c0 : nullptr;
@@ -556,9 +635,24 @@ void scan_backward_impl(ScanGrads& gr, const Tensor& dy0, const Tensor& dlast0, 
       if (gbias) gbias[c] += part_dbias[t][c];
     }
   }
-  // partials are (B,G,L,N); gradients are (B,G,N,L)
+  // partials are (B,G,L,N); gradients are (B,G,N,L), or token rows (B,L,G,N) with strides dbr.ld, dcr.ld
 #pragma omp parallel for schedule(static) if (Bn * G * NL > kParallelMinWork)
   for (int64_t bg = 0; bg < Bn * G; ++bg) {
+    if (tok) {
+      const int64_t b = bg / G, g = bg % G;
+      for (int64_t l = 0; l < L; ++l) {
+        T* ob = dbr.p + (b * L + l) * dbr.ld + g * N;
+        T* oc = dcr.p + (b * L + l) * dcr.ld + g * N;
+        if (fresh_bc)
+          for (int64_t n = 0; n < N; ++n) ob[n] = oc[n] = T(0);
+        for (int t = 0; t < used_threads; ++t)
+          for (int64_t n = 0; n < N; ++n) {
+            ob[n] += part_dB[t][(bg * L + l) * N + n];
+            oc[n] += part_dC[t][(bg * L + l) * N + n];
+          }
+      }
+      continue;
+    }
     if (fresh_bc) {  // new dB, dC: the first partial is written, not added
       std::fill(gB + bg * NL, gB + (bg + 1) * NL, T(0));
       std::fill(gC + bg * NL, gC + (bg + 1) * NL, T(0));
@@ -574,19 +668,85 @@ void scan_backward_impl(ScanGrads& gr, const Tensor& dy0, const Tensor& dlast0, 
 
 }  // namespace
 
-void selective_scan_forward(Tensor& y, Tensor* last_state, ScanSaved* saved, const ScanInputs& in, int64_t chunk) {
-  if (in.u.defined() && in.u.dtype() == DType::F64)
-    scan_forward_impl<double>(y, last_state, saved, in, chunk);
+namespace {
+
+// The F64 path (gradient checks) runs kTokens inputs through the channel layout: transposed views in,
+// transposed results out. Rows (B,L,D) <-> (B,D,L); B, C and their gradients (B,L,N) <-> (B,N,L) and
+// (B,L,G,N) <-> (B,G,N,L).
+Tensor rows_to_channels(const Tensor& t) { return t.defined() ? t.transpose(1, 2) : t; }
+Tensor bc_to_channels(const Tensor& t) {
+  if (!t.defined()) return t;
+  return t.ndim() == 4 ? t.transpose(1, 2).transpose(2, 3) : t.transpose(1, 2);
+}
+Tensor bc_to_tokens(const Tensor& t) { return t.ndim() == 4 ? t.transpose(2, 3).transpose(1, 2) : t.transpose(1, 2); }
+
+ScanInputs channels_of(const ScanInputs& in) {
+  check_inputs(in);
+  ScanInputs c = in;
+  c.layout = ScanLayout::kChannels;
+  c.u = rows_to_channels(in.u);
+  c.delta = rows_to_channels(in.delta);
+  c.z = rows_to_channels(in.z);
+  c.B = bc_to_channels(in.B);
+  c.C = bc_to_channels(in.C);
+  return c;
+}
+
+// Hands a result computed in the channel layout back in token layout: into `out` when given, else as a new
+// contiguous tensor.
+void deliver_tokens(Tensor& out, const Tensor& tokens_view) {
+  if (out.defined())
+    out.copy_from(tokens_view);
   else
+    out = tokens_view.contiguous();
+}
+
+bool f64_tokens(const ScanInputs& in) {
+  return in.layout == ScanLayout::kTokens && in.u.defined() && in.u.dtype() == DType::F64;
+}
+
+}  // namespace
+
+void selective_scan_forward(Tensor& y, Tensor* last_state, ScanSaved* saved, const ScanInputs& in, int64_t chunk) {
+  if (f64_tokens(in)) {
+    Tensor yc;
+    scan_forward_impl<double>(yc, last_state, saved, channels_of(in), chunk);
+    if (y.defined())
+      SSMKIT_CHECK(y.shape() == in.u.shape() && y.dtype() == DType::F64, "selective_scan: y must be ",
+                   shape_str(in.u.shape()), " float64, got ", shape_str(y.shape()));
+    deliver_tokens(y, yc.transpose(1, 2));
+  } else if (in.u.defined() && in.u.dtype() == DType::F64) {
+    scan_forward_impl<double>(y, last_state, saved, in, chunk);
+  } else {
     scan_forward_impl<float>(y, last_state, saved, in, chunk);
+  }
 }
 
 void selective_scan_backward(ScanGrads& grads, const Tensor& dy, const Tensor& dlast_state, const ScanInputs& in,
                              const ScanSaved& saved) {
-  if (in.u.defined() && in.u.dtype() == DType::F64)
+  if (f64_tokens(in)) {
+    ScanGrads gc = grads;  // dA, dD, ddelta_bias, dh0 keep their layout (and storage)
+    auto copy_to_channels = [](const Tensor& t) { return t.defined() ? t.transpose(1, 2).contiguous() : t; };
+    gc.du = copy_to_channels(grads.du);
+    gc.ddelta = copy_to_channels(grads.ddelta);
+    gc.dz = copy_to_channels(grads.dz);
+    gc.dB = grads.dB.defined() ? bc_to_channels(grads.dB).contiguous() : Tensor{};
+    gc.dC = grads.dC.defined() ? bc_to_channels(grads.dC).contiguous() : Tensor{};
+    scan_backward_impl<double>(gc, dy.defined() ? dy.transpose(1, 2) : dy, dlast_state, channels_of(in), saved);
+    deliver_tokens(grads.du, gc.du.transpose(1, 2));
+    deliver_tokens(grads.ddelta, gc.ddelta.transpose(1, 2));
+    if (gc.dz.defined()) deliver_tokens(grads.dz, gc.dz.transpose(1, 2));
+    deliver_tokens(grads.dB, bc_to_tokens(gc.dB));
+    deliver_tokens(grads.dC, bc_to_tokens(gc.dC));
+    grads.dA = gc.dA;
+    grads.dD = gc.dD;
+    grads.ddelta_bias = gc.ddelta_bias;
+    grads.dh0 = gc.dh0;
+  } else if (in.u.defined() && in.u.dtype() == DType::F64) {
     scan_backward_impl<double>(grads, dy, dlast_state, in, saved);
-  else
+  } else {
     scan_backward_impl<float>(grads, dy, dlast_state, in, saved);
+  }
 }
 
 }  // namespace ssmkit::core

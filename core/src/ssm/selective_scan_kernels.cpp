@@ -120,6 +120,44 @@ HWY_INLINE void scatter_rows(const float* inT, int64_t nc, int64_t L, int64_t V,
   }
 }
 
+// The same for token rows: outT[l V + i] = src[l ld + i] (one contiguous load per step when nc == V).
+HWY_INLINE void gather_tokens(const float* src, int64_t ld, int64_t nc, int64_t L, int64_t V, float* outT) {
+  const DF d;
+  if (nc == V) {
+    for (int64_t l = 0; l < L; ++l) hn::StoreU(hn::LoadU(d, src + l * ld), d, outT + l * V);
+    return;
+  }
+  std::fill(outT, outT + L * V, 0.0f);
+  for (int64_t l = 0; l < L; ++l) std::copy(src + l * ld, src + l * ld + nc, outT + l * V);
+}
+template <bool kAdd>
+HWY_INLINE void scatter_tokens(const float* inT, int64_t nc, int64_t L, int64_t V, float* dst, int64_t ld) {
+  const DF d;
+  for (int64_t l = 0; l < L; ++l) {
+    float* o = dst + l * ld;
+    const float* s = inT + l * V;
+    if (nc == V) {
+      hn::StoreU(kAdd ? hn::Add(hn::LoadU(d, o), hn::LoadU(d, s)) : hn::LoadU(d, s), d, o);
+    } else {
+      for (int64_t i = 0; i < nc; ++i) o[i] = kAdd ? o[i] + s[i] : s[i];
+    }
+  }
+}
+// Either layout (ld == 0: channel rows).
+HWY_INLINE void gather(const float* p, int64_t ld, int64_t nc, int64_t L, int64_t V, float* outT) {
+  if (ld == 0)
+    gather_rows(p, nc, L, V, outT);
+  else
+    gather_tokens(p, ld, nc, L, V, outT);
+}
+template <bool kAdd>
+HWY_INLINE void scatter(const float* inT, int64_t nc, int64_t L, int64_t V, float* p, int64_t ld) {
+  if (ld == 0)
+    scatter_rows<kAdd>(inT, nc, L, V, p);
+  else
+    scatter_tokens<kAdd>(inT, nc, L, V, p, ld);
+}
+
 // One vector holding p[i] for i < nc (zero elsewhere, and where p is null).
 HWY_INLINE VF lanes_of(const float* p, int64_t nc) {
   const DF d;
@@ -169,8 +207,9 @@ void ForwardBlock(const sk::ForwardBlockF32& a) {
   float* yT = duT + L * V;  // (L,V)
   float* AT = yT + L * V;   // (N,V)
   float* h = AT + N * V;    // (N,V)
-  gather_rows(a.u, nc, L, V, uT);
-  gather_rows(a.delta, nc, L, V, dT);
+  const int64_t bc_ld = a.bc_ld > 0 ? a.bc_ld : N;
+  gather(a.u, a.ld, nc, L, V, uT);
+  gather(a.delta, a.ld, nc, L, V, dT);
   discretize(dT, duT, nullptr, uT, lanes_of(a.bias, nc), a.softplus, L);
   gather_states(a.A, N, nc, N, V, AT);
   gather_states(a.h0, N, nc, N, V, h);
@@ -182,8 +221,8 @@ void ForwardBlock(const sk::ForwardBlockF32& a) {
     const int64_t l1 = std::min(L, l0 + a.chunk);
     for (int64_t l = l0; l < l1; ++l) {
       const VF dv = hn::LoadU(d, dT + l * V), duv = hn::LoadU(d, duT + l * V);
-      const float* Bl = a.Bt + l * N;
-      const float* Cl = a.Ct + l * N;
+      const float* Bl = a.Bt + l * bc_ld;
+      const float* Cl = a.Ct + l * bc_ld;
       const VF y = sum_over_states(N, [&](int64_t n, VF& acc) HWY_ATTR {
         const VF decay = FastExp(d, hn::Mul(dv, hn::LoadU(d, AT + n * V)));
         const VF hn_ = hn::MulAdd(decay, hn::LoadU(d, h + n * V), hn::Mul(duv, hn::Set(d, Bl[n])));
@@ -196,13 +235,13 @@ void ForwardBlock(const sk::ForwardBlockF32& a) {
   }
   // y = C.h + D u, gated by silu(z).
   const VF Dv = lanes_of(a.D, nc);
-  if (a.z) gather_rows(a.z, nc, L, V, dT);
+  if (a.z) gather(a.z, a.ld_z, nc, L, V, dT);
   for (int64_t l = 0; l < L; ++l) {
     VF y = hn::MulAdd(Dv, hn::LoadU(d, uT + l * V), hn::LoadU(d, yT + l * V));
     if (a.z) y = hn::Mul(y, Silu(d, hn::LoadU(d, dT + l * V)));
     hn::StoreU(y, d, yT + l * V);
   }
-  scatter_rows<false>(yT, nc, L, V, a.y);
+  scatter<false>(yT, nc, L, V, a.y, a.ld);
   if (a.last)
     for (int64_t i = 0; i < nc; ++i)
       for (int64_t n = 0; n < N; ++n) a.last[i * N + n] = h[n * V + i];
@@ -233,10 +272,11 @@ void BackwardBlock(const sk::BackwardBlockF32& a) {
   float* dAv = lam + N * V;            // (N,V)
   float* hstart = dAv + N * V;         // (N,V) state entering the chunk
 
-  gather_rows(a.u, nc, L, V, uT);
-  gather_rows(a.delta, nc, L, V, dT);
-  gather_rows(a.dy, nc, L, V, dyT);
-  if (a.z) gather_rows(a.z, nc, L, V, zT);
+  const int64_t bc_ld = a.bc_ld > 0 ? a.bc_ld : N;
+  gather(a.u, a.ld, nc, L, V, uT);
+  gather(a.delta, a.ld, nc, L, V, dT);
+  gather(a.dy, a.ld, nc, L, V, dyT);
+  if (a.z) gather(a.z, a.ld_z, nc, L, V, zT);
   discretize(dT, duT, sgT, uT, lanes_of(a.bias, nc), a.softplus, L);
   gather_states(a.A, N, nc, N, V, AT);
   gather_states(a.dlast, N, nc, N, V, lam);
@@ -255,8 +295,8 @@ void BackwardBlock(const sk::BackwardBlockF32& a) {
       const int64_t l = l0 + j;
       const VF dv = hn::LoadU(d, dT + l * V), duv = hn::LoadU(d, duT + l * V);
       const float* hp = j > 0 ? H + (j - 1) * N * V : hstart;
-      const float* Bl = a.Bt + l * N;
-      const float* Cl = a.Ct + l * N;
+      const float* Bl = a.Bt + l * bc_ld;
+      const float* Cl = a.Ct + l * bc_ld;
       const VF y = sum_over_states(N, [&](int64_t s, VF& acc) HWY_ATTR {
         const VF decay = FastExp(d, hn::Mul(dv, hn::LoadU(d, AT + s * V)));
         hn::StoreU(decay, d, Abar + (j * N + s) * V);
@@ -290,8 +330,8 @@ void BackwardBlock(const sk::BackwardBlockF32& a) {
       const float* hp = j > 0 ? H + (j - 1) * N * V : hstart;
       const float* Hj = H + j * N * V;
       const float* aj = Abar + j * N * V;
-      const float* Bl = a.Bt + l * N;
-      const float* Cl = a.Ct + l * N;
+      const float* Bl = a.Bt + l * bc_ld;
+      const float* Cl = a.Ct + l * bc_ld;
       float* dBl = a.dBacc + l * N * V;
       float* dCl = a.dCacc + l * N * V;
       // accA = sum_s dLoss/d(d A_s) A_s, accB = sum_s lam_s B_s, each over two interleaved chains.
@@ -321,13 +361,13 @@ void BackwardBlock(const sk::BackwardBlockF32& a) {
     }
   }
   if (a.overwrite) {
-    scatter_rows<false>(duOut, nc, L, V, a.du);
-    scatter_rows<false>(ddOut, nc, L, V, a.ddelta);
-    if (a.z) scatter_rows<false>(dzOut, nc, L, V, a.dz);
+    scatter<false>(duOut, nc, L, V, a.du, a.ld);
+    scatter<false>(ddOut, nc, L, V, a.ddelta, a.ld);
+    if (a.z) scatter<false>(dzOut, nc, L, V, a.dz, a.ld_dz);
   } else {
-    scatter_rows<true>(duOut, nc, L, V, a.du);
-    scatter_rows<true>(ddOut, nc, L, V, a.ddelta);
-    if (a.z) scatter_rows<true>(dzOut, nc, L, V, a.dz);
+    scatter<true>(duOut, nc, L, V, a.du, a.ld);
+    scatter<true>(ddOut, nc, L, V, a.ddelta, a.ld);
+    if (a.z) scatter<true>(dzOut, nc, L, V, a.dz, a.ld_dz);
   }
   for (int64_t s = 0; s < N; ++s) {
     add_lanes(hn::LoadU(d, dAv + s * V), nc, a.dA + s, N);

@@ -4,6 +4,10 @@
 // vectorized across those channels, so that no step needs a horizontal sum: the (B,D,L) rows of the
 // block are gathered into time-major (L,V) scratch, scanned, and scattered back. Lanes past the block's
 // last channel (nc < V) run on zeros and are discarded.
+// Row arrays (u, delta, z, y, dy and the row gradients) come in one of two layouts, set by `ld`:
+//   ld == 0: channel rows, element (i, l) of the block at p[i*L + l] (the scan's (B,D,L) layout);
+//   ld > 0:  token rows, element (i, l) at p[l*ld + i] ((B,L,D) activations, ld = the row stride).
+// z and dz have their own stride ld_z (a half of a wider token row); Bt, Ct rows are bc_ld apart.
 #pragma once
 
 #include <cstdint>
@@ -20,6 +24,8 @@ struct ForwardBlockF32 {
   const float *D, *bias;       // (nc) or null
   const float* h0;             // (nc,N) or null (zeros)
   bool softplus = false;
+  int64_t ld = 0, ld_z = 0;    // row layout (above)
+  int64_t bc_ld = 0;           // stride between the time steps of Bt, Ct (0: N)
   int64_t nc = 0, L = 0, N = 0, chunk = 0, n_chunks = 0;
   float* y;             // (nc,L) output
   float* last;          // (nc,N) final state, or null
@@ -37,6 +43,9 @@ struct BackwardBlockF32 {
   const float* states;              // (nc,n_chunks,N) from the forward
   const float* dlast;               // (nc,N) or null (zero)
   bool softplus = false;
+  int64_t ld = 0, ld_z = 0;         // row layout (above) of u, delta, dy, du, ddelta, and of z
+  int64_t ld_dz = 0;                // of dz (token rows: may differ from z's)
+  int64_t bc_ld = 0;                // stride between the time steps of Bt, Ct (0: N)
   int64_t nc = 0, L = 0, N = 0, chunk = 0, n_chunks = 0;
   float *du, *ddelta, *dz;  // (nc,L), accumulated (+=), or written (=) with overwrite; dz null when z is
   bool overwrite = false;

@@ -25,6 +25,8 @@ struct RefData {
 std::vector<double> values(const Tensor& t) { return t.defined() ? t.to_double_vector() : std::vector<double>{}; }
 
 RefData load(const ScanInputs& in) {
+  SSMKIT_CHECK(in.layout == ScanLayout::kChannels,
+               "selective_scan_ref: the reference takes the channel layout (B,D,L) only");
   SSMKIT_CHECK(in.u.ndim() == 3 && in.A.ndim() == 2 && (in.B.ndim() == 3 || in.B.ndim() == 4),
                "selective_scan_ref: u (B,D,L), A (D,N), B (B,N,L) or (B,G,N,L) expected");
   RefData r;

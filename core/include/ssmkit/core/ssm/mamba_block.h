@@ -57,17 +57,15 @@ struct MambaParams {
 // What the forward keeps for the backward (tensors of the parameters' dtype). The block keeps its
 // activations channel-major, so in_proj writes x and z straight into their (B,E,L) buffers.
 struct MambaCache {
-  Tensor hidden;     // (B,L,M)   the input
-  Tensor xz;         // unused (kept for source compatibility): x lives in x_conv, z in scan.z
-  Tensor x_conv;     // (B,E,L)   conv input (x half of in_proj's output, channel-major)
-  Tensor x_pre;      // (B,E,L)   conv output before SiLU
-  Tensor x_dbl;      // (B,L,R+2N) a transposed view of a channel-major (B,R+2N,L) buffer (not contiguous)
-  ScanInputs scan;   // u = SiLU(conv) (B,E,L), delta (B,E,L), A (E,N), B/C (B,N,L), D, z (B,E,L), bias
+  // Long sequences (channel-major):            Short ones (B > 1, L < 64; token-major, (B*L, width) rows):
+  Tensor hidden;     // (B,L,M) the input           the same
+  Tensor xz;         // undefined                    (B*L,2E) in_proj's output: x (the conv input) | z
+  Tensor x_conv;     // (B,E,L) the conv input      undefined (the x half of xz)
+  Tensor x_pre;      // (B,E,L) conv output before SiLU   (B*L,E)
+  Tensor x_dbl;      // (B,L,R+2N) a transposed view of a channel-major buffer   (B,L,R+2N) contiguous
+  ScanInputs scan;   // the scan's inputs, ScanLayout::kChannels / kTokens (z, B, C: views of xz, x_dbl)
   ScanSaved saved;   // the scan's chunk states
-  Tensor y_scan;     // (B,E,L)   scan output (gated)
-  // Short sequences (the token-major path): token-major copies the forward made for its products, kept
-  // for the backward's; undefined otherwise. (B*L,E), (B*L,R+2N), (B*L,E).
-  Tensor u_tokens, x_dbl_tokens, y_tokens;
+  Tensor y_scan;     // (B,E,L) scan output (gated)  (B,L,E)
 };
 
 // Recurrent state carried between chunks or decode steps (the official `conv_state`, `ssm_state`).

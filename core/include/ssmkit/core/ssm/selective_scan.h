@@ -16,8 +16,17 @@
 
 namespace ssmkit::core {
 
+// Where the sequence axis is. kChannels: u, delta, z, y and their gradients are (B,D,L), B and C (B,N,L)
+// or (B,G,N,L). kTokens: u, delta, z, y and their gradients are (B,L,D), B and C (B,L,N) or (B,L,G,N)
+// (the (B,L,d_model) activations of most Mamba code, and of short sequences in ssmkit's Mamba block);
+// A, D, delta_bias, h0 and the states do not change. In kTokens, z, B, C and the gradients dz, dB, dC may
+// be views whose last dim is contiguous and whose rows are evenly spaced (column slices of a (B*L, W)
+// matrix): they are read and written in place.
+enum class ScanLayout { kChannels, kTokens };
+
 // Inputs of one scan. Optional tensors are left undefined (Tensor{}). All tensors share one dtype:
-// F32 (the production path) or F64 (used by gradient checks). Any strides; copied if not contiguous.
+// F32 (the production path) or F64 (used by gradient checks). Any strides; copied if not contiguous
+// (except the in-place views of ScanLayout::kTokens).
 struct ScanInputs {
   Tensor u;           // (B,D,L)
   Tensor delta;       // (B,D,L)
@@ -29,6 +38,7 @@ struct ScanInputs {
   Tensor delta_bias;  // (D)      optional
   Tensor h0;          // (B,D,N)  optional initial state (zero when absent)
   bool delta_softplus = false;
+  ScanLayout layout = ScanLayout::kChannels;
 };
 
 // Gradients of one scan. Each one that is defined on entry is accumulated into (+=), so micro-batches
@@ -38,6 +48,7 @@ struct ScanGrads {
   Tensor du, ddelta, dA, dB, dC, dD, dz, ddelta_bias, dh0;
   // true: du, ddelta and dz (when z is given) are buffers of the right shape whose contents are not
   // gradients yet; the backward writes them instead of adding into them (no zero fill). F32 only.
+  // (In kTokens layout du and ddelta must then be contiguous (B,L,D); dz may be a view, see ScanLayout.)
   bool write_rows = false;
 };
 
@@ -49,12 +60,12 @@ struct ScanSaved {
 
 constexpr int64_t kScanDefaultChunk = 64;
 
-// Forward. Writes y (B,D,L) (allocated when undefined), last_state (B,D,N) when non-null, and the chunk
+// Forward. Writes y (B,D,L), or (B,L,D) in kTokens layout (allocated when undefined; contiguous), last_state (B,D,N) when non-null, and the chunk
 // boundary states into *saved when non-null (needed by selective_scan_backward).
 void selective_scan_forward(Tensor& y, Tensor* last_state, ScanSaved* saved, const ScanInputs& in,
                             int64_t chunk = kScanDefaultChunk);
 
-// Backward. dy (B,D,L); dlast_state (B,D,N) optional (undefined = zero). `saved` comes from the forward
+// Backward. dy (B,D,L) (or (B,L,D)); dlast_state (B,D,N) optional (undefined = zero). `saved` comes from the forward
 // on the same inputs.
 void selective_scan_backward(ScanGrads& grads, const Tensor& dy, const Tensor& dlast_state, const ScanInputs& in,
                              const ScanSaved& saved);
