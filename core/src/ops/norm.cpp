@@ -74,7 +74,7 @@ template <class T> const T* cptr(const Tensor& t) { return t.defined() ? t.data<
 constexpr int64_t kNormRowsPerTask = 16;
 
 template <class F>
-inline double sum8(int64_t n, F&& f) {
+[[gnu::always_inline]] inline double sum8(int64_t n, F&& f) {
   double s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
   int64_t i = 0;
   for (; i + 8 <= n; i += 8)
