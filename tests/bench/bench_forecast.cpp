@@ -3,6 +3,8 @@
 // d_state 2, e_layers 2; MSE on the forecast, backward, Adam lr 7e-5), i.e. 1/264 of a training epoch;
 // and Chimera's step with its defaults (no marks, lr 1e-3). Inputs are random; parameters are the factory's
 // initialization. The argument is the thread count. Leaves out batching and the per-epoch validation.
+// Forecast latency: Chimera's inference forward (eval mode, no autograd) on one window and on a batch of 32;
+// arguments: thread count, batch.
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
@@ -60,7 +62,31 @@ void Forecast_Chimera_ETTh1_train_step(benchmark::State& s) {
   train_step(s, "chimera", nlohmann::json::object(), 0, 1e-3, 265);
 }
 
+// x (B,96,7) -> forecast (B,96,7), inference: what `ssm-forecast predict` runs per window.
+void predict(benchmark::State& state, const std::string& name, const nlohmann::json& config) {
+  set_threads(state);
+  const int64_t kB = state.range(1), kL = 96, kH = 96, kC = 7;
+  core::Rng rng(5);
+  timeseries::ForecastDims dims;
+  dims.seq_len = kL;
+  dims.pred_len = kH;
+  dims.n_channels = kC;
+  auto m = timeseries::make_forecast_model(name, dims, config, rng);
+  m->eval();
+  core::NoGradGuard no_grad;
+  const core::Var x(uniform_tensor({kB, kL, kC}, 13, -2, 2), false);
+  const core::Var marks(uniform_tensor({kB, kL, 1}, 17, -0.5, 0.5), false);
+  for (auto _ : state) benchmark::DoNotOptimize(m->forward(x, marks).value().raw());
+  state.SetItemsProcessed(state.iterations() * kB);  // windows
+}
+
+void Forecast_Chimera_ETTh1_predict(benchmark::State& s) { predict(s, "chimera", nlohmann::json::object()); }
+
 }  // namespace
 
+BENCHMARK(Forecast_Chimera_ETTh1_predict)
+    ->ArgsProduct({{1, 2}, {1, 32}})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 BENCHMARK(Forecast_SMamba_ETTh1_train_step)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(Forecast_Chimera_ETTh1_train_step)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
