@@ -51,11 +51,9 @@ std::vector<Var> Mamba::param_list() const {
 }
 
 MambaParams Mamba::bind() const {
-  MambaParams p = MambaParams::zeros(cfg, A_log.dtype());
-  std::vector<Var> vars = param_list();
-  auto slots = p.names();
-  for (size_t i = 0; i < slots.size(); ++i) *slots[i].second = vars[i].value();
-  return p;
+  std::vector<Tensor> values;
+  for (const Var& v : param_list()) values.push_back(v.value());
+  return MambaParams::bind(cfg, values);
 }
 
 Var Mamba::forward(const Var& hidden) const { return mamba_block(hidden, param_list(), cfg); }

@@ -750,6 +750,20 @@ MambaParams MambaParams::zeros(const MambaConfig& cfg, DType dt) {
   return p;
 }
 
+MambaParams MambaParams::bind(const MambaConfig& cfg, const std::vector<Tensor>& values) {
+  MambaParams p;  // names() lists an optional entry when it is defined: mark the ones cfg has
+  if (cfg.bias) p.in_proj_bias = p.out_proj_bias = Tensor::empty({0});
+  if (cfg.conv_bias) p.conv1d_bias = Tensor::empty({0});
+  auto slots = p.names();
+  SSMKIT_CHECK(values.size() == slots.size(), "mamba_block: ", values.size(),
+               " parameters given, the configuration has ", slots.size());
+  for (size_t i = 0; i < slots.size(); ++i) {
+    SSMKIT_CHECK(values[i].defined(), "mamba_block: parameter ", slots[i].first, " is undefined");
+    *slots[i].second = values[i];
+  }
+  return p;
+}
+
 std::vector<std::pair<std::string, Tensor*>> MambaParams::names() {
   std::vector<std::pair<std::string, Tensor*>> v = {{"A_log", &A_log}, {"D", &D}, {"in_proj.weight", &in_proj_weight}};
   if (in_proj_bias.defined()) v.push_back({"in_proj.bias", &in_proj_bias});

@@ -125,15 +125,11 @@ Var direction_merge(const Var& ys, ScanDirection k, int64_t H, int64_t W) {
 }
 
 Var mamba_block(const Var& hidden, const std::vector<Var>& params, const MambaConfig& cfg) {
-  // Bind the Vars' values to a MambaParams in names() order.
-  MambaParams p = MambaParams::zeros(cfg, hidden.dtype());
-  auto slots = p.names();
-  SSMKIT_CHECK(params.size() == slots.size(), "mamba_block: ", params.size(), " parameters given, the configuration has ",
-               slots.size());
-  for (size_t i = 0; i < slots.size(); ++i) {
-    SSMKIT_CHECK(params[i].defined(), "mamba_block: parameter ", slots[i].first, " is undefined");
-    *slots[i].second = params[i].value();
-  }
+  // Bind the Vars' values to a MambaParams in names() order (no copies).
+  std::vector<Tensor> values;
+  values.reserve(params.size());
+  for (const Var& v : params) values.push_back(v.defined() ? v.value() : Tensor{});
+  const MambaParams p = MambaParams::bind(cfg, values);
   auto cache = std::make_shared<MambaCache>();
   Tensor out;
   mamba_block_forward(out, grad_enabled() ? cache.get() : nullptr, hidden.value(), p, cfg);

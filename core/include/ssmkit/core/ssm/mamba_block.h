@@ -47,6 +47,8 @@ struct MambaParams {
 
   // Zero tensors of the right shapes for `cfg` (used for gradients, or before loading).
   static MambaParams zeros(const MambaConfig& cfg, DType dt = DType::F32);
+  // The given tensors (shared, not copied) in names() order for `cfg`; the count must match.
+  static MambaParams bind(const MambaConfig& cfg, const std::vector<Tensor>& values);
   // (official key, tensor) for every parameter the configuration has, in state_dict order.
   std::vector<std::pair<std::string, Tensor*>> names();
   // Copies every parameter from `f` under `prefix` + key, converting to `dt`; throws Error naming the
