@@ -203,7 +203,10 @@ TEST(SelectiveScan, WriteRowsOverwritesGivenBuffers) {
   given.ddelta = Tensor::full(y.shape(), -3.0, DType::F32);
   given.dz = Tensor::full(y.shape(), 1e30, DType::F32);
   given.write_rows = true;
+  const Tensor du_buf = given.du, ddelta_buf = given.ddelta, dz_buf = given.dz;
   selective_scan_backward(given, dy, Tensor{}, in, saved);
+  EXPECT_TRUE(given.du.same_storage(du_buf) && given.ddelta.same_storage(ddelta_buf) && given.dz.same_storage(dz_buf))
+      << "the given buffers are written, not replaced";
   EXPECT_EQ(max_abs_diff(given.du, fresh.du), 0.0);
   EXPECT_EQ(max_abs_diff(given.ddelta, fresh.ddelta), 0.0);
   EXPECT_EQ(max_abs_diff(given.dz, fresh.dz), 0.0);
