@@ -3,6 +3,7 @@
 #include <omp.h>
 
 #include <cmath>
+#include <tuple>
 
 #include "gradcheck.h"
 #include "ssmkit/core/ops/vec_math.h"
@@ -346,4 +347,38 @@ TEST(SelectiveScan, TokenLayoutShapeErrors) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("A has shape (4,3), expected (11,3)"), std::string::npos) << e.what();
   }
+}
+
+// In token layout too, given gradients are added into and missing ones start from zero (dB given, dC not).
+TEST(SelectiveScan, TokenLayoutGradientsAccumulate) {
+  Config c;
+  ScanInputs in = make_inputs(c, 41, DType::F32);
+  in.layout = ScanLayout::kTokens;
+  in.u = rows_as_tokens(in.u);
+  in.delta = rows_as_tokens(in.delta);
+  in.z = rows_as_tokens(in.z);
+  in.B = bc_as_tokens(in.B);
+  in.C = bc_as_tokens(in.C);
+  Tensor y;
+  ScanSaved saved;
+  selective_scan_forward(y, nullptr, &saved, in);
+  const Tensor dy = random_tensor(y.shape(), 2, -1, 1, DType::F32);
+  ScanGrads once, twice, mixed;
+  selective_scan_backward(once, dy, Tensor{}, in, saved);
+  selective_scan_backward(twice, dy, Tensor{}, in, saved);
+  selective_scan_backward(twice, dy, Tensor{}, in, saved);
+  auto near_double = [](const Tensor& one, const Tensor& two) {  // max |2 one - two|
+    const std::vector<double> a = one.contiguous().to_double_vector(), b = two.contiguous().to_double_vector();
+    double m = a.size() == b.size() ? 0.0 : 1e30;
+    for (size_t i = 0; i < a.size() && i < b.size(); ++i) m = std::max(m, std::abs(2 * a[i] - b[i]));
+    return m;
+  };
+  for (auto [a, b, name] : {std::tuple{&once.du, &twice.du, "du"}, {&once.dz, &twice.dz, "dz"},
+                            {&once.dB, &twice.dB, "dB"}, {&once.dC, &twice.dC, "dC"}, {&once.dA, &twice.dA, "dA"}})
+    EXPECT_LT(near_double(*a, *b), 1e-5) << name;
+  mixed.dB = once.dB.clone();
+  selective_scan_backward(mixed, dy, Tensor{}, in, saved);
+  EXPECT_LT(near_double(once.dB, mixed.dB), 1e-5);
+  EXPECT_EQ(max_abs_diff(mixed.dC, once.dC), 0.0);
+  EXPECT_EQ(max_abs_diff(mixed.du, once.du), 0.0);
 }

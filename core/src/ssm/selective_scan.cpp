@@ -451,9 +451,10 @@ void scan_backward_impl(ScanGrads& gr, const Tensor& dy0, const Tensor& dlast0, 
   if (has_z && !tok) prepare_grad(gr.dz, row_shape, dt, "dz");
   if (bias.defined()) prepare_grad(gr.ddelta_bias, {Dn}, dt, "ddelta_bias");
   if (in0.h0.defined()) prepare_grad(gr.dh0, {Bn, Dn, N}, dt, "dh0");
-  // kTokens: dz, dB, dC may be row views, written or added into in place.
+  // kTokens: dz, dB, dC may be row views, written or added into in place (zeros when not given).
   auto in_place = [&](Tensor& g, const Shape& shape, const char* name) {
-    if (!tok || !(&g == &gr.dz ? has_z : true)) return TokenRows<T>{};
+    if (!tok) return TokenRows<T>{};
+    if (!g.defined()) g = Tensor::zeros(shape, dt);
     SSMKIT_CHECK(g.shape() == shape && g.dtype() == dt, "selective_scan_backward: ", name, " must be ",
                  shape_str(shape), " ", dtype_name(dt), ", got ", shape_str(g.shape()), " ", dtype_name(g.dtype()));
     TokenRows<T> r = token_rows<T>(g);
@@ -461,7 +462,7 @@ void scan_backward_impl(ScanGrads& gr, const Tensor& dy0, const Tensor& dlast0, 
                  " must have a contiguous last dim and evenly spaced rows to be written in place");
     return r;
   };
-  const TokenRows<T> dzr = in_place(gr.dz, row_shape, "dz");
+  const TokenRows<T> dzr = has_z ? in_place(gr.dz, row_shape, "dz") : TokenRows<T>{};
   const TokenRows<T> dbr = in_place(gr.dB, in0.B.shape(), "dB");
   const TokenRows<T> dcr = in_place(gr.dC, in0.C.shape(), "dC");
 
