@@ -1,7 +1,9 @@
 // Selective scan (Mamba S6), the production CPU path: forward, then backward, for F32 and F64.
 // F32 rows run the SIMD kernels of selective_scan_kernels.cpp (run-time dispatch); F64 rows (gradient
 // checks) run the plain loops below. B and C are transposed once to (B,G,L,N) so that a time step's
-// state values are contiguous.
+// state values are contiguous. In the token layout (ScanLayout::kTokens, F32) the kernels read and write the
+// (B,L,D) rows and the (B,L,G,N) B / C rows in place (one row stride each); F64 token inputs go through
+// transposed copies (the entry points at the end).
 // The forward saves the state entering every chunk of `chunk` steps; the backward walks the chunks in
 // reverse, recomputes the chunk's states from that boundary into per-thread scratch, and runs the adjoint
 // recurrence of ../shared/specs/core-ssm.md §2.3. Work is split over (batch, channel) rows, statically,
