@@ -20,18 +20,24 @@ using namespace ssmkit::bench;
 
 namespace {
 
+// The model of `name` for ETTh1 96 -> 96 (7 variables, n_marks time marks), the factory's initialization.
+std::shared_ptr<timeseries::ForecastModel> etth1_model(const std::string& name, const nlohmann::json& config,
+                                                       int64_t n_marks) {
+  core::Rng rng(5);
+  timeseries::ForecastDims dims;
+  dims.seq_len = 96;
+  dims.pred_len = 96;
+  dims.n_channels = 7;
+  dims.n_marks = n_marks;
+  return timeseries::make_forecast_model(name, dims, config, rng);
+}
+
 // x (32,96,7), marks (32,96,4) -> forecast (32,96,7); one Adam step on the MSE.
 void train_step(benchmark::State& state, const std::string& name, const nlohmann::json& config, int64_t n_marks,
                 double lr, int64_t steps_per_epoch) {
   set_threads(state);
   constexpr int64_t kB = 32, kL = 96, kH = 96, kC = 7;
-  core::Rng rng(5);
-  timeseries::ForecastDims dims;
-  dims.seq_len = kL;
-  dims.pred_len = kH;
-  dims.n_channels = kC;
-  dims.n_marks = n_marks;
-  auto m = timeseries::make_forecast_model(name, dims, config, rng);
+  auto m = etth1_model(name, config, n_marks);
   m->train();
   core::AdamOptions ao;
   core::Adam opt(core::single_param_group(*m, lr), ao);
@@ -65,13 +71,8 @@ void Forecast_Chimera_ETTh1_train_step(benchmark::State& s) {
 // x (B,96,7) -> forecast (B,96,7), inference: what `ssm-forecast predict` runs per window.
 void predict(benchmark::State& state, const std::string& name, const nlohmann::json& config) {
   set_threads(state);
-  const int64_t kB = state.range(1), kL = 96, kH = 96, kC = 7;
-  core::Rng rng(5);
-  timeseries::ForecastDims dims;
-  dims.seq_len = kL;
-  dims.pred_len = kH;
-  dims.n_channels = kC;
-  auto m = timeseries::make_forecast_model(name, dims, config, rng);
+  const int64_t kB = state.range(1), kL = 96, kC = 7;
+  auto m = etth1_model(name, config, 0);
   m->eval();
   core::NoGradGuard no_grad;
   const core::Var x(uniform_tensor({kB, kL, kC}, 13, -2, 2), false);

@@ -318,14 +318,55 @@ void conv_tokens_backward(T* dx, int64_t ldd, T* dw, T* db, const T* du, const T
   }
 }
 
-// A = -exp(A_log) (E,N)
+// rows (n,W) <- the bias (W) in every row, before a product that adds into them (beta 1)
 template <class T>
-Tensor state_matrix(const MambaParams& p, int64_t E, int64_t N, DType dt) {
-  Tensor A = uninit({E, N}, dt);
+void fill_rows_with(T* rows, const T* bias, int64_t n, int64_t W) {
+  for (int64_t r = 0; r < n; ++r) std::copy(bias, bias + W, rows + r * W);
+}
+
+// sums (W) += the column sums of x (n,W), rows in order (a bias gradient)
+template <class T>
+void add_column_sums(T* sums, const T* x, int64_t n, int64_t W) {
+  for (int64_t r = 0; r < n; ++r)
+    for (int64_t j = 0; j < W; ++j) sums[j] += x[r * W + j];
+}
+
+// The block's output (B,L,M): `out` itself when it can be overwritten, else a new pool buffer.
+void output_buffer(Tensor& out, const Shape& shape, DType dt) {
+  if (!(out.defined() && out.shape() == shape && out.dtype() == dt && out.is_contiguous() && out.storage_unique()))
+    out = uninit(shape, dt);
+}
+
+// The scan of either path: A = -exp(A_log), D, dt_proj.bias (softplus) on the inputs already in c.scan
+// (u, delta, B, C, z in its layout); y_scan (y_shape) written; the state carried (inference) or the chunk
+// states saved for the backward.
+template <class T>
+void run_scan(MambaCache& c, const MambaParams& p, const Shape& y_shape, MambaState* state) {
+  ScanInputs& s = c.scan;
+  const DType dt = p.A_log.dtype();
+  s.A = uninit(p.A_log.shape(), dt);
   const T* a = p.A_log.data<T>();
-  T* d = A.data<T>();
-  for (int64_t i = 0; i < E * N; ++i) d[i] = -std::exp(a[i]);
-  return A;
+  T* A = s.A.data<T>();
+  for (int64_t i = 0; i < p.A_log.numel(); ++i) A[i] = -std::exp(a[i]);
+  s.D = p.D;
+  s.delta_bias = p.dt_proj_bias;
+  s.delta_softplus = true;
+  c.y_scan = uninit(y_shape, dt);
+  if (state) {
+    s.h0 = state->ssm;
+    selective_scan_forward(c.y_scan, &state->ssm, nullptr, s);
+  } else {
+    selective_scan_forward(c.y_scan, nullptr, &c.saved, s);
+  }
+}
+
+// A = -exp(A_log): dA_log += dA * A
+template <class T>
+void add_dA_log(MambaParams& g, const Tensor& dA, const Tensor& A) {
+  const T* da = dA.data<T>();
+  const T* a = A.data<T>();
+  T* d = g.A_log.data<T>();
+  for (int64_t i = 0; i < A.numel(); ++i) d[i] += da[i] * a[i];
 }
 
 template <class T>
@@ -343,8 +384,7 @@ void forward_tokens_impl(Tensor& out, MambaCache& c, bool keep, const Tensor& hi
   {
     const T* b_in = cfg.bias ? p.in_proj_bias.data<T>() : nullptr;
     T* pxz = xz.data<T>();
-    if (b_in)
-      for (int64_t r = 0; r < BL; ++r) std::copy(b_in, b_in + 2 * E, pxz + r * 2 * E);
+    if (b_in) fill_rows_with(pxz, b_in, BL, 2 * E);
     gemm(false, true, BL, 2 * E, M, T(1), h, M, p.in_proj_weight.data<T>(), M, b_in ? T(1) : T(0), pxz, 2 * E);
   }
 
@@ -381,27 +421,13 @@ void forward_tokens_impl(Tensor& out, MambaCache& c, bool keep, const Tensor& hi
   s.B = xd.slice(2, R, R + N);  // column views, read in place
   s.C = xd.slice(2, R + N, X);
   s.z = xz.view({Bn, L, 2 * E}).slice(2, E, 2 * E);
-  s.A = state_matrix<T>(p, E, N, dt);
-  s.D = p.D;
-  s.delta_bias = p.dt_proj_bias;
-  s.delta_softplus = true;
-  c.y_scan = uninit({Bn, L, E}, dt);
-  if (state) {
-    s.h0 = state->ssm;
-    selective_scan_forward(c.y_scan, &state->ssm, nullptr, s);
-  } else {
-    selective_scan_forward(c.y_scan, nullptr, &c.saved, s);
-  }
+  run_scan<T>(c, p, {Bn, L, E}, state);
 
   // out_proj: out (B*L,M) = y W_out^T (+ bias)
-  const Shape out_shape{Bn, L, M};
-  if (!(out.defined() && out.shape() == out_shape && out.dtype() == dt && out.is_contiguous() &&
-        out.storage_unique()))
-    out = uninit(out_shape, dt);
+  output_buffer(out, {Bn, L, M}, dt);
   const T* b_out = cfg.bias ? p.out_proj_bias.data<T>() : nullptr;
   T* po = out.data<T>();
-  if (b_out)
-    for (int64_t r = 0; r < BL; ++r) std::copy(b_out, b_out + M, po + r * M);
+  if (b_out) fill_rows_with(po, b_out, BL, M);
   gemm(false, true, BL, M, E, T(1), c.y_scan.data<T>(), E, p.out_proj_weight.data<T>(), E, b_out ? T(1) : T(0), po,
        M);
   c.xz = xz;
@@ -423,11 +449,7 @@ void backward_tokens_impl(Tensor* dhidden, MambaParams& g, const Tensor& dout, c
   Tensor dy = uninit({BL, E}, dt);
   gemm(false, false, BL, E, M, T(1), pdo, M, p.out_proj_weight.data<T>(), E, T(0), dy.data<T>(), E);
   gemm(true, false, M, E, BL, T(1), pdo, M, c.y_scan.data<T>(), E, T(1), g.out_proj_weight.data<T>(), E);
-  if (cfg.bias) {
-    T* gb = g.out_proj_bias.data<T>();
-    for (int64_t r = 0; r < BL; ++r)
-      for (int64_t m = 0; m < M; ++m) gb[m] += pdo[r * M + m];
-  }
+  if (cfg.bias) add_column_sums(g.out_proj_bias.data<T>(), pdo, BL, M);
 
   // scan: du, ddelta (B*L,E); dz straight into dxz[:, E:]; dB, dC added into the zeroed columns of dx_dbl
   Tensor dxz = uninit({BL, 2 * E}, dt), dx_dbl = uninit({BL, X}, dt);
@@ -448,12 +470,7 @@ void backward_tokens_impl(Tensor* dhidden, MambaParams& g, const Tensor& dout, c
   sg.dD = g.D;
   sg.ddelta_bias = g.dt_proj_bias;
   selective_scan_backward(sg, dy.view({Bn, L, E}), Tensor{}, c.scan, c.saved);
-  {  // A = -exp(A_log): dA_log = dA * A
-    const T* dA = sg.dA.data<T>();
-    const T* A = c.scan.A.data<T>();
-    T* d = g.A_log.data<T>();
-    for (int64_t i = 0; i < E * N; ++i) d[i] += dA[i] * A[i];
-  }
+  add_dA_log<T>(g, sg.dA, c.scan.A);
 
   // dt_proj and x_proj: dW_dt += ddelta^T dt_in; d dt_in = ddelta W_dt (into dx_dbl[:, :R]);
   // dW_x += dx_dbl^T u; du += dx_dbl W_x
@@ -479,11 +496,7 @@ void backward_tokens_impl(Tensor* dhidden, MambaParams& g, const Tensor& dout, c
     gemm(false, false, BL, M, 2 * E, T(1), pdxz, 2 * E, p.in_proj_weight.data<T>(), M, T(0), dhidden->data<T>(), M);
   }
   gemm(true, false, 2 * E, M, BL, T(1), pdxz, 2 * E, c.hidden.data<T>(), M, T(1), g.in_proj_weight.data<T>(), M);
-  if (cfg.bias) {
-    T* gb = g.in_proj_bias.data<T>();
-    for (int64_t r = 0; r < BL; ++r)
-      for (int64_t j = 0; j < 2 * E; ++j) gb[j] += pdxz[r * 2 * E + j];
-  }
+  if (cfg.bias) add_column_sums(g.in_proj_bias.data<T>(), pdxz, BL, 2 * E);
 }
 
 template <class T>
@@ -557,30 +570,16 @@ void forward_impl(Tensor& out, MambaCache& c, bool keep, const Tensor& hidden, c
   s.B = x_dbl.slice(1, R, R + N);  // (B,N,L) views; the scan copies them when B > 1
   s.C = x_dbl.slice(1, R + N, X);
   s.z = z;
-  s.A = state_matrix<T>(p, E, N, dt);
-  s.D = p.D;
-  s.delta_bias = p.dt_proj_bias;
-  s.delta_softplus = true;
-  c.y_scan = uninit({Bn, E, L}, dt);
-  if (state) {
-    s.h0 = state->ssm;
-    selective_scan_forward(c.y_scan, &state->ssm, nullptr, s);
-  } else {
-    selective_scan_forward(c.y_scan, nullptr, &c.saved, s);
-  }
+  run_scan<T>(c, p, {Bn, E, L}, state);
 
   // out_proj: out_b (L,M) = y_b^T W_out^T (+ bias)
-  const Shape out_shape{Bn, L, M};
-  if (!(out.defined() && out.shape() == out_shape && out.dtype() == dt && out.is_contiguous() &&
-        out.storage_unique()))
-    out = uninit(out_shape, dt);
+  output_buffer(out, {Bn, L, M}, dt);
   {
     const T* w_out = p.out_proj_weight.data<T>();
     const T* b_out = cfg.bias ? p.out_proj_bias.data<T>() : nullptr;
     const T* py = c.y_scan.data<T>();
     T* po = out.data<T>();
-    if (b_out)
-      for (int64_t r = 0; r < Bn * L; ++r) std::copy(b_out, b_out + M, po + r * M);
+    if (b_out) fill_rows_with(po, b_out, Bn * L, M);
     for (int64_t b = 0; b < Bn; ++b)
       gemm(true, true, L, M, E, T(1), py + b * E * L, L, w_out, E, b_out ? T(1) : T(0), po + b * L * M, M);
   }
@@ -613,11 +612,7 @@ void backward_impl(Tensor* dhidden, MambaParams& g, const Tensor& dout, const Ma
       gemm(true, true, E, L, M, T(1), w_out, E, pdo + b * L * M, M, T(0), pdy + b * E * L, L);
       gemm(true, true, M, E, L, T(1), pdo + b * L * M, M, py + b * E * L, L, T(1), gw, E);
     }
-    if (cfg.bias) {
-      T* gb = g.out_proj_bias.data<T>();
-      for (int64_t r = 0; r < Bn * L; ++r)
-        for (int64_t m = 0; m < M; ++m) gb[m] += pdo[r * M + m];
-    }
+    if (cfg.bias) add_column_sums(g.out_proj_bias.data<T>(), pdo, Bn * L, M);
   }
 
   // scan (adds into D's and dt_proj.bias's gradients directly)
@@ -630,12 +625,7 @@ void backward_impl(Tensor* dhidden, MambaParams& g, const Tensor& dout, const Ma
   sg.dD = g.D;
   sg.ddelta_bias = g.dt_proj_bias;
   selective_scan_backward(sg, dy, Tensor{}, c.scan, c.saved);
-  {  // A = -exp(A_log): dA_log = dA * A
-    const T* dA = sg.dA.data<T>();
-    const T* A = c.scan.A.data<T>();
-    T* d = g.A_log.data<T>();
-    for (int64_t i = 0; i < E * N; ++i) d[i] += dA[i] * A[i];
-  }
+  add_dA_log<T>(g, sg.dA, c.scan.A);
 
   // dt_proj and x_proj, per batch element: dx_dbl_b (X,L) = [W_dt^T ddelta_b; dB_b; dC_b]
   Tensor du = sg.du.contiguous();  // the scan's du; x_proj's share is added below

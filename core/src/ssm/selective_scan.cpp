@@ -20,6 +20,7 @@
 #include <cmath>
 #include <cstdint>
 #include <bit>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -136,6 +137,26 @@ std::vector<T> transpose_nl(const Tensor& bc, const ScanDims& s) {
   return out;
 }
 
+// Where the kernels read B, C and z: the transposed (B,G,L,N) copies of B and C in the channel layout
+// (z is read from its contiguous rows there); token rows in place in the token layout.
+template <class T>
+struct ScanOperands {
+  std::vector<T> Bt, Ct;
+  TokenRows<T> z, B, C;
+};
+template <class T>
+ScanOperands<T> scan_operands(const ScanInputs& in, const ScanDims& s) {
+  ScanOperands<T> o;
+  if (in.layout == ScanLayout::kTokens) {
+    o.z = token_rows<T>(in.z);
+    std::tie(o.B, o.C) = token_rows_bc<T>(in.B, in.C);
+  } else {
+    o.Bt = transpose_nl<T>(in.B.contiguous(), s);
+    o.Ct = transpose_nl<T>(in.C.contiguous(), s);
+  }
+  return o;
+}
+
 // The float kernels' unit of work: V consecutive channels [c0, c0 + nc) of batch element b, inside one
 // group (B and C differ between groups). Blocks are listed batch-major, channel-minor.
 struct ChannelBlock {
@@ -205,12 +226,9 @@ void scan_forward_impl(Tensor& y_out, Tensor* last_state, ScanSaved* saved, cons
   const Tensor z = in0.z.defined() && !tok ? in0.z.contiguous() : Tensor{};
   const Tensor bias = in0.delta_bias.defined() ? in0.delta_bias.contiguous() : Tensor{};
   const Tensor h0 = in0.h0.defined() ? in0.h0.contiguous() : Tensor{};
-  const std::vector<T> Bt = tok ? std::vector<T>{} : transpose_nl<T>(in0.B.contiguous(), s);
-  const std::vector<T> Ct = tok ? std::vector<T>{} : transpose_nl<T>(in0.C.contiguous(), s);
-  const TokenRows<T> zr = tok ? token_rows<T>(in0.z) : TokenRows<T>{};
-  const std::pair<TokenRows<T>, TokenRows<T>> bcr =
-      tok ? token_rows_bc<T>(in0.B, in0.C) : std::pair<TokenRows<T>, TokenRows<T>>{};
-  const TokenRows<T>&br = bcr.first, &cr = bcr.second;
+  const ScanOperands<T> ops = scan_operands<T>(in0, s);
+  const std::vector<T>&Bt = ops.Bt, &Ct = ops.Ct;
+  const TokenRows<T>&zr = ops.z, &br = ops.B, &cr = ops.C;
 
   const DType dt = dtype_of<T>::value;
   if (!y_out.defined()) y_out = Tensor::empty(u.shape(), dt);
@@ -419,12 +437,9 @@ void scan_backward_impl(ScanGrads& gr, const Tensor& dy0, const Tensor& dlast0, 
   const Tensor dy = dy0.contiguous();
   const Tensor dlast = dlast0.defined() ? dlast0.contiguous() : Tensor{};
   const Tensor states = saved.chunk_states.contiguous();
-  const std::vector<T> Bt = tok ? std::vector<T>{} : transpose_nl<T>(in0.B.contiguous(), s);
-  const std::vector<T> Ct = tok ? std::vector<T>{} : transpose_nl<T>(in0.C.contiguous(), s);
-  const TokenRows<T> zr = tok ? token_rows<T>(in0.z) : TokenRows<T>{};
-  const std::pair<TokenRows<T>, TokenRows<T>> bcr =
-      tok ? token_rows_bc<T>(in0.B, in0.C) : std::pair<TokenRows<T>, TokenRows<T>>{};
-  const TokenRows<T>&br = bcr.first, &cr = bcr.second;
+  const ScanOperands<T> ops = scan_operands<T>(in0, s);
+  const std::vector<T>&Bt = ops.Bt, &Ct = ops.Ct;
+  const TokenRows<T>&zr = ops.z, &br = ops.B, &cr = ops.C;
 
   // New row gradients (or given buffers with write_rows) are written by the float kernels, not zero-filled
   // and added into; all three must be new, since one flag serves them. New dB, dC are zeroed bg by bg inside
@@ -729,12 +744,12 @@ void selective_scan_backward(ScanGrads& grads, const Tensor& dy, const Tensor& d
                              const ScanSaved& saved) {
   if (f64_tokens(in)) {
     ScanGrads gc = grads;  // dA, dD, ddelta_bias, dh0 keep their layout (and storage)
-    auto copy_to_channels = [](const Tensor& t) { return t.defined() ? t.transpose(1, 2).contiguous() : t; };
-    gc.du = copy_to_channels(grads.du);
-    gc.ddelta = copy_to_channels(grads.ddelta);
-    gc.dz = copy_to_channels(grads.dz);
-    gc.dB = grads.dB.defined() ? bc_to_channels(grads.dB).contiguous() : Tensor{};
-    gc.dC = grads.dC.defined() ? bc_to_channels(grads.dC).contiguous() : Tensor{};
+    auto own = [](const Tensor& t) { return t.defined() ? t.contiguous() : t; };  // given ones: added into
+    gc.du = own(rows_to_channels(grads.du));
+    gc.ddelta = own(rows_to_channels(grads.ddelta));
+    gc.dz = own(rows_to_channels(grads.dz));
+    gc.dB = own(bc_to_channels(grads.dB));
+    gc.dC = own(bc_to_channels(grads.dC));
     scan_backward_impl<double>(gc, dy.defined() ? dy.transpose(1, 2) : dy, dlast_state, channels_of(in), saved);
     deliver_tokens(grads.du, gc.du.transpose(1, 2));
     deliver_tokens(grads.ddelta, gc.ddelta.transpose(1, 2));
