@@ -4,6 +4,8 @@
 // accumulators) and the BLAS for the rest, each against a double-precision loop; double inputs; degenerate
 // sizes; leading dimensions too small.
 #include <array>
+#include <cstdlib>
+#include <strings.h>
 #include <cmath>
 #include <limits>
 #include <omp.h>
@@ -125,4 +127,44 @@ TEST(Gemm, LinearForwardBiasInTheTileKernel) {
     linear_forward(y32, x.to(DType::F32), W.to(DType::F32), b.to(DType::F32));
     EXPECT_LT(max_abs_diff(y32, y64), 2e-5 * std::sqrt(static_cast<double>(I))) << rows << "x" << I << "->" << O;
   }
+}
+
+// The BLAS kernels match the CPU: an OpenBLAS that did not recognise the CPU (Debian 12's 0.3.21 chooses its
+// SSE3 "Prescott" kernels on Emerald Rapids) runs with the AVX-512 / AVX2 kernels the CPU can run, unless the
+// user forced a core with OPENBLAS_CORETYPE. The core name is read back from gemm_backend().
+TEST(Gemm, BlasKernelsUseTheCpusVectorWidth) {
+  const std::string backend = gemm_backend();
+  if (backend.rfind("OpenBLAS", 0) != 0 || backend.find("DYNAMIC_ARCH") == std::string::npos ||
+      std::getenv("OPENBLAS_CORETYPE") != nullptr)
+    GTEST_SKIP() << "not an OpenBLAS choosing its kernels at run time: " << backend;
+  const size_t at = backend.find("(core ");
+  ASSERT_NE(at, std::string::npos) << backend;
+  const std::string core = backend.substr(at + 6, backend.find(')', at) - at - 6);
+  auto is_one_of = [&](std::initializer_list<const char*> names) {
+    for (const char* n : names)
+      if (strcasecmp(core.c_str(), n) == 0) return true;
+    return false;
+  };
+  __builtin_cpu_init();
+  const bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                      __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
+  const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  if (avx512) {
+    EXPECT_TRUE(is_one_of({"SkylakeX", "Cooperlake", "SapphireRapids"})) << backend;
+  } else if (avx2) {
+    EXPECT_TRUE(is_one_of({"Haswell", "Zen", "SkylakeX", "Cooperlake", "SapphireRapids"})) << backend;
+  }
+  // A product through the BLAS (B beyond the tile kernel's 64K floats) stays right after the switch.
+  const int64_t M = 70, N = 300, K = 300;
+  const std::vector<float> a = values(M * K, 11), b = values(K * N, 12);
+  std::vector<float> c(static_cast<size_t>(M * N));
+  gemm(false, false, M, N, K, 1.0f, a.data(), K, b.data(), N, 0.0f, c.data(), N);
+  double worst = 0;
+  for (int64_t i = 0; i < M; ++i)
+    for (int64_t j = 0; j < N; ++j) {
+      double ref = 0;
+      for (int64_t k = 0; k < K; ++k) ref += double(a[i * K + k]) * b[k * N + j];
+      worst = std::max(worst, std::abs(ref - c[i * N + j]));
+    }
+  EXPECT_LT(worst, 1e-4);
 }

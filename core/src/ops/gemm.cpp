@@ -14,6 +14,7 @@
 #include <cstring>
 #include <vector>
 
+#include "blas_kernels.h"
 #include "gemm_bias_rows.h"
 #include "ssmkit/core/error.h"
 
@@ -230,6 +231,7 @@ void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const 
   if (use_tiles(M, N, K, alpha, beta))
     return gemm_tiles(ta, tb, M, N, K, A, lda, B, ldb, beta == 1.0f, nullptr, C, ldc);
 #ifdef SSMKIT_HAVE_CBLAS
+  detail::select_blas_kernels();
   cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, int(M), int(N), int(K),
               alpha, A, int(lda), B, int(ldb), beta, C, int(ldc));
 #else
@@ -243,6 +245,7 @@ void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, double alpha, const
   if (M == 0 || N == 0) return;
   if (K == 0) return scale_c(M, N, beta, C, ldc);
 #ifdef SSMKIT_HAVE_CBLAS
+  detail::select_blas_kernels();
   cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, int(M), int(N), int(K),
               alpha, A, int(lda), B, int(ldb), beta, C, int(ldc));
 #else
@@ -267,7 +270,9 @@ bool gemm_bias_rows(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const flo
 
 std::string gemm_backend() {
 #ifdef SSMKIT_HAVE_CBLAS
-  return std::string(openblas_get_config()) + " (core " + openblas_get_corename() + ")";
+  const std::string& note = detail::blas_kernel_note();
+  return std::string(openblas_get_config()) + " (core " + openblas_get_corename() + ")" +
+         (note.empty() ? "" : "; " + note);
 #else
   return "Eigen " + std::to_string(EIGEN_WORLD_VERSION) + "." + std::to_string(EIGEN_MAJOR_VERSION) + "." +
          std::to_string(EIGEN_MINOR_VERSION);

@@ -18,7 +18,10 @@ void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alp
 void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, double alpha, const double* A, int64_t lda,
           const double* B, int64_t ldb, double beta, double* C, int64_t ldc);
 
-// "OpenBLAS 0.3.21 ... (core Haswell)" or "Eigen 3.4.0".
+// "OpenBLAS 0.3.21 ... (core Haswell)" or "Eigen 3.4.0". Where OpenBLAS did not know the CPU and chose
+// kernels of a narrower ISA than it has (Debian 12's OpenBLAS on Emerald Rapids: SSE3 "Prescott"), core forces
+// the matching AVX-512 / AVX2 kernels once per process unless OPENBLAS_CORETYPE is set; the string then ends
+// with "; OpenBLAS chose Prescott for this AVX-512 CPU; switched to Cooperlake".
 std::string gemm_backend();
 
 }  // namespace ssmkit::core
