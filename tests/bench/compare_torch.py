@@ -28,6 +28,9 @@ import subprocess
 import sys
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from openblas_core import with_openblas_core  # noqa: E402
+
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 
 # ----------------------------------------------------------------------------------------------------------
@@ -403,6 +406,7 @@ def run_ssmkit(bench, reps, min_time, bench_filter):
 
 def run_worker(nth, args, scans=None):
     env = dict(os.environ, OMP_NUM_THREADS=str(nth), OPENBLAS_NUM_THREADS=str(nth), MKL_NUM_THREADS=str(nth))
+    env = with_openblas_core(env)  # torch's OpenBLAS on the CPU's own kernels, as ssmkit's core does
     cmd = [sys.executable, os.path.abspath(__file__), "--worker", str(nth), "--torch-reps", str(args.torch_reps)]
     if scans:
         cmd += ["--scan-w1", scans["W1_b"], "--scan-w2", scans["W2_b"]]
@@ -546,7 +550,8 @@ def main():
     out.append(f"ssmkit: GEMM {gl}; SIMD path {sk['labels'].get('ExpBound_W1/2', '?')}.")
     bi = tr[2]["blas"]
     out.append(f"PyTorch {bi['torch_version']}: torch.__config__ BLAS_INFO={bi['blas_info']}; BLAS/LAPACK "
-               f"libraries mapped after a matmul: {', '.join(bi['loaded']) or 'none'}.")
+               f"libraries mapped after a matmul: {', '.join(bi['loaded']) or 'none'}; OPENBLAS_CORETYPE="
+               f"{with_openblas_core(os.environ).get('OPENBLAS_CORETYPE', 'unset (OpenBLAS detects)')}.")
     out.append("")
     out.append("| " + " | ".join(hdr) + " |")
     out.append("|" + "|".join(["---"] + ["---:"] * (len(hdr) - 1)) + "|")

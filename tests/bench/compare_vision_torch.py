@@ -39,6 +39,7 @@ import types
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from compare_torch import timeit  # noqa: E402  (median of repeated wall-clock runs)
+from openblas_core import with_openblas_core  # noqa: E402
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 STEPS_PER_EPOCH = 469  # ceil(60000 / 128)
@@ -400,6 +401,7 @@ def run_ssmkit(args):
 
 def run_worker(args, nth):
     env = dict(os.environ, OMP_NUM_THREADS=str(nth), OPENBLAS_NUM_THREADS=str(nth), MKL_NUM_THREADS=str(nth))
+    env = with_openblas_core(env)  # torch's OpenBLAS on the CPU's own kernels, as ssmkit's core does
     cmd = [sys.executable, os.path.abspath(__file__), "--worker", str(nth), "--reps", str(args.reps),
            "--groupmamba", args.groupmamba] + (["--cases", args.cases] if args.cases else [])
     out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True)

@@ -23,6 +23,11 @@ import types
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "timeseries", "tools"))
+sys.path.insert(0, HERE)
+from openblas_core import with_openblas_core  # noqa: E402
+
+# Before torch loads its OpenBLAS: the CPU's own kernels where OpenBLAS 0.3.21 would fall back to SSE3 ones.
+os.environ.update(with_openblas_core(os.environ))
 
 
 class Tee:
