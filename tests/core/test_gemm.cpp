@@ -4,15 +4,17 @@
 // accumulators) and the BLAS for the rest, each against a double-precision loop; double inputs; degenerate
 // sizes; leading dimensions too small.
 #include <array>
-#include <cstdlib>
-#include <strings.h>
 #include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <strings.h>
 #include <limits>
 #include <omp.h>
 
 #include "gradcheck.h"
 #include "ssmkit/core/ops/gemm.h"
 #include "ssmkit/core/ops/linear.h"
+#include "ssmkit/core/ops/vec_math.h"
 
 using namespace ssmkit::core;
 using ssmkit::test::expect_error;
@@ -72,6 +74,38 @@ TEST(Gemm, FloatTilePathAgainstDoubleLoops) {
             for (float beta : {0.0f, 1.0f})
               EXPECT_LT(check(ta, tb, M, N, K, beta, N % 2), 2e-6)
                   << "ta " << ta << " tb " << tb << " M " << M << " N " << N << " K " << K << " beta " << beta;
+}
+
+// The tile kernel at each SIMD path's width (16 floats on AVX-512, 8 on AVX2) gives the same bits: every output
+// sums its K products in one order with fused multiply-adds. The portable path (no FMA in the baseline ISA)
+// rounds each product separately, so it agrees to rounding only. Shapes cover 2W, W and staged tail panels of
+// both widths and K past one block, all under the tile kernel's caps (B at most 12 k floats when K > 64), with
+// beta 1 and a transposed B.
+TEST(Gemm, TileKernelWidthsAgree) {
+  const std::vector<std::string> targets = simd_targets_available();
+  for (int64_t K : {9, 150, 260})
+    for (int64_t N : {8, 13, 16, 24, 32, 40, 47, 64}) {
+      if (K > 64 && N * K > 12288) continue;
+      const int64_t M = 67;
+      const std::vector<float> a = values(M * K, 21), b = values(K * N, 22), c0 = values(M * N, 23);
+      std::vector<float> want;
+      for (const std::string& target : targets) {
+        simd_force_target(target);
+        std::vector<float> c = c0;
+        gemm(false, false, M, N, K, 1.0f, a.data(), K, b.data(), N, 1.0f, c.data(), N);
+        gemm(false, true, M, N, K, 1.0f, a.data(), K, b.data(), K, 1.0f, c.data(), N);  // B read as (N,K)
+        if (want.empty()) {
+          want = c;
+        } else if (target != "SCALAR" && target != "EMU128") {
+          EXPECT_EQ(0, std::memcmp(c.data(), want.data(), c.size() * sizeof(float)))
+              << target << " differs from " << targets.front() << ", N " << N << " K " << K;
+        } else {
+          for (size_t i = 0; i < c.size(); ++i)
+            ASSERT_NEAR(c[i], want[i], 1e-5f * (2 * K + 1)) << target << ", N " << N << " K " << K << " at " << i;
+        }
+      }
+      simd_force_target("");
+    }
 }
 
 TEST(Gemm, FloatRowsOverThreadsAndBlasPath) {

@@ -1,9 +1,9 @@
 // gemm(): row-major GEMM through CBLAS (OpenBLAS) when available, else through Eigen maps with strides.
 // Skinny float products (B at most 64K floats, N >= 8, alpha 1, beta 0 or 1: convolutions with 16-64 output
 // channels, small projections) run instead through a register-blocked kernel here, where OpenBLAS spends more
-// time packing and clearing than multiplying: 6 x 16 tiles of C in eight-float registers over K blocks of 256,
-// one broadcast of A per row and two loads of B per step, fused multiply-adds (GCC clones for x86-64-v4/v3
-// and baseline), rows split over OpenMP threads outside parallel regions. Every path honours the beta == 0
+// time packing and clearing than multiplying: 6 x 2W tiles of C in W-float registers over K blocks of 256 (W 16
+// on AVX-512, 8 on AVX2 and the portable build, following simd_target()), one broadcast of A per row and two
+// loads of B per step, fused multiply-adds, rows split over OpenMP threads outside parallel regions. Every path honours the beta == 0
 // contract (C not read). Degenerate sizes (M, N or K zero) are handled here so that no backend sees them.
 #include "ssmkit/core/ops/gemm.h"
 
@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "blas_kernels.h"
+#include "hwy/targets.h"
 #include "gemm_bias_rows.h"
 #include "ssmkit/core/error.h"
 
@@ -71,47 +72,47 @@ void gemm_eigen(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, cons
 // ------------------------------------------------------------------------------------------------------
 // Register-blocked float kernel for skinny products
 
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
-#define SSMKIT_TILE_CLONES \
-  __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"), optimize("fp-contract=fast")))
-#else
-#define SSMKIT_TILE_CLONES
-#endif
+typedef float v8f __attribute__((vector_size(32)));   // GCC/Clang vector extension: 8 floats (AVX2)
+typedef float v16f __attribute__((vector_size(64)));  // 16 floats (AVX-512)
 
-typedef float v8f __attribute__((vector_size(32)));  // GCC/Clang vector extension: 8 floats
-
-constexpr int64_t kTileKc = 256;           // K block: a 16-column panel of B (16 KB) stays in L1
+constexpr int64_t kTileKc = 256;           // K block: a two-vector column panel of B (16-32 KB) stays in L1
 // Larger products go to the BLAS (see use_tiles):
 constexpr int64_t kTileMaxShallowB = 1 << 14;  // B (K x N) floats at most for K <= 64
 constexpr int64_t kTileMaxDeepB = 12288;       // B floats at most for K > 64
 constexpr int64_t kTileMaxDeepA = 1 << 20;     // A (M x K) floats at most for K > 64
 constexpr int64_t kTileParallel = 1 << 17;  // multiply-adds below which one thread does it all
 
-// C[0..MR) x [0..8 NV) = (add ? C : bias or 0) + A[0..MR) x [0..K) . B[0..K) x [0..8 NV),
-// A(i,k) = a[i*a_rs + k*a_cs]; bias (8 NV) is added to every row (null: none)
-template <int MR, int NV>
+// The kernel below is written once for a vector type V of W floats and compiled per target: W = 16 with
+// AVX-512 (x86-64-v4), W = 8 with AVX2 (x86-64-v3) and on other CPUs. Every output element sums its K
+// products in the same order at either width, so the targets give the same bits.
+template <class V>
+constexpr int kW = static_cast<int>(sizeof(V) / sizeof(float));
+
+// C[0..MR) x [0..W NV) = (add ? C : bias or 0) + A[0..MR) x [0..K) . B[0..K) x [0..W NV),
+// A(i,k) = a[i*a_rs + k*a_cs]; bias (W NV) is added to every row (null: none)
+template <class V, int MR, int NV>
 __attribute__((always_inline)) inline void tile(float* __restrict c, int64_t ldc, const float* __restrict a,
                                                 int64_t a_rs, int64_t a_cs, const float* __restrict b, int64_t ldb,
                                                 int64_t K, bool add, const float* __restrict bias) {
-  v8f acc[MR][NV];
-  v8f init[NV];
+  constexpr int W = kW<V>;
+  V acc[MR][NV];
+  V init[NV];
 #pragma GCC unroll 2
   for (int v = 0; v < NV; ++v) {
-    init[v] = v8f{};
-    if (bias) std::memcpy(&init[v], bias + 8 * v, sizeof(v8f));
+    init[v] = V{};
+    if (bias) std::memcpy(&init[v], bias + W * v, sizeof(V));
   }
 #pragma GCC unroll 8
   for (int i = 0; i < MR; ++i)
 #pragma GCC unroll 2
     for (int v = 0; v < NV; ++v) acc[i][v] = init[v];
   for (int64_t k = 0; k < K; ++k) {
-    v8f bv[NV];
+    V bv[NV];
 #pragma GCC unroll 2
-    for (int v = 0; v < NV; ++v) std::memcpy(&bv[v], b + k * ldb + 8 * v, sizeof(v8f));
+    for (int v = 0; v < NV; ++v) std::memcpy(&bv[v], b + k * ldb + W * v, sizeof(V));
 #pragma GCC unroll 8
     for (int i = 0; i < MR; ++i) {
-      const float s = a[i * a_rs + k * a_cs];
-      const v8f av = {s, s, s, s, s, s, s, s};
+      const V av = V{} + a[i * a_rs + k * a_cs];  // broadcast
 #pragma GCC unroll 2
       for (int v = 0; v < NV; ++v) acc[i][v] += av * bv[v];
     }
@@ -120,65 +121,99 @@ __attribute__((always_inline)) inline void tile(float* __restrict c, int64_t ldc
   for (int i = 0; i < MR; ++i)
 #pragma GCC unroll 2
     for (int v = 0; v < NV; ++v) {
-      float* ci = c + i * ldc + 8 * v;
+      float* ci = c + i * ldc + W * v;
       if (add) {
-        v8f old;
-        std::memcpy(&old, ci, sizeof(v8f));
+        V old;
+        std::memcpy(&old, ci, sizeof(V));
         acc[i][v] += old;
       }
-      std::memcpy(ci, &acc[i][v], sizeof(v8f));
+      std::memcpy(ci, &acc[i][v], sizeof(V));
     }
 }
 
-// Rows [0, M) of one column panel 8 NV wide, one K block.
-template <int NV>
+// Rows [0, M) of one column panel W NV wide, one K block.
+template <class V, int NV>
 __attribute__((always_inline)) inline void panel(float* c, int64_t ldc, const float* a, int64_t a_rs, int64_t a_cs,
                                                  const float* b, int64_t ldb, int64_t M, int64_t K, bool add,
                                                  const float* bias) {
   int64_t i = 0;
-  for (; i + 6 <= M; i += 6) tile<6, NV>(c + i * ldc, ldc, a + i * a_rs, a_rs, a_cs, b, ldb, K, add, bias);
+  for (; i + 6 <= M; i += 6) tile<V, 6, NV>(c + i * ldc, ldc, a + i * a_rs, a_rs, a_cs, b, ldb, K, add, bias);
   switch (M - i) {
-    case 5: tile<5, NV>(c + i * ldc, ldc, a + i * a_rs, a_rs, a_cs, b, ldb, K, add, bias); break;
-    case 4: tile<4, NV>(c + i * ldc, ldc, a + i * a_rs, a_rs, a_cs, b, ldb, K, add, bias); break;
-    case 3: tile<3, NV>(c + i * ldc, ldc, a + i * a_rs, a_rs, a_cs, b, ldb, K, add, bias); break;
-    case 2: tile<2, NV>(c + i * ldc, ldc, a + i * a_rs, a_rs, a_cs, b, ldb, K, add, bias); break;
-    case 1: tile<1, NV>(c + i * ldc, ldc, a + i * a_rs, a_rs, a_cs, b, ldb, K, add, bias); break;
+    case 5: tile<V, 5, NV>(c + i * ldc, ldc, a + i * a_rs, a_rs, a_cs, b, ldb, K, add, bias); break;
+    case 4: tile<V, 4, NV>(c + i * ldc, ldc, a + i * a_rs, a_rs, a_cs, b, ldb, K, add, bias); break;
+    case 3: tile<V, 3, NV>(c + i * ldc, ldc, a + i * a_rs, a_rs, a_cs, b, ldb, K, add, bias); break;
+    case 2: tile<V, 2, NV>(c + i * ldc, ldc, a + i * a_rs, a_rs, a_cs, b, ldb, K, add, bias); break;
+    case 1: tile<V, 1, NV>(c + i * ldc, ldc, a + i * a_rs, a_rs, a_cs, b, ldb, K, add, bias); break;
     default: break;
   }
 }
 
 // C (M,N) = (beta ? C : bias rows or 0) + A B, A(i,k) = a[i*a_rs + k*a_cs], B (K,N) row-major, bias (N) or
-// null. The last N % 8 columns go through a zero-padded copy of B and a staging tile on the stack.
-SSMKIT_TILE_CLONES void tile_gemm(int64_t M, int64_t N, int64_t K, const float* a, int64_t a_rs, int64_t a_cs,
-                                  const float* b, int64_t ldb, bool beta, const float* bias, float* c, int64_t ldc) {
-  const int64_t n16 = N / 16 * 16, n8 = N / 8 * 8;
+// null. Panels of 2W then W columns; the last N % W columns go through a zero-padded copy of B and a staging
+// tile on the stack.
+template <class V>
+__attribute__((always_inline)) inline void tile_gemm_body(int64_t M, int64_t N, int64_t K, const float* a,
+                                                          int64_t a_rs, int64_t a_cs, const float* b, int64_t ldb,
+                                                          bool beta, const float* bias, float* c, int64_t ldc) {
+  constexpr int W = kW<V>;
+  const int64_t n2w = N / (2 * W) * (2 * W), nw = N / W * W;
   for (int64_t k0 = 0; k0 < K; k0 += kTileKc) {
     const int64_t kc = std::min(kTileKc, K - k0);
     const bool add = beta || k0 > 0;
     const float* bias0 = add ? nullptr : bias;  // the bias starts the first K block
     const float* ak = a + k0 * a_cs;
     const float* bk = b + k0 * ldb;
-    for (int64_t j = 0; j < n16; j += 16)
-      panel<2>(c + j, ldc, ak, a_rs, a_cs, bk + j, ldb, M, kc, add, bias0 ? bias0 + j : nullptr);
-    if (n8 > n16) panel<1>(c + n16, ldc, ak, a_rs, a_cs, bk + n16, ldb, M, kc, add, bias0 ? bias0 + n16 : nullptr);
-    if (N > n8) {
-      const int64_t nt = N - n8;
-      alignas(32) float bt[kTileKc * 8];
-      alignas(32) float ct[6 * 8];
+    for (int64_t j = 0; j < n2w; j += 2 * W)
+      panel<V, 2>(c + j, ldc, ak, a_rs, a_cs, bk + j, ldb, M, kc, add, bias0 ? bias0 + j : nullptr);
+    if (nw > n2w) panel<V, 1>(c + n2w, ldc, ak, a_rs, a_cs, bk + n2w, ldb, M, kc, add, bias0 ? bias0 + n2w : nullptr);
+    if (N > nw) {
+      const int64_t nt = N - nw;
+      alignas(64) float bt[kTileKc * W];
+      alignas(64) float ct[6 * W];
       for (int64_t k = 0; k < kc; ++k)
-        for (int64_t j = 0; j < 8; ++j) bt[k * 8 + j] = j < nt ? bk[k * ldb + n8 + j] : 0.0f;
+        for (int64_t j = 0; j < W; ++j) bt[k * W + j] = j < nt ? bk[k * ldb + nw + j] : 0.0f;
       for (int64_t i = 0; i < M; i += 6) {
         const int64_t mr = std::min<int64_t>(6, M - i);
         for (int64_t r = 0; r < mr; ++r)
-          for (int64_t j = 0; j < 8; ++j)
-            ct[r * 8 + j] = j >= nt ? 0.0f : add ? c[(i + r) * ldc + n8 + j] : bias0 ? bias0[n8 + j] : 0.0f;
-        panel<1>(ct, 8, ak + i * a_rs, a_rs, a_cs, bt, 8, mr, kc, true, nullptr);
+          for (int64_t j = 0; j < W; ++j)
+            ct[r * W + j] = j >= nt ? 0.0f : add ? c[(i + r) * ldc + nw + j] : bias0 ? bias0[nw + j] : 0.0f;
+        panel<V, 1>(ct, W, ak + i * a_rs, a_rs, a_cs, bt, W, mr, kc, true, nullptr);
         for (int64_t r = 0; r < mr; ++r)
-          for (int64_t j = 0; j < nt; ++j) c[(i + r) * ldc + n8 + j] = ct[r * 8 + j];
+          for (int64_t j = 0; j < nt; ++j) c[(i + r) * ldc + nw + j] = ct[r * W + j];
       }
     }
   }
 }
+
+#define SSMKIT_TILE_ARGS                                                                                     \
+  int64_t M, int64_t N, int64_t K, const float *a, int64_t a_rs, int64_t a_cs, const float *b, int64_t ldb, \
+      bool beta, const float *bias, float *c, int64_t ldc
+using TileGemmFn = void (*)(SSMKIT_TILE_ARGS);
+
+__attribute__((optimize("fp-contract=fast"))) void tile_gemm_baseline(SSMKIT_TILE_ARGS) {
+  tile_gemm_body<v8f>(M, N, K, a, a_rs, a_cs, b, ldb, beta, bias, c, ldc);
+}
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+__attribute__((target("arch=x86-64-v3"), optimize("fp-contract=fast"))) void tile_gemm_avx2(SSMKIT_TILE_ARGS) {
+  tile_gemm_body<v8f>(M, N, K, a, a_rs, a_cs, b, ldb, beta, bias, c, ldc);
+}
+__attribute__((target("arch=x86-64-v4"), optimize("fp-contract=fast"))) void tile_gemm_avx512(SSMKIT_TILE_ARGS) {
+  tile_gemm_body<v16f>(M, N, K, a, a_rs, a_cs, b, ldb, beta, bias, c, ldc);
+}
+#endif
+
+// The widest kernel of the SIMD path the dispatched kernels use (simd_target(): the best one this CPU runs, or
+// the one simd_force_target() chose, so that tests can run every width).
+void tile_gemm(SSMKIT_TILE_ARGS) {
+  TileGemmFn fn = &tile_gemm_baseline;
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+  const int64_t targets = hwy::SupportedTargets();
+  if (targets & (HWY_AVX3 | HWY_AVX3_DL)) fn = &tile_gemm_avx512;
+  else if (targets & HWY_AVX2) fn = &tile_gemm_avx2;
+#endif
+  fn(M, N, K, a, a_rs, a_cs, b, ldb, beta, bias, c, ldc);
+}
+#undef SSMKIT_TILE_ARGS
 
 // Skinny products: B small enough that its panels stay in L1/L2 while A streams past. Measured against
 // OpenBLAS 0.3.21 (Zen 2, one thread, a sweep over the models' product shapes): the tile kernel wins for K <= 64
