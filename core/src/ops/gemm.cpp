@@ -11,6 +11,7 @@
 
 #include <Eigen/Dense>
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <vector>
 
@@ -202,15 +203,26 @@ __attribute__((target("arch=x86-64-v4"), optimize("fp-contract=fast"))) void til
 }
 #endif
 
-// The widest kernel of the SIMD path the dispatched kernels use (simd_target(): the best one this CPU runs, or
-// the one simd_force_target() chose, so that tests can run every width).
-void tile_gemm(SSMKIT_TILE_ARGS) {
-  TileGemmFn fn = &tile_gemm_baseline;
+// The kernel of the SIMD path the dispatched kernels use (the best one this CPU runs, or the one
+// simd_force_target() chose, so that tests can run every width). Chosen on first use and again after each
+// simd_force_target(): hwy::SupportedTargets() runs CPUID, which costs a VM exit, too slow to ask per call.
+std::atomic<TileGemmFn> g_tile_gemm{nullptr};
+
+TileGemmFn choose_tile_gemm() {
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
   const int64_t targets = hwy::SupportedTargets();
-  if (targets & (HWY_AVX3 | HWY_AVX3_DL)) fn = &tile_gemm_avx512;
-  else if (targets & HWY_AVX2) fn = &tile_gemm_avx2;
+  if (targets & (HWY_AVX3 | HWY_AVX3_DL)) return &tile_gemm_avx512;
+  if (targets & HWY_AVX2) return &tile_gemm_avx2;
 #endif
+  return &tile_gemm_baseline;
+}
+
+void tile_gemm(SSMKIT_TILE_ARGS) {
+  TileGemmFn fn = g_tile_gemm.load(std::memory_order_acquire);
+  if (fn == nullptr) {
+    fn = choose_tile_gemm();
+    g_tile_gemm.store(fn, std::memory_order_release);
+  }
   fn(M, N, K, a, a_rs, a_cs, b, ldb, beta, bias, c, ldc);
 }
 #undef SSMKIT_TILE_ARGS
@@ -289,6 +301,8 @@ void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, double alpha, const
 }
 
 namespace detail {
+
+void tile_kernel_follow_simd_target() { g_tile_gemm.store(nullptr, std::memory_order_release); }
 
 // For linear_forward (ops/linear.cpp): C (M,N) = A op(B) + bias in every row through the tile kernel, the bias
 // starting the accumulators instead of being written into C first. False (nothing done) for products the
