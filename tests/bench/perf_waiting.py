@@ -73,7 +73,7 @@ def main():
             continue
         n_serial += 1
         own = [f.split("(")[0].replace("ssmkit::", "")[:60] for f in frames if "ssmkit" in f]
-        where[" < ".join(own[:3]) if own else frames[0][:60]] += 1
+        where[" < ".join(own[:3]) if own else frames[0][:60] if frames else "?"] += 1
     idle = sum(1 for w in worker if w[1])
     print(f"main-thread samples {n_main}; with the worker waiting {n_serial} ({100 * n_serial / max(n_main, 1):.1f} %); "
           f"worker samples in libgomp's wait {100 * idle / max(len(worker), 1):.1f} %")
