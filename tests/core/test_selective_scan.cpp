@@ -43,9 +43,8 @@ ScanInputs make_inputs(const Config& c, uint64_t seed, DType dt = DType::F64) {
 }  // namespace
 
 // The float kernels compute lane by lane with the same operations at every vector width, so AVX-512 and AVX2
-// give the same bits (a model trains to the same numbers on either CPU): forward outputs, saved chunk states and
-// the backward's per-channel gradients are equal; dB and dC sum over channel blocks of the vector width, so
-// they agree to rounding.
+// give the same bits: forward outputs, saved chunk states and the backward's per-channel gradients are equal;
+// dB and dC sum over channel blocks of the vector width, so they agree to rounding.
 TEST(SelectiveScan, Avx512AndAvx2GiveTheSameBits) {
   const std::vector<std::string> targets = simd_targets_available();
   auto has = [&](const char* t) { return std::find(targets.begin(), targets.end(), t) != targets.end(); };
