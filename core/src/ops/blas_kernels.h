@@ -12,7 +12,9 @@ namespace ssmkit::core::detail {
 // not set OPENBLAS_CORETYPE, and the kernels OpenBLAS chose use a narrower vector ISA than this CPU has
 // (e.g. Prescott on an AVX-512 CPU), re-runs OpenBLAS's kernel selection with the matching core forced:
 // Cooperlake (AVX-512 with BF16) or SkylakeX (AVX-512), Haswell (AVX2 + FMA). Otherwise leaves OpenBLAS as
-// it is. Thread-safe; a no-op without CBLAS.
+// it is. Thread-safe among ssmkit's callers; a no-op without CBLAS. It runs at load time (a static initializer
+// of this file, before main in a program linked with ssmkit): a host that dlopen()s ssmkit while its own threads
+// are inside OpenBLAS should set OPENBLAS_CORETYPE itself, which turns the switch off.
 void select_blas_kernels();
 
 // What select_blas_kernels() did, for gemm_backend(): "" when nothing, else e.g.
