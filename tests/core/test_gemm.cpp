@@ -77,10 +77,10 @@ TEST(Gemm, FloatTilePathAgainstDoubleLoops) {
 }
 
 // The tile kernel at each SIMD path's width (16 floats on AVX-512, 8 on AVX2) gives the same bits: every output
-// sums its K products in one order with fused multiply-adds. The portable path (no FMA in the baseline ISA)
-// rounds each product separately, so it agrees to rounding only. Shapes cover 2W, W and staged tail panels of
-// both widths and K past one block, all under the tile kernel's caps (B at most 12 k floats when K > 64), with
-// beta 1 and a transposed B.
+// sums its K products in one order with fused multiply-adds. The portable path (one float, no FMA in the
+// baseline ISA) rounds each product separately, so it agrees to rounding only. Shapes cover 2W, W and staged tail
+// panels of both widths and K past one block, all under the tile kernel's caps (B at most 12 k floats when K > 64),
+// with beta 1 and a transposed B.
 TEST(Gemm, TileKernelWidthsAgree) {
   const std::vector<std::string> targets = simd_targets_available();
   for (int64_t K : {9, 150, 260})

@@ -1,23 +1,22 @@
 // gemm(): row-major GEMM through CBLAS (OpenBLAS) when available, else through Eigen maps with strides.
 // Skinny float products (B at most 64K floats, N >= 8, alpha 1, beta 0 or 1: convolutions with 16-64 output
-// channels, small projections) run instead through a register-blocked kernel here, where OpenBLAS spends more
-// time packing and clearing than multiplying: 6 x 2W tiles of C in W-float registers over K blocks of 256 (W 16
-// on AVX-512, 8 on AVX2 and the portable build, following simd_target()), one broadcast of A per row and two
-// loads of B per step, fused multiply-adds, rows split over OpenMP threads outside parallel regions. Every path honours the beta == 0
-// contract (C not read). Degenerate sizes (M, N or K zero) are handled here so that no backend sees them.
+// channels, small projections) run instead through a register-blocked kernel, where OpenBLAS spends more time
+// packing and clearing than multiplying (ops/gemm_tiles.cpp: 6 x 2W tiles of C in W-float registers, W the
+// vector width of the SIMD path in use), rows split over OpenMP threads outside parallel regions. Every path
+// honours the beta == 0 contract (C not read). Degenerate sizes (M, N or K zero) are handled here so that no
+// backend sees them.
 #include "ssmkit/core/ops/gemm.h"
 
 #include <omp.h>
 
 #include <Eigen/Dense>
 #include <algorithm>
-#include <atomic>
 #include <cstring>
 #include <vector>
 
 #include "blas_kernels.h"
-#include "hwy/targets.h"
 #include "gemm_bias_rows.h"
+#include "gemm_tiles.h"
 #include "ssmkit/core/error.h"
 
 #ifdef SSMKIT_HAVE_CBLAS
@@ -73,159 +72,11 @@ void gemm_eigen(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, cons
 // ------------------------------------------------------------------------------------------------------
 // Register-blocked float kernel for skinny products
 
-typedef float v8f __attribute__((vector_size(32)));   // GCC/Clang vector extension: 8 floats (AVX2)
-typedef float v16f __attribute__((vector_size(64)));  // 16 floats (AVX-512)
-
-constexpr int64_t kTileKc = 256;           // K block: a two-vector column panel of B (16-32 KB) stays in L1
 // Larger products go to the BLAS (see use_tiles):
 constexpr int64_t kTileMaxShallowB = 1 << 14;  // B (K x N) floats at most for K <= 64
 constexpr int64_t kTileMaxDeepB = 12288;       // B floats at most for K > 64
 constexpr int64_t kTileMaxDeepA = 1 << 20;     // A (M x K) floats at most for K > 64
 constexpr int64_t kTileParallel = 1 << 17;  // multiply-adds below which one thread does it all
-
-// The kernel below is written once for a vector type V of W floats and compiled per target: W = 16 with
-// AVX-512 (x86-64-v4), W = 8 with AVX2 (x86-64-v3) and on other CPUs. Every output element sums its K
-// products in the same order at either width, so the targets give the same bits.
-template <class V>
-constexpr int kW = static_cast<int>(sizeof(V) / sizeof(float));
-
-// C[0..MR) x [0..W NV) = (add ? C : bias or 0) + A[0..MR) x [0..K) . B[0..K) x [0..W NV),
-// A(i,k) = a[i*a_rs + k*a_cs]; bias (W NV) is added to every row (null: none)
-template <class V, int MR, int NV>
-__attribute__((always_inline)) inline void tile(float* __restrict c, int64_t ldc, const float* __restrict a,
-                                                int64_t a_rs, int64_t a_cs, const float* __restrict b, int64_t ldb,
-                                                int64_t K, bool add, const float* __restrict bias) {
-  constexpr int W = kW<V>;
-  V acc[MR][NV];
-  V init[NV];
-#pragma GCC unroll 2
-  for (int v = 0; v < NV; ++v) {
-    init[v] = V{};
-    if (bias) std::memcpy(&init[v], bias + W * v, sizeof(V));
-  }
-#pragma GCC unroll 8
-  for (int i = 0; i < MR; ++i)
-#pragma GCC unroll 2
-    for (int v = 0; v < NV; ++v) acc[i][v] = init[v];
-  for (int64_t k = 0; k < K; ++k) {
-    V bv[NV];
-#pragma GCC unroll 2
-    for (int v = 0; v < NV; ++v) std::memcpy(&bv[v], b + k * ldb + W * v, sizeof(V));
-#pragma GCC unroll 8
-    for (int i = 0; i < MR; ++i) {
-      const V av = V{} + a[i * a_rs + k * a_cs];  // broadcast
-#pragma GCC unroll 2
-      for (int v = 0; v < NV; ++v) acc[i][v] += av * bv[v];
-    }
-  }
-#pragma GCC unroll 8
-  for (int i = 0; i < MR; ++i)
-#pragma GCC unroll 2
-    for (int v = 0; v < NV; ++v) {
-      float* ci = c + i * ldc + W * v;
-      if (add) {
-        V old;
-        std::memcpy(&old, ci, sizeof(V));
-        acc[i][v] += old;
-      }
-      std::memcpy(ci, &acc[i][v], sizeof(V));
-    }
-}
-
-// Rows [0, M) of one column panel W NV wide, one K block.
-template <class V, int NV>
-__attribute__((always_inline)) inline void panel(float* c, int64_t ldc, const float* a, int64_t a_rs, int64_t a_cs,
-                                                 const float* b, int64_t ldb, int64_t M, int64_t K, bool add,
-                                                 const float* bias) {
-  int64_t i = 0;
-  for (; i + 6 <= M; i += 6) tile<V, 6, NV>(c + i * ldc, ldc, a + i * a_rs, a_rs, a_cs, b, ldb, K, add, bias);
-  switch (M - i) {
-    case 5: tile<V, 5, NV>(c + i * ldc, ldc, a + i * a_rs, a_rs, a_cs, b, ldb, K, add, bias); break;
-    case 4: tile<V, 4, NV>(c + i * ldc, ldc, a + i * a_rs, a_rs, a_cs, b, ldb, K, add, bias); break;
-    case 3: tile<V, 3, NV>(c + i * ldc, ldc, a + i * a_rs, a_rs, a_cs, b, ldb, K, add, bias); break;
-    case 2: tile<V, 2, NV>(c + i * ldc, ldc, a + i * a_rs, a_rs, a_cs, b, ldb, K, add, bias); break;
-    case 1: tile<V, 1, NV>(c + i * ldc, ldc, a + i * a_rs, a_rs, a_cs, b, ldb, K, add, bias); break;
-    default: break;
-  }
-}
-
-// C (M,N) = (beta ? C : bias rows or 0) + A B, A(i,k) = a[i*a_rs + k*a_cs], B (K,N) row-major, bias (N) or
-// null. Panels of 2W then W columns; the last N % W columns go through a zero-padded copy of B and a staging
-// tile on the stack.
-template <class V>
-__attribute__((always_inline)) inline void tile_gemm_body(int64_t M, int64_t N, int64_t K, const float* a,
-                                                          int64_t a_rs, int64_t a_cs, const float* b, int64_t ldb,
-                                                          bool beta, const float* bias, float* c, int64_t ldc) {
-  constexpr int W = kW<V>;
-  const int64_t n2w = N / (2 * W) * (2 * W), nw = N / W * W;
-  for (int64_t k0 = 0; k0 < K; k0 += kTileKc) {
-    const int64_t kc = std::min(kTileKc, K - k0);
-    const bool add = beta || k0 > 0;
-    const float* bias0 = add ? nullptr : bias;  // the bias starts the first K block
-    const float* ak = a + k0 * a_cs;
-    const float* bk = b + k0 * ldb;
-    for (int64_t j = 0; j < n2w; j += 2 * W)
-      panel<V, 2>(c + j, ldc, ak, a_rs, a_cs, bk + j, ldb, M, kc, add, bias0 ? bias0 + j : nullptr);
-    if (nw > n2w) panel<V, 1>(c + n2w, ldc, ak, a_rs, a_cs, bk + n2w, ldb, M, kc, add, bias0 ? bias0 + n2w : nullptr);
-    if (N > nw) {
-      const int64_t nt = N - nw;
-      alignas(64) float bt[kTileKc * W];
-      alignas(64) float ct[6 * W];
-      for (int64_t k = 0; k < kc; ++k)
-        for (int64_t j = 0; j < W; ++j) bt[k * W + j] = j < nt ? bk[k * ldb + nw + j] : 0.0f;
-      for (int64_t i = 0; i < M; i += 6) {
-        const int64_t mr = std::min<int64_t>(6, M - i);
-        for (int64_t r = 0; r < mr; ++r)
-          for (int64_t j = 0; j < W; ++j)
-            ct[r * W + j] = j >= nt ? 0.0f : add ? c[(i + r) * ldc + nw + j] : bias0 ? bias0[nw + j] : 0.0f;
-        panel<V, 1>(ct, W, ak + i * a_rs, a_rs, a_cs, bt, W, mr, kc, true, nullptr);
-        for (int64_t r = 0; r < mr; ++r)
-          for (int64_t j = 0; j < nt; ++j) c[(i + r) * ldc + nw + j] = ct[r * W + j];
-      }
-    }
-  }
-}
-
-#define SSMKIT_TILE_ARGS                                                                                     \
-  int64_t M, int64_t N, int64_t K, const float *a, int64_t a_rs, int64_t a_cs, const float *b, int64_t ldb, \
-      bool beta, const float *bias, float *c, int64_t ldc
-using TileGemmFn = void (*)(SSMKIT_TILE_ARGS);
-
-__attribute__((optimize("fp-contract=fast"))) void tile_gemm_baseline(SSMKIT_TILE_ARGS) {
-  tile_gemm_body<v8f>(M, N, K, a, a_rs, a_cs, b, ldb, beta, bias, c, ldc);
-}
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
-__attribute__((target("arch=x86-64-v3"), optimize("fp-contract=fast"))) void tile_gemm_avx2(SSMKIT_TILE_ARGS) {
-  tile_gemm_body<v8f>(M, N, K, a, a_rs, a_cs, b, ldb, beta, bias, c, ldc);
-}
-__attribute__((target("arch=x86-64-v4"), optimize("fp-contract=fast"))) void tile_gemm_avx512(SSMKIT_TILE_ARGS) {
-  tile_gemm_body<v16f>(M, N, K, a, a_rs, a_cs, b, ldb, beta, bias, c, ldc);
-}
-#endif
-
-// The kernel of the SIMD path the dispatched kernels use (the best one this CPU runs, or the one
-// simd_force_target() chose, so that tests can run every width). Chosen on first use and again after each
-// simd_force_target(): hwy::SupportedTargets() runs CPUID, which costs a VM exit, too slow to ask per call.
-std::atomic<TileGemmFn> g_tile_gemm{nullptr};
-
-TileGemmFn choose_tile_gemm() {
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
-  const int64_t targets = hwy::SupportedTargets();
-  if (targets & (HWY_AVX3 | HWY_AVX3_DL)) return &tile_gemm_avx512;
-  if (targets & HWY_AVX2) return &tile_gemm_avx2;
-#endif
-  return &tile_gemm_baseline;
-}
-
-void tile_gemm(SSMKIT_TILE_ARGS) {
-  TileGemmFn fn = g_tile_gemm.load(std::memory_order_acquire);
-  if (fn == nullptr) {
-    fn = choose_tile_gemm();
-    g_tile_gemm.store(fn, std::memory_order_release);
-  }
-  fn(M, N, K, a, a_rs, a_cs, b, ldb, beta, bias, c, ldc);
-}
-#undef SSMKIT_TILE_ARGS
 
 // Skinny products: B small enough that its panels stay in L1/L2 while A streams past. Measured against
 // OpenBLAS 0.3.21 (Zen 2, one thread, a sweep over the models' product shapes): the tile kernel wins for K <= 64
@@ -253,7 +104,7 @@ void gemm_tiles(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float* 
   const int64_t a_rs = ta ? 1 : lda, a_cs = ta ? lda : 1;
   const int nth = omp_in_parallel() ? 1 : omp_get_max_threads();
   if (nth <= 1 || M < 12 || M * N * K < kTileParallel) {
-    tile_gemm(M, N, K, A, a_rs, a_cs, B, ldb, beta, bias, C, ldc);
+    detail::tile_gemm(M, N, K, A, a_rs, a_cs, B, ldb, beta, bias, C, ldc);
     return;
   }
   // Blocks of whole 6-row panels, a multiple of the thread count (two per thread when there are enough
@@ -264,7 +115,7 @@ void gemm_tiles(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float* 
 #pragma omp parallel for schedule(static) num_threads(nth)
   for (int64_t k = 0; k < nblk; ++k) {
     const int64_t i0 = k * panels / nblk * 6, i1 = std::min(M, (k + 1) * panels / nblk * 6);
-    if (i1 > i0) tile_gemm(i1 - i0, N, K, A + i0 * a_rs, a_rs, a_cs, B, ldb, beta, bias, C + i0 * ldc, ldc);
+    if (i1 > i0) detail::tile_gemm(i1 - i0, N, K, A + i0 * a_rs, a_rs, a_cs, B, ldb, beta, bias, C + i0 * ldc, ldc);
   }
 }
 
@@ -301,8 +152,6 @@ void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, double alpha, const
 }
 
 namespace detail {
-
-void tile_kernel_follow_simd_target() { g_tile_gemm.store(nullptr, std::memory_order_release); }
 
 // For linear_forward (ops/linear.cpp): C (M,N) = A op(B) + bias in every row through the tile kernel, the bias
 // starting the accumulators instead of being written into C first. False (nothing done) for products the

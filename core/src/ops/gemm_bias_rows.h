@@ -9,9 +9,6 @@ namespace ssmkit::core::detail {
 // kernel does not take (see use_tiles in gemm.cpp); the caller then writes the bias and calls gemm() with beta 1.
 bool gemm_bias_rows(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B,
                     int64_t ldb, const float* bias, float* C, int64_t ldc);
-// Makes the tile kernel choose its width again from the SIMD path now in use (simd_force_target calls it).
-void tile_kernel_follow_simd_target();
-
 // The tile kernel is float only: double products always take the caller's fallback.
 inline bool gemm_bias_rows(bool, bool, int64_t, int64_t, int64_t, const double*, int64_t, const double*, int64_t,
                            const double*, double*, int64_t) {

@@ -43,7 +43,6 @@ HWY_AFTER_NAMESPACE();
 #include <string>
 #include <vector>
 
-#include "ops/gemm_bias_rows.h"
 #include "ssmkit/core/error.h"
 #include "ssmkit/core/ops/vec_math.h"
 
@@ -72,13 +71,14 @@ std::vector<std::string> simd_targets_available() {
 }
 
 void simd_force_target(const std::string& name) {
+  if (name.empty()) {
+    hwy::SetSupportedTargetsForTest(0);
+    return;
+  }
   hwy::SetSupportedTargetsForTest(0);
-  detail::tile_kernel_follow_simd_target();  // the GEMM tile kernel's width follows the path
-  if (name.empty()) return;
   for (int64_t t : hwy::SupportedAndGeneratedTargets())
     if (name == hwy::TargetName(t)) {
       hwy::SetSupportedTargetsForTest(t);
-      detail::tile_kernel_follow_simd_target();
       return;
     }
   std::string have;
