@@ -203,6 +203,7 @@ int run_bench(const CommonFlags& c, const BenchFlags& b) {
               o.csv = csv;
               o.quiet = c.quiet;
               o.log_every = b.train.log_every;
+              o.shards = b.train.shards;
               const std::string run_stem = name + "_" + std::to_string(H) + "_" + model + "_" + std::to_string(seed);
               if (!b.models_dir.empty()) o.out = b.models_dir + "/" + run_stem + ".safetensors";
               if (!b.checkpoint_dir.empty()) {

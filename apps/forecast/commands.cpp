@@ -137,6 +137,7 @@ int run_train(const CommonFlags& c, const DataFlags& d, const TrainFlags& t) {
     o.csv = csv;
     o.stop_after_steps = t.stop_after;
     o.log_every = t.log_every;
+    o.shards = t.shards;
     o.quiet = c.quiet;
     const std::string sha = ssmkit::core::sha256_file(d.csv);
     o.training_extra = {{"command", c.command}, {"data_sha256", sha}, {"data_file", d.csv}};

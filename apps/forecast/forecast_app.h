@@ -53,6 +53,7 @@ struct TrainFlags {
   std::string resume, checkpoint;
   int64_t stop_after = 0;
   int64_t log_every = 100;
+  int64_t shards = 0;  // data-parallel shards per batch; 0: one per thread
 };
 
 // Recommended settings for a model on a dataset (file stem: ETTh1, ETTm1, weather, exchange_rate, ...)

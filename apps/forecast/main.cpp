@@ -49,6 +49,10 @@ void add_model_options(CLI::App* s, TrainFlags& t) {
   s->add_option("--e-layers", t.e_layers, "encoder layers (model option e_layers)");
   s->add_option("--d-state", t.d_state, "SSM state size (model option d_state)");
   s->add_option("--dropout", t.dropout, "dropout (model option dropout)");
+  s->add_option("--shards", t.shards,
+                 "data-parallel shards per batch, trained at once on their own threads (default: one per thread); "
+                 "results depend on the shard count, not on --threads; 1 = the plain loop")
+      ->check(CLI::NonNegativeNumber);
   s->add_option("--log-every", t.log_every, "progress line every N steps (0: epoch ends only)")->capture_default_str();
   s->add_option("--config", t.config, "model options as JSON text or a .json file, e.g. '{\"d_model\":128}'");
 }

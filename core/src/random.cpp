@@ -101,10 +101,18 @@ void Rng::set_state(const std::vector<uint64_t>& state) {
   std::memcpy(&spare_, &state[5], sizeof spare_);
 }
 
+namespace {
+thread_local Rng* t_thread_rng = nullptr;  // set by ThreadRngScope
+}  // namespace
+
 Rng& global_rng() {
+  if (t_thread_rng != nullptr) return *t_thread_rng;
   static Rng rng(67280421310721ull);
   return rng;
 }
+
+ThreadRngScope::ThreadRngScope(Rng& rng) : prev_(t_thread_rng) { t_thread_rng = &rng; }
+ThreadRngScope::~ThreadRngScope() { t_thread_rng = prev_; }
 
 void manual_seed(uint64_t seed) { global_rng().seed(seed); }
 

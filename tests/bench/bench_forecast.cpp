@@ -2,7 +2,8 @@
 // 96->96 setting of the official script (batch 32, 7 variables + 4 time-mark tokens, d_model 256, d_ff 256,
 // d_state 2, e_layers 2; MSE on the forecast, backward, Adam lr 7e-5), i.e. 1/264 of a training epoch;
 // and Chimera's step with its defaults (no marks, lr 1e-3). Inputs are random; parameters are the factory's
-// initialization. The argument is the thread count. Leaves out batching and the per-epoch validation.
+// initialization. Arguments: thread count, data-parallel shards (1: the plain step). Leaves out batching and
+// the per-epoch validation.
 // Forecast latency: Chimera's inference forward (eval mode, no autograd) on one window and on a batch of 32;
 // arguments: thread count, batch.
 #include <benchmark/benchmark.h>
@@ -12,6 +13,8 @@
 #include "bench_util.h"
 #include "ssmkit/core/autograd/var.h"
 #include "ssmkit/core/ops/loss.h"
+#include "ssmkit/core/ops/shape.h"
+#include "ssmkit/core/train/data_parallel.h"
 #include "ssmkit/core/train/optimizer.h"
 #include "ssmkit/timeseries/forecast_model.h"
 
@@ -44,15 +47,27 @@ void train_step(benchmark::State& state, const std::string& name, const nlohmann
   const core::Var x(uniform_tensor({kB, kL, kC}, 13, -2, 2), false);
   const core::Var marks(uniform_tensor({kB, kL, std::max<int64_t>(n_marks, 1)}, 17, -0.5, 0.5), false);
   const core::Var target(uniform_tensor({kB, kH, kC}, 19, -2, 2), false);
+  // Data-parallel shards (core/train/data_parallel.h), as `ssm-forecast train --shards K` runs them.
+  const int64_t K = state.range(1);
+  std::vector<std::shared_ptr<core::Module>> replicas;
+  for (int64_t k = 1; k < K; ++k) replicas.push_back(etth1_model(name, config, n_marks));
+  core::DataParallel dp(*m, std::move(replicas));
   double last_loss = 0;
   WallTimer timer;
   timer.start();
   for (auto _ : state) {
     opt.zero_grad();
-    core::Var loss = core::mse_loss(m->forward(x, marks), target);
-    loss.backward();
+    last_loss = dp.step([&](int64_t k, core::Module& mk) {
+      const auto [r0, r1] = core::shard_rows(kB, K, k);
+      auto& fm = static_cast<const timeseries::ForecastModel&>(mk);
+      const double w = static_cast<double>(r1 - r0) / kB;
+      auto rows = [&](const core::Var& v) { return K == 1 ? v : core::slice(v, 0, r0, r1); };
+      core::Var loss = core::mse_loss(fm.forward(rows(x), rows(marks)), rows(target));
+      if (K == 1) loss.backward();
+      else loss.backward(core::Tensor::full(loss.shape(), w, loss.dtype()));
+      return w * loss.value().to_double_vector()[0];
+    });
     opt.step();
-    last_loss = loss.value().to_double_vector()[0];
   }
   state.counters["loss"] = last_loss;
   // seconds per ETTh1 training epoch at this step time
@@ -89,5 +104,16 @@ BENCHMARK(Forecast_Chimera_ETTh1_predict)
     ->ArgsProduct({{1, 2}, {1, 32}})
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
-BENCHMARK(Forecast_SMamba_ETTh1_train_step)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK(Forecast_Chimera_ETTh1_train_step)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(Forecast_SMamba_ETTh1_train_step)
+    ->Args({1, 1})
+    ->Args({1, 2})
+    ->Args({2, 1})
+    ->Args({2, 2})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK(Forecast_Chimera_ETTh1_train_step)
+    ->Args({1, 1})
+    ->Args({2, 1})
+    ->Args({2, 2})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();

@@ -520,3 +520,36 @@ TEST(ForecastTraining, ResumeGivesIdenticalParameters) {
   expect_error([&] { train_forecaster(*m2, d, bad); }, o.checkpoint + ": the checkpoint's run has batch = 32");
   fs::remove_all(dir);
 }
+
+TEST(ForecastTraining, DataParallelShardsGiveTheSameBitsOnAnyThreadCount) {
+  // S-Mamba (dropout on) with each batch cut into 2 shards: the same weights whether the shards run one after
+  // the other on one thread or at once on two; and a training of the same quality as the plain loop's.
+  const fs::path dir = temp_dir("shards");
+  const fs::path csv = dir / "wave.csv";
+  write_text(csv, make_csv({"x", "y", "OT"}, 600, at(2021, 5, 1), kHour, wave));
+  ForecastData d = ForecastData::load(csv.string(), {}, protocol(24, 12));
+  const nlohmann::json cfg = {{"d_model", 16}, {"d_ff", 16}, {"e_layers", 1}, {"d_state", 2}, {"dropout", 0.1}};
+  auto train = [&](int64_t shards, int threads) {
+    const int prev = omp_get_max_threads();
+    omp_set_num_threads(threads);
+    ssmkit::core::manual_seed(3);
+    auto m = make_forecast_model("smamba", forecast_dims(d), cfg);
+    ForecastTrainOptions o = quiet_options();
+    o.epochs = 2;
+    o.lr = 1e-3;
+    o.shards = shards;
+    ForecastTrainResult r = train_forecaster(*m, d, o);
+    omp_set_num_threads(prev);
+    EXPECT_EQ(r.training.at("data_parallel_shards"), shards);
+    return std::make_pair(flat_params(*m), r);
+  };
+  const auto [p1, r1] = train(2, 1);
+  const auto [p2, r2] = train(2, 2);
+  EXPECT_EQ(p1, p2);
+  EXPECT_EQ(r1.test.mse, r2.test.mse);
+  const auto [p0, r0] = train(1, 1);
+  EXPECT_NE(p0, p1);  // other dropout masks, other sums
+  std::printf("test MSE: 2 shards %.6f, plain loop %.6f\n", r1.test.mse, r0.test.mse);
+  EXPECT_LT(std::abs(r1.test.mse - r0.test.mse), 0.1 * r0.test.mse);
+  fs::remove_all(dir);
+}

@@ -6,6 +6,8 @@
 // after the last row. Not here: model files (forecast_checkpoint.cpp), the models themselves.
 #include "ssmkit/timeseries/forecast_training.h"
 
+#include <omp.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -16,6 +18,7 @@
 #include "ssmkit/core/io/safetensors.h"
 #include "ssmkit/core/ops/loss.h"
 #include "ssmkit/core/ops/shape.h"
+#include "ssmkit/core/train/data_parallel.h"
 #include "ssmkit/core/train/optimizer.h"
 #include "ssmkit/core/train/schedule.h"
 #include "ssmkit/core/train/trainer.h"
@@ -297,6 +300,7 @@ ForecastTrainResult train_forecaster(ForecastModel& model, const ForecastData& d
   std::vector<double> epoch_times;
   bool in_progress = true;
 
+  const int64_t K = opt.shards > 0 ? opt.shards : std::max<int64_t>(1, omp_get_max_threads());
   auto training_json = [&]() {
     json hist = json::array();
     for (const EpochRecord& e : r.history)
@@ -316,6 +320,7 @@ ForecastTrainResult train_forecaster(ForecastModel& model, const ForecastData& d
                {{"name", "Adam"}, {"lr", opt.lr}, {"betas", {0.9, 0.999}}, {"eps", 1e-8}, {"weight_decay", 0.0}}},
               {"lradj", lr_adjust_name(opt.lradj)},
               {"batch", opt.batch},
+              {"data_parallel_shards", K},
               {"patience", opt.patience},
               {"drop_last", opt.drop_last},
               {"loss", "mse"},
@@ -421,18 +426,36 @@ ForecastTrainResult train_forecaster(ForecastModel& model, const ForecastData& d
     epoch_t0 = Clock::now();
   };
 
+  // Data-parallel shards: replicas of the model (rebuilt from its config; their values come from the model
+  // before every step).
+  std::vector<std::shared_ptr<core::Module>> replicas;
+  for (int64_t k = 1; k < K; ++k) {
+    core::Rng init_rng(0);  // the replica's own initial values are overwritten; global_rng() is left alone
+    replicas.push_back(make_forecast_model_from_config(model.config(), init_rng));
+  }
+  core::DataParallel dp(model, std::move(replicas));
+
   trainer.step_fn = [&](int64_t epoch, int64_t b) {
     const int64_t i0 = b * B, nb = std::min(B, n - i0);
-    WindowBatch wb = train.batch(order.data() + i0, nb);
-    const bool marks = model.uses_marks() && wb.x_mark.size(2) > 0;
-    Var out = model.forward(Var(wb.x), marks ? Var(wb.x_mark) : Var());  // (nb,H,C)
-    Var pred = core::slice(out, 2, off, off + N);                        // (nb,H,N)
-    Tensor target = wb.y.slice(1, S, S + H).slice(2, off, off + N).contiguous();
-    Var loss = core::mse_loss(pred, Var(target));
     optim.zero_grad();
-    loss.backward();
+    // Shard k: windows [r0, r1) of the batch; its mean MSE weighted by its share, so the shards' gradients
+    // add up to the batch mean's (with one shard: the whole batch, weight 1, the plain loop).
+    const double l = dp.step([&](int64_t k, core::Module& m) {
+      const auto [r0, r1] = core::shard_rows(nb, dp.shards(), k);
+      if (r1 <= r0) return 0.0;
+      const ForecastModel& fm = static_cast<const ForecastModel&>(m);
+      WindowBatch wb = train.batch(order.data() + i0 + r0, r1 - r0);
+      const bool marks = fm.uses_marks() && wb.x_mark.size(2) > 0;
+      Var out = fm.forward(Var(wb.x), marks ? Var(wb.x_mark) : Var());  // (nk,H,C)
+      Var pred = core::slice(out, 2, off, off + N);                     // (nk,H,N)
+      Tensor target = wb.y.slice(1, S, S + H).slice(2, off, off + N).contiguous();
+      Var loss = core::mse_loss(pred, Var(target));
+      const double w = static_cast<double>(r1 - r0) / static_cast<double>(nb);
+      if (w == 1.0) loss.backward();
+      else loss.backward(Tensor::full(loss.shape(), w, loss.dtype()));
+      return w * loss.value().to_double_vector()[0];
+    });
     optim.step();
-    const double l = loss.value().to_double_vector()[0];
     SSMKIT_CHECK(std::isfinite(l), data.table().path, ": training diverged (loss ", l, " at epoch ", epoch + 1,
                  " step ", b + 1, "); expected a finite loss (lower --lr)");
     epoch_loss_sum += l;

@@ -3,7 +3,8 @@
 // value of each pair is kept for the next call). state()/set_state() capture everything, so a resumed
 // run draws exactly the numbers the uninterrupted one would have.
 // Not here: PyTorch's Mersenne-Twister stream (seeds do not reproduce torch.rand values), thread safety
-// (one Rng per thread; global_rng() is shared and unsynchronised).
+// (one Rng per thread; global_rng() is shared and unsynchronised unless a thread installs its own with
+// ThreadRngScope, as data-parallel shards do).
 #pragma once
 
 #include <cstdint>
@@ -34,8 +35,23 @@ class Rng {
   double spare_ = 0.0;
 };
 
-// The process-wide default generator (initially seeded with PyTorch's default seed, 67280421310721).
+// The process-wide default generator (initially seeded with PyTorch's default seed, 67280421310721), or
+// the calling thread's own generator while a ThreadRngScope is alive on that thread.
 Rng& global_rng();
+
+// Makes global_rng() return `rng` on the calling thread for the scope's lifetime (other threads are not
+// affected; scopes nest). Lets code that draws from global_rng() (dropout, drop path) run on several
+// threads at once with a deterministic stream per thread.
+class ThreadRngScope {
+ public:
+  explicit ThreadRngScope(Rng& rng);
+  ~ThreadRngScope();
+  ThreadRngScope(const ThreadRngScope&) = delete;
+  ThreadRngScope& operator=(const ThreadRngScope&) = delete;
+
+ private:
+  Rng* prev_;
+};
 // Reseeds the default generator, like torch.manual_seed.
 void manual_seed(uint64_t seed);
 

@@ -90,6 +90,10 @@ struct ForecastTrainOptions {
                                  // (time-boxed runs, resume tests); 0 = train to the end
   int64_t log_every = 100;       // progress line every N steps on stderr (0: epoch ends only)
   bool quiet = false;            // nothing on stderr
+  int64_t shards = 1;            // data-parallel shards per batch (core/train/data_parallel.h): each step's
+                                 // batch is cut into this many parts, trained at once on their own threads
+                                 // and their gradients summed. The arithmetic depends on it (not on the thread
+                                 // count); 1 = the plain loop. 0 = one per OpenMP thread.
 };
 
 // Where the best-val training checkpoint of `checkpoint` lives: "run.safetensors" -> "run.best.safetensors".
