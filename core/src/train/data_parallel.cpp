@@ -108,8 +108,9 @@ double DataParallel::step(const std::function<double(int64_t k, Module& m)>& sha
   };
   const int nth = static_cast<int>(std::min<int64_t>(K, omp_in_parallel() ? 1 : omp_get_max_threads()));
   if (nth > 1) {
-    // Shard k on thread k % nth; ops inside see an active parallel region and run single-threaded.
-#pragma omp parallel for schedule(static, 1) num_threads(nth)
+    // Shards handed out in order as threads come free; ops inside see an active parallel region and run
+    // single-threaded.
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nth)
     for (int64_t k = 0; k < K; ++k) run(k);
   } else {
     for (int64_t k = 0; k < K; ++k) run(k);
