@@ -2,8 +2,7 @@
 // (batch 1 and 8), SiMBA-S eval forward (batch 1), and one training step of each micro model on a
 // Fashion-MNIST-shaped batch (128 x 1 x 32 x 32: forward in training mode with drop path 0.05, cross entropy
 // with label smoothing 0.1, backward, AdamW lr 2e-3 weight decay 0.05), i.e. 1/469 of an epoch.
-// Inputs are random; parameters are the factory's official initialization. The argument is the thread count
-// (for the training steps also the data-parallel shards; 1: the plain step).
+// Inputs are random; parameters are the factory's official initialization. The argument is the thread count.
 // Leaves out data loading and augmentation (the epoch's other costs; small next to the step).
 #include <benchmark/benchmark.h>
 
@@ -12,8 +11,6 @@
 #include "bench_util.h"
 #include "ssmkit/core/autograd/var.h"
 #include "ssmkit/core/ops/loss.h"
-#include "ssmkit/core/ops/shape.h"
-#include "ssmkit/core/train/data_parallel.h"
 #include "ssmkit/core/train/optimizer.h"
 #include "ssmkit/vision/model.h"
 
@@ -55,31 +52,15 @@ void train_step(benchmark::State& state, const std::string& name) {
   const core::Var img(uniform_tensor({kB, 1, 32, 32}, 13, -1, 2), false);
   core::Tensor labels = core::Tensor::empty({kB}, core::DType::I64);
   for (int64_t i = 0; i < kB; ++i) labels.data<int64_t>()[i] = (i * 7) % 10;
-  // Data-parallel shards (core/train/data_parallel.h), as `ssm-classify train --shards K` runs them.
-  const int64_t K = state.range(1);
-  std::vector<std::shared_ptr<core::Module>> replicas;
-  for (int64_t k = 1; k < K; ++k) replicas.push_back(build(name, 9));
-  core::DataParallel dp(*m, std::move(replicas));
   double last_loss = 0;
   WallTimer timer;
   timer.start();
   for (auto _ : state) {
     opt.zero_grad();
-    last_loss = dp.step([&](int64_t k, core::Module& mk) {
-      const auto [r0, r1] = core::shard_rows(kB, K, k);
-      const auto& vm = static_cast<const vision::VisionModel&>(mk);
-      const double w = static_cast<double>(r1 - r0) / kB;
-      if (K == 1) {
-        core::Var loss = core::cross_entropy(vm.forward(img), labels, -100, 0.1);
-        loss.backward();
-        return loss.value().to_double_vector()[0];
-      }
-      core::Var loss =
-          core::cross_entropy(vm.forward(core::slice(img, 0, r0, r1)), labels.slice(0, r0, r1).contiguous(), -100, 0.1);
-      loss.backward(core::Tensor::full(loss.shape(), w, loss.dtype()));
-      return w * loss.value().to_double_vector()[0];
-    });
+    core::Var loss = core::cross_entropy(m->forward(img), labels, -100, 0.1);
+    loss.backward();
     opt.step();
+    last_loss = loss.value().to_double_vector()[0];
   }
   state.counters["loss"] = last_loss;
   // seconds per Fashion-MNIST epoch (469 steps of 128 images) at this step time
@@ -96,17 +77,7 @@ void Vision_SimbaMicro_train_step_b128(benchmark::State& s) { train_step(s, "sim
 BENCHMARK(Vision_GroupMambaT_fwd_b1)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(Vision_GroupMambaT_fwd_b8)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(Vision_SimbaS_fwd_b1)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK(Vision_GroupMambaMicro_train_step_b128)
-    ->Args({1, 1})
-    ->Args({2, 1})
-    ->Args({2, 2})
-    ->Unit(benchmark::kMillisecond)
-    ->UseRealTime();
-BENCHMARK(Vision_SimbaMicro_train_step_b128)
-    ->Args({1, 1})
-    ->Args({2, 1})
-    ->Args({2, 2})
-    ->Unit(benchmark::kMillisecond)
-    ->UseRealTime();
+BENCHMARK(Vision_GroupMambaMicro_train_step_b128)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(Vision_SimbaMicro_train_step_b128)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 }  // namespace
