@@ -32,6 +32,10 @@ namespace fs = std::filesystem;
 namespace {
 
 const char* kRunHeader =
+    "dataset,pred_len,model,seed,test_mse,test_mae,val_mse,best_epoch,epochs_done,epoch_seconds,seconds,lr,parameters,"
+    "shards";
+// Files written before data-parallel shards existed: every run was the plain loop (shards 1).
+const char* kRunHeaderV1 =
     "dataset,pred_len,model,seed,test_mse,test_mae,val_mse,best_epoch,epochs_done,epoch_seconds,seconds,lr,parameters";
 
 struct Run {
@@ -40,13 +44,14 @@ struct Run {
   uint64_t seed = 0;
   double test_mse = NAN, test_mae = NAN, val_mse = NAN, epoch_seconds = 0, seconds = 0, lr = 0;
   int64_t best_epoch = 0, epochs_done = 0, parameters = 0;
+  int64_t shards = 1;  // data-parallel shards per batch (the arithmetic depends on it)
 
   std::string csv() const {
     char buf[512];
-    std::snprintf(buf, sizeof buf, "%s,%lld,%s,%llu,%.6f,%.6f,%.6f,%lld,%lld,%.3f,%.1f,%g,%lld", dataset.c_str(),
+    std::snprintf(buf, sizeof buf, "%s,%lld,%s,%llu,%.6f,%.6f,%.6f,%lld,%lld,%.3f,%.1f,%g,%lld,%lld", dataset.c_str(),
                   static_cast<long long>(pred_len), model.c_str(), static_cast<unsigned long long>(seed), test_mse,
                   test_mae, val_mse, static_cast<long long>(best_epoch), static_cast<long long>(epochs_done),
-                  epoch_seconds, seconds, lr, static_cast<long long>(parameters));
+                  epoch_seconds, seconds, lr, static_cast<long long>(parameters), static_cast<long long>(shards));
     return buf;
   }
 };
@@ -65,17 +70,19 @@ std::vector<Run> read_runs(const std::string& path) {
   if (!in.good()) return runs;
   std::string line;
   int64_t lineno = 0;
+  size_t cells = 14;
   while (std::getline(in, line)) {
     ++lineno;
     if (!line.empty() && line.back() == '\r') line.pop_back();
     if (line.empty()) continue;
     if (lineno == 1) {
-      SSMKIT_CHECK(line == kRunHeader, path, ":1: header \"", line, "\"; expected \"", kRunHeader,
-                   "\" (a bench CSV written by ssm-forecast, or a new path)");
+      SSMKIT_CHECK(line == kRunHeader || line == kRunHeaderV1, path, ":1: header \"", line, "\"; expected \"",
+                   kRunHeader, "\" (a bench CSV written by ssm-forecast, or a new path)");
+      if (line == kRunHeaderV1) cells = 13;
       continue;
     }
     const std::vector<std::string> c = split_csv_line(line);
-    SSMKIT_CHECK(c.size() == 13, path, ":", lineno, ": ", c.size(), " cells; expected 13");
+    SSMKIT_CHECK(c.size() == cells, path, ":", lineno, ": ", c.size(), " cells; expected ", cells);
     try {
       Run r;
       r.dataset = c[0];
@@ -91,6 +98,7 @@ std::vector<Run> read_runs(const std::string& path) {
       r.seconds = std::stod(c[10]);
       r.lr = std::stod(c[11]);
       r.parameters = std::stoll(c[12]);
+      if (cells == 14) r.shards = std::stoll(c[13]);
       runs.push_back(r);
     } catch (const std::exception&) {
       throw Error(path + ":" + std::to_string(lineno) + ": malformed row; expected numbers after dataset/model");
@@ -232,6 +240,7 @@ int run_bench(const CommonFlags& c, const BenchFlags& b) {
               run.seconds = r.seconds;
               run.lr = o.lr;
               run.parameters = m->num_parameters();
+              run.shards = r.training.is_object() ? r.training.value("data_parallel_shards", int64_t{1}) : 1;
               runs.push_back(run);
               write_runs(b.csv, runs);
               if (!c.quiet)

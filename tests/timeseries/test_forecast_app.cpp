@@ -201,6 +201,19 @@ TEST(ForecastApp, BenchResumesFromItsCsv) {
   ASSERT_EQ(b2.rc, 0) << b2.err;
   EXPECT_EQ(lines_of(read_all(dir / "runs.csv")), runs);
   EXPECT_EQ(read_all(dir / "table.md"), table);
+  // Each row records its data-parallel shards (1 at --threads 1); a CSV from before that column (every run
+  // the plain loop) is still read.
+  EXPECT_EQ(runs[0].substr(runs[0].size() - 18), ",parameters,shards") << runs[0];
+  std::string v1 = "dataset,pred_len,model,seed,test_mse,test_mae,val_mse,best_epoch,epochs_done,epoch_seconds,"
+                   "seconds,lr,parameters\n";
+  for (size_t i = 1; i < runs.size(); ++i) {
+    ASSERT_EQ(runs[i].substr(runs[i].size() - 2), ",1") << runs[i];
+    v1 += runs[i].substr(0, runs[i].size() - 2) + "\n";
+  }
+  std::ofstream(dir / "runs.csv") << v1;
+  Result b3 = run(dir, args);
+  ASSERT_EQ(b3.rc, 0) << b3.err;
+  EXPECT_EQ(read_all(dir / "table.md"), table);
   fs::remove_all(dir);
 }
 
