@@ -13,10 +13,10 @@
 #include <cmath>
 #include <cstdio>
 #include <ctime>
-#include <exception>
 
 #include "ssmkit/core/error.h"
 #include "ssmkit/core/io/safetensors.h"
+#include "ssmkit/core/parallel_tasks.h"
 #include "ssmkit/core/ops/loss.h"
 #include "ssmkit/core/ops/shape.h"
 #include "ssmkit/core/train/data_parallel.h"
@@ -138,50 +138,35 @@ void for_each_eval_batch(ForecastModel& model, const WindowDataset& data, int64_
                model.model_name(), " is built for seq_len ", d.seq_len, ", pred_len ", d.pred_len, ", ", d.n_channels,
                " channels; the data has ", data.seq_len(), ", ", H, ", ", C);
   EvalModeScope eval_mode(model);
-  // Batches run concurrently, one per thread (each batch's ops single-threaded inside the parallel region,
-  // which gives the same bits as running them multi-threaded: no op's arithmetic depends on the thread
-  // count); their sums are handed to fn in batch order, so the result does not depend on the thread count.
+  // Batches run concurrently, one per thread (core::parallel_tasks: the same bits as one batch at a time);
+  // their sums are handed to fn in batch order, so the result does not depend on the thread count.
   const int64_t n_batches = (n + batch - 1) / batch;
   std::vector<double> sqs(static_cast<size_t>(n_batches)), abs_(static_cast<size_t>(n_batches));
-  std::vector<std::exception_ptr> errors(static_cast<size_t>(n_batches));
-  auto run_batch = [&](int64_t b) {
-    try {
-      const int64_t i0 = b * batch, nb = std::min(batch, n - i0);
-      std::vector<int64_t> idx(static_cast<size_t>(nb));
-      for (int64_t k = 0; k < nb; ++k) idx[static_cast<size_t>(k)] = i0 + k;
-      WindowBatch wb = data.batch(idx.data(), nb);
-      Tensor out = forecast_batch(model, wb.x, wb.x_mark);  // (nb,H,C)
-      SSMKIT_CHECK(out.ndim() == 3 && out.size(0) == nb && out.size(1) == H && out.size(2) == C, "evaluate: model ",
-                   model.model_name(), " returned ", core::shape_str(out.shape()), "; expected (", nb, ",", H, ",",
-                   C, ")");
-      const float* p = out.data<float>();
-      const float* y = wb.y.data<float>();  // (nb,S+H,C)
-      double sq = 0.0, ab = 0.0;
-      for (int64_t w = 0; w < nb; ++w)
-        for (int64_t h = 0; h < H; ++h) {
-          const float* ph = p + (w * H + h) * C + off;
-          const float* yh = y + (w * (S + H) + S + h) * C + off;
-          for (int64_t c = 0; c < N; ++c) {
-            const double e = static_cast<double>(ph[c]) - static_cast<double>(yh[c]);
-            sq += e * e;
-            ab += std::abs(e);
-          }
+  core::parallel_tasks(n_batches, [&](int64_t b) {
+    const int64_t i0 = b * batch, nb = std::min(batch, n - i0);
+    std::vector<int64_t> idx(static_cast<size_t>(nb));
+    for (int64_t k = 0; k < nb; ++k) idx[static_cast<size_t>(k)] = i0 + k;
+    WindowBatch wb = data.batch(idx.data(), nb);
+    Tensor out = forecast_batch(model, wb.x, wb.x_mark);  // (nb,H,C)
+    SSMKIT_CHECK(out.ndim() == 3 && out.size(0) == nb && out.size(1) == H && out.size(2) == C, "evaluate: model ",
+                 model.model_name(), " returned ", core::shape_str(out.shape()), "; expected (", nb, ",", H, ",",
+                 C, ")");
+    const float* p = out.data<float>();
+    const float* y = wb.y.data<float>();  // (nb,S+H,C)
+    double sq = 0.0, ab = 0.0;
+    for (int64_t w = 0; w < nb; ++w)
+      for (int64_t h = 0; h < H; ++h) {
+        const float* ph = p + (w * H + h) * C + off;
+        const float* yh = y + (w * (S + H) + S + h) * C + off;
+        for (int64_t c = 0; c < N; ++c) {
+          const double e = static_cast<double>(ph[c]) - static_cast<double>(yh[c]);
+          sq += e * e;
+          ab += std::abs(e);
         }
-      sqs[static_cast<size_t>(b)] = sq;
-      abs_[static_cast<size_t>(b)] = ab;
-    } catch (...) {
-      errors[static_cast<size_t>(b)] = std::current_exception();
-    }
-  };
-  const int nth = omp_in_parallel() ? 1 : static_cast<int>(std::min<int64_t>(omp_get_max_threads(), n_batches));
-  if (nth > 1) {
-#pragma omp parallel for schedule(dynamic, 1) num_threads(nth)
-    for (int64_t b = 0; b < n_batches; ++b) run_batch(b);
-  } else {
-    for (int64_t b = 0; b < n_batches; ++b) run_batch(b);
-  }
-  for (const auto& e : errors)
-    if (e) std::rethrow_exception(e);
+      }
+    sqs[static_cast<size_t>(b)] = sq;
+    abs_[static_cast<size_t>(b)] = ab;
+  });
   for (int64_t b = 0; b < n_batches; ++b)
     fn(b, std::min(batch, n - b * batch), sqs[static_cast<size_t>(b)], abs_[static_cast<size_t>(b)]);
 }

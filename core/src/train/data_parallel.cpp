@@ -1,12 +1,9 @@
 // Data-parallel training on one machine (data_parallel.h): replicas synced from the model before each step,
-// one OpenMP thread per shard, gradients summed into the model in shard order.
+// the shards as parallel_tasks, gradients summed into the model in shard order.
 #include "ssmkit/core/train/data_parallel.h"
 
-#include <omp.h>
-
-#include <exception>
-
 #include "ssmkit/core/error.h"
+#include "ssmkit/core/parallel_tasks.h"
 
 namespace ssmkit::core {
 
@@ -74,11 +71,8 @@ void DataParallel::sync_replicas(int64_t k) {
 }
 
 void DataParallel::reduce_gradients() {
-  const int64_t P = static_cast<int64_t>(model_params_.size());
-  const int nth = omp_in_parallel() ? 1 : omp_get_max_threads();
-  // One parameter per iteration (each a separate tensor; sizes differ, hence dynamic), replicas in order.
-#pragma omp parallel for schedule(dynamic, 1) num_threads(nth) if (nth > 1 && P > 1)
-  for (int64_t i = 0; i < P; ++i) {
+  // One parameter per task (each a separate tensor), replicas in order.
+  parallel_tasks(static_cast<int64_t>(model_params_.size()), [&](int64_t i) {
     Var& p = model_params_[static_cast<size_t>(i)];
     for (auto& rp : replica_params_) {
       Var& q = rp[static_cast<size_t>(i)];
@@ -87,7 +81,7 @@ void DataParallel::reduce_gradients() {
       else p.grad().add_(q.grad());
       q.zero_grad();
     }
-  }
+  });
 }
 
 double DataParallel::step(const std::function<double(int64_t k, Module& m)>& shard) {
@@ -96,27 +90,13 @@ double DataParallel::step(const std::function<double(int64_t k, Module& m)>& sha
   for (auto& r : replicas_) r->train(model_.training());
   for (Rng& r : rngs_) r.seed(global_rng().next_u64());
   std::vector<double> losses(static_cast<size_t>(K), 0.0);
-  std::vector<std::exception_ptr> errors(static_cast<size_t>(K));
-  auto run = [&](int64_t k) {
-    try {
-      if (k > 0) sync_replicas(k);
-      ThreadRngScope scope(rngs_[static_cast<size_t>(k)]);
-      losses[static_cast<size_t>(k)] = shard(k, shard_model(k));
-    } catch (...) {
-      errors[static_cast<size_t>(k)] = std::current_exception();
-    }
-  };
-  const int nth = static_cast<int>(std::min<int64_t>(K, omp_in_parallel() ? 1 : omp_get_max_threads()));
-  if (nth > 1) {
-    // Shards handed out in order as threads come free; ops inside see an active parallel region and run
-    // single-threaded.
-#pragma omp parallel for schedule(dynamic, 1) num_threads(nth)
-    for (int64_t k = 0; k < K; ++k) run(k);
-  } else {
-    for (int64_t k = 0; k < K; ++k) run(k);
-  }
-  for (const auto& e : errors)
-    if (e) std::rethrow_exception(e);
+  // Every replica takes the model's buffers before any shard runs: shard 0 updates them in place (BatchNorm's
+  // running statistics).
+  for (int64_t k = 1; k < K; ++k) sync_replicas(k);
+  parallel_tasks(K, [&](int64_t k) {
+    ThreadRngScope scope(rngs_[static_cast<size_t>(k)]);
+    losses[static_cast<size_t>(k)] = shard(k, shard_model(k));
+  });
   reduce_gradients();
   double sum = 0.0;
   for (double l : losses) sum += l;
