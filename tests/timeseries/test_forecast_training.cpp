@@ -551,5 +551,29 @@ TEST(ForecastTraining, DataParallelShardsGiveTheSameBitsOnAnyThreadCount) {
   EXPECT_NE(p0, p1);  // other dropout masks, other sums
   std::printf("test MSE: 2 shards %.6f, plain loop %.6f\n", r1.test.mse, r0.test.mse);
   EXPECT_LT(std::abs(r1.test.mse - r0.test.mse), 0.1 * r0.test.mse);
+
+  // Interrupted mid-epoch and resumed (on the other thread count): the shards' dropout seeds come from the
+  // checkpointed global_rng(), so the result is the uninterrupted run's.
+  ssmkit::core::manual_seed(3);
+  auto part = make_forecast_model("smamba", forecast_dims(d), cfg);
+  ForecastTrainOptions o = quiet_options();
+  o.epochs = 2;
+  o.lr = 1e-3;
+  o.shards = 2;
+  o.checkpoint = (dir / "part.safetensors").string();
+  o.stop_after_steps = r1.steps_per_epoch + r1.steps_per_epoch / 2;
+  ForecastTrainResult rp = train_forecaster(*part, d, o);
+  EXPECT_FALSE(rp.finished);
+  ssmkit::core::manual_seed(99);
+  auto resumed = make_forecast_model("smamba", forecast_dims(d), cfg);
+  o.stop_after_steps = 0;
+  o.resume = o.checkpoint;
+  const int prev = omp_get_max_threads();
+  omp_set_num_threads(2);
+  ForecastTrainResult rr = train_forecaster(*resumed, d, o);
+  omp_set_num_threads(prev);
+  ASSERT_TRUE(rr.finished);
+  EXPECT_EQ(flat_params(*resumed), p1);
+  EXPECT_EQ(rr.test.mse, r1.test.mse);
   fs::remove_all(dir);
 }
