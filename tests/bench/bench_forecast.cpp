@@ -60,12 +60,8 @@ void train_step(benchmark::State& state, const std::string& name, const nlohmann
     last_loss = dp.step([&](int64_t k, core::Module& mk) {
       const auto [r0, r1] = core::shard_rows(kB, K, k);
       auto& fm = static_cast<const timeseries::ForecastModel&>(mk);
-      const double w = static_cast<double>(r1 - r0) / kB;
       auto rows = [&](const core::Var& v) { return K == 1 ? v : core::slice(v, 0, r0, r1); };
-      core::Var loss = core::mse_loss(fm.forward(rows(x), rows(marks)), rows(target));
-      if (K == 1) loss.backward();
-      else loss.backward(core::Tensor::full(loss.shape(), w, loss.dtype()));
-      return w * loss.value().to_double_vector()[0];
+      return core::backward_share(core::mse_loss(fm.forward(rows(x), rows(marks)), rows(target)), r1 - r0, kB);
     });
     opt.step();
   }

@@ -66,10 +66,8 @@ double shard_loss(const Module& m, const Tensor& x, const Tensor& y, int64_t K, 
   const auto [r0, r1] = shard_rows(x.size(0), K, k);
   if (r1 <= r0) return 0.0;
   const Net& net = static_cast<const Net&>(m);
-  Var loss = mse_loss(net.forward(Var(x.slice(0, r0, r1).contiguous())), Var(y.slice(0, r0, r1).contiguous()));
-  const double w = static_cast<double>(r1 - r0) / static_cast<double>(x.size(0));
-  loss.backward(Tensor::full(loss.shape(), w, loss.dtype()));
-  return w * loss.value().to_double_vector()[0];
+  Var pred = net.forward(Var(x.slice(0, r0, r1).contiguous()));
+  return backward_share(mse_loss(pred, Var(y.slice(0, r0, r1).contiguous())), r1 - r0, x.size(0));
 }
 
 std::vector<double> values_of(const Tensor& t) { return t.to_double_vector(); }
@@ -90,6 +88,10 @@ TEST(DataParallel, ShardRowsCoverTheBatch) {
   EXPECT_EQ(shard_rows(1, 2, 0), Rows(0, 0));
   EXPECT_EQ(shard_rows(1, 2, 1), Rows(0, 1));
   EXPECT_THROW(shard_rows(4, 2, 2), Error);
+  // backward_share takes a scalar loss and a share within the batch.
+  Var v(Tensor::full({2}, 1.0), true);
+  EXPECT_THROW(backward_share(v, 1, 2), Error);
+  EXPECT_THROW(backward_share(Var(Tensor::full({}, 1.0), true), 3, 2), Error);
 }
 
 TEST(DataParallel, GradientsAreThoseOfTheWholeBatch) {

@@ -457,11 +457,7 @@ ForecastTrainResult train_forecaster(ForecastModel& model, const ForecastData& d
       Var out = fm.forward(Var(wb.x), marks ? Var(wb.x_mark) : Var());  // (nk,H,C)
       Var pred = core::slice(out, 2, off, off + N);                     // (nk,H,N)
       Tensor target = wb.y.slice(1, S, S + H).slice(2, off, off + N).contiguous();
-      Var loss = core::mse_loss(pred, Var(target));
-      const double w = static_cast<double>(r1 - r0) / static_cast<double>(nb);
-      if (w == 1.0) loss.backward();
-      else loss.backward(Tensor::full(loss.shape(), w, loss.dtype()));
-      return w * loss.value().to_double_vector()[0];
+      return core::backward_share(core::mse_loss(pred, Var(target)), r1 - r0, nb);
     });
     optim.step();
     SSMKIT_CHECK(std::isfinite(l), data.table().path, ": training diverged (loss ", l, " at epoch ", epoch + 1,

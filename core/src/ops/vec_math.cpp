@@ -71,11 +71,8 @@ std::vector<std::string> simd_targets_available() {
 }
 
 void simd_force_target(const std::string& name) {
-  if (name.empty()) {
-    hwy::SetSupportedTargetsForTest(0);
-    return;
-  }
   hwy::SetSupportedTargetsForTest(0);
+  if (name.empty()) return;
   for (int64_t t : hwy::SupportedAndGeneratedTargets())
     if (name == hwy::TargetName(t)) {
       hwy::SetSupportedTargetsForTest(t);

@@ -13,6 +13,20 @@ std::pair<int64_t, int64_t> shard_rows(int64_t n, int64_t K, int64_t k) {
   return {k * n / K, (k + 1) * n / K};
 }
 
+double backward_share(const Var& loss, int64_t rows, int64_t batch) {
+  SSMKIT_CHECK(loss.numel() == 1 && rows > 0 && rows <= batch, "backward_share: need a scalar loss and 0 < rows <= ",
+               "batch, got a loss of shape ", shape_str(loss.shape()), ", rows ", rows, ", batch ", batch);
+  if (rows == batch) {
+    Var l = loss;
+    l.backward();
+    return l.value().to_double_vector()[0];
+  }
+  const double w = static_cast<double>(rows) / static_cast<double>(batch);
+  Var l = loss;
+  l.backward(Tensor::full(loss.shape(), w, loss.dtype()));
+  return w * l.value().to_double_vector()[0];
+}
+
 namespace {
 std::vector<Var> param_vars(const Module& m) {
   std::vector<Var> v;

@@ -12,8 +12,8 @@
 // over threads; whole shards keep every core busy with no synchronisation inside the step.
 // Arithmetic: it depends on K, not on the thread count. K shards give the same bits on one thread (shards in
 // turn) as on K threads; K = 1 is exactly the plain loop (no extra draws from global_rng()).
-// Not here: cutting the batch and weighting the shard losses (the caller's shard function; shard_rows()
-// helps), all-reduce across processes or machines.
+// Not here: cutting the batch and weighting the shard losses (the caller's shard function; shard_rows() and
+// backward_share() help), all-reduce across processes or machines.
 #pragma once
 
 #include <cstdint>
@@ -30,6 +30,11 @@ namespace ssmkit::core {
 // Rows [first, second) of shard k when n rows are cut into K shards (sizes differ by at most one; a shard is
 // empty when n < K).
 std::pair<int64_t, int64_t> shard_rows(int64_t n, int64_t K, int64_t k);
+
+// For a shard function: backpropagates a shard's mean loss (a scalar) weighted by its share rows / batch of
+// the batch, so that the shards' gradients add up to those of the batch mean, and returns the weighted value.
+// A whole batch (rows == batch) backpropagates the loss itself, exactly as the plain loop does.
+double backward_share(const Var& loss, int64_t rows, int64_t batch);
 
 class DataParallel {
  public:
