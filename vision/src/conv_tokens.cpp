@@ -82,8 +82,10 @@ void pad_map(T* xp, const T* x, const ConvTok& d) {
 // col (m1-m0, R): the receptive fields of output rows [m0, m1), read from the padded map: for each kh the taps
 // kw lie side by side there, K*C contiguous values, copied in 32-byte blocks. The last block of a run may
 // copy up to 32 bytes too many: they land in the next run, written after it, or in col's kSlack elements.
+// (The blocks stay inline register copies: as one memcpy call per run, which GCC would otherwise make of the
+// loop, the calls cost 4 % of a groupmamba-micro training step.)
 template <class T>
-SSMKIT_SIMD_CLONES void im2col_rows(T* __restrict col, const T* __restrict xp, const ConvTok& d, int64_t m0,
+SSMKIT_SIMD_CLONES __attribute__((optimize("no-tree-loop-distribute-patterns"))) void im2col_rows(T* __restrict col, const T* __restrict xp, const ConvTok& d, int64_t m0,
                                       int64_t m1) {
   const int64_t P = d.P(), R = d.R(), KC = d.K * d.C, Hp = d.H + 2 * d.Pd, Wp = d.W + 2 * d.Pd;
   const int64_t blocks = (KC * static_cast<int64_t>(sizeof(T)) + 31) / 32;
