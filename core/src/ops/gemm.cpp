@@ -1,4 +1,6 @@
-// gemm(): row-major GEMM through CBLAS (OpenBLAS) when available, else through Eigen maps with strides.
+// gemm(): row-major GEMM through CBLAS (OpenBLAS) when available, else through Eigen maps with strides; float
+// products go to oneDNN's sgemm first where ssmkit was built with it (faster than OpenBLAS 0.3.21 on the
+// models' Linear shapes; docs/performance.md).
 // Skinny float products (B at most 64K floats, N >= 8, alpha 1, beta 0 or 1: convolutions with 16-64 output
 // channels, small projections) run instead through a register-blocked kernel, where OpenBLAS spends more time
 // packing and clearing than multiplying (ops/gemm_tiles.cpp: 6 x 2W tiles of C in W-float registers, W the
@@ -21,6 +23,9 @@
 
 #ifdef SSMKIT_HAVE_CBLAS
 #include <cblas.h>
+#endif
+#ifdef SSMKIT_HAVE_ONEDNN
+#include <oneapi/dnnl/dnnl.h>
 #endif
 
 namespace ssmkit::core {
@@ -128,6 +133,12 @@ void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const 
   if (K == 0) return scale_c(M, N, beta, C, ldc);
   if (use_tiles(M, N, K, alpha, beta))
     return gemm_tiles(ta, tb, M, N, K, A, lda, B, ldb, beta == 1.0f, nullptr, C, ldc);
+#ifdef SSMKIT_HAVE_ONEDNN
+  // Threads: OpenMP's (omp_get_max_threads(); one inside a parallel region). Falls through to the BLAS
+  // on any failure status.
+  if (dnnl_sgemm(ta ? 'T' : 'N', tb ? 'T' : 'N', M, N, K, alpha, A, lda, B, ldb, beta, C, ldc) == dnnl_success)
+    return;
+#endif
 #ifdef SSMKIT_HAVE_CBLAS
   detail::select_blas_kernels();
   cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, int(M), int(N), int(K),
@@ -167,12 +178,19 @@ bool gemm_bias_rows(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const flo
 }  // namespace detail
 
 std::string gemm_backend() {
+#ifdef SSMKIT_HAVE_ONEDNN
+  const dnnl_version_t* v = dnnl_version();
+  const std::string dnnl = "oneDNN " + std::to_string(v->major) + "." + std::to_string(v->minor) + "." +
+                           std::to_string(v->patch) + " sgemm for float, then ";
+#else
+  const std::string dnnl;
+#endif
 #ifdef SSMKIT_HAVE_CBLAS
   const std::string& note = detail::blas_kernel_note();
-  return std::string(openblas_get_config()) + " (core " + openblas_get_corename() + ")" +
+  return dnnl + std::string(openblas_get_config()) + " (core " + openblas_get_corename() + ")" +
          (note.empty() ? "" : "; " + note);
 #else
-  return "Eigen " + std::to_string(EIGEN_WORLD_VERSION) + "." + std::to_string(EIGEN_MAJOR_VERSION) + "." +
+  return dnnl + "Eigen " + std::to_string(EIGEN_WORLD_VERSION) + "." + std::to_string(EIGEN_MAJOR_VERSION) + "." +
          std::to_string(EIGEN_MINOR_VERSION);
 #endif
 }
