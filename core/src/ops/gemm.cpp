@@ -82,6 +82,9 @@ constexpr int64_t kTileMaxShallowB = 1 << 14;  // B (K x N) floats at most for K
 constexpr int64_t kTileMaxDeepB = 12288;       // B floats at most for K > 64
 constexpr int64_t kTileMaxDeepA = 1 << 20;     // A (M x K) floats at most for K > 64
 constexpr int64_t kTileParallel = 1 << 17;  // multiply-adds below which one thread does it all
+#ifdef SSMKIT_HAVE_ONEDNN
+constexpr int64_t kBlasWideGradC = 1 << 18;  // C elements from which A^T B products stay with OpenBLAS
+#endif
 
 // Skinny products: B small enough that its panels stay in L1/L2 while A streams past. Measured against
 // OpenBLAS 0.3.21 (Zen 2, one thread, a sweep over the models' product shapes): the tile kernel wins for K <= 64
@@ -135,8 +138,11 @@ void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const 
     return gemm_tiles(ta, tb, M, N, K, A, lda, B, ldb, beta == 1.0f, nullptr, C, ldc);
 #ifdef SSMKIT_HAVE_ONEDNN
   // Threads: OpenMP's (omp_get_max_threads(); one inside a parallel region). Falls through to the BLAS
-  // on any failure status.
-  if (dnnl_sgemm(ta ? 'T' : 'N', tb ? 'T' : 'N', M, N, K, alpha, A, lda, B, ldb, beta, C, ldc) == dnnl_success)
+  // on any failure status, and leaves it the weight gradients of wide layers (A transposed, C of 256 k
+  // floats or more: 1536 x 384 x 3136 at 2 threads 203-283 GFLOP/s in OpenBLAS, 156-209 in oneDNN 2.6; the
+  // narrow ones, 128 x 32 x 8192, are 2.5x faster in oneDNN).
+  if (!(ta && M * N >= kBlasWideGradC) &&
+      dnnl_sgemm(ta ? 'T' : 'N', tb ? 'T' : 'N', M, N, K, alpha, A, lda, B, ldb, beta, C, ldc) == dnnl_success)
     return;
 #endif
 #ifdef SSMKIT_HAVE_CBLAS
