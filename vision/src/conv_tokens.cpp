@@ -10,9 +10,11 @@
 #include <cmath>
 #include <cstring>
 #include <memory>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
+#include "conv_tokens_onednn.h"
 #include "ssmkit/core/simd_clones.h"
 #include "ssmkit/core/ops/gemm.h"
 #include "ssmkit/vision/ops.h"
@@ -264,6 +266,8 @@ ConvTok conv_dims(const Tensor& x, int64_t H, int64_t W, const Tensor& w, const 
   return {x.size(0), H, W, C, O, K, stride, pad, OH, OW};
 }
 
+detail::ConvGeometry geometry(const ConvTok& d) { return {d.B, d.H, d.W, d.C, d.O, d.K, d.S, d.Pd}; }
+
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------------------
@@ -276,6 +280,10 @@ void conv2d_tokens_forward(Tensor& y, const Tensor& x0, int64_t H, int64_t W, co
   y = Tensor::uninitialized({d.B, d.P(), d.O}, x.dtype());
   auto run = [&](auto tag) {
     using T = decltype(tag);
+    if constexpr (std::is_same_v<T, float>)
+      if (detail::onednn_conv_forward(y.data<float>(), x.data<float>(), w.data<float>(),
+                                      b.defined() ? b.data<float>() : nullptr, geometry(d)))
+        return;
     auto wtt = scratch<T>(d.O * d.R());
     weight_to_rows(wtt.get(), w.data<T>(), d, true);
     conv_tok_forward<T>(y.data<T>(), x.data<T>(), wtt.get(), b.defined() ? b.data<T>() : nullptr, d);
@@ -304,6 +312,15 @@ void conv2d_tokens_backward(Tensor* dx, Tensor* dw, Tensor* db, const Tensor& dy
   if (dx) *dx = Tensor::uninitialized(x.shape(), dt);  // every value written by the backward
   auto run = [&](auto tag) {
     using T = decltype(tag);
+    // oneDNN for dx and dw where it is built in (not for a single input channel, the stem's first conv on
+    // gray images, where the fallback was faster); the bias gradient from the fallback's row sums.
+    if constexpr (std::is_same_v<T, float>)
+      if (d.C >= 4 && detail::onednn_conv_backward(dx ? dx->data<float>() : nullptr, gw ? gw->data<float>() : nullptr,
+                                                   dy.data<float>(), x.data<float>(), w.data<float>(), geometry(d))) {
+        if (gb) conv_tok_backward<float>(nullptr, nullptr, gb->data<float>(), dy.data<float>(), x.data<float>(),
+                                         nullptr, d);
+        return;
+      }
     auto wt = scratch<T>(d.O * d.R());
     weight_to_rows(wt.get(), w.data<T>(), d, false);
     std::vector<T> dwtt(gw ? static_cast<size_t>(d.O * d.R()) : 0, T(0));
