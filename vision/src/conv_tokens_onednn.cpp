@@ -60,14 +60,20 @@ dnnl::reorder make_reorder(const memory::desc& from, const memory::desc& to, boo
   return dnnl::reorder(dnnl::reorder::primitive_desc(cpu_engine(), from, cpu_engine(), to));
 }
 
-using Key = std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, bool>;
+using Key = std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, bool>;
+
+// The weights' dims: (O,C,K,K), or (G, O/G, C/G, K, K) with groups.
+memory::dims weight_dims(const ConvGeometry& g) {
+  if (g.G == 1) return {g.O, g.C, g.K, g.K};
+  return {g.G, g.O / g.G, g.C / g.G, g.K, g.K};
+}
 
 // The primitives of a geometry (with or without a bias in the forward), created once; with_bwd builds the
 // backward ones too. Null where oneDNN has no implementation.
 std::shared_ptr<ConvPrims> prims_for(const ConvGeometry& g, bool has_bias, bool with_bwd) {
   static std::mutex mu;
   static std::map<Key, std::shared_ptr<ConvPrims>> cache;
-  const Key key{g.B, g.H, g.W, g.C, g.O, g.K, g.S, g.P, has_bias};
+  const Key key{g.B, g.H, g.W, g.C, g.O, g.K, g.S, g.P, g.G, has_bias};
   std::lock_guard<std::mutex> lock(mu);
   std::shared_ptr<ConvPrims>& slot = cache[key];
   try {
@@ -77,9 +83,9 @@ std::shared_ptr<ConvPrims> prims_for(const ConvGeometry& g, bool has_bias, bool 
       auto p = std::make_shared<ConvPrims>();
       p->src = memory::desc({g.B, g.C, g.H, g.W}, DT::f32, Tag::nhwc);
       p->dst = memory::desc({g.B, g.O, OH, OW}, DT::f32, Tag::nhwc);
-      p->wei_user = memory::desc({g.O, g.C, g.K, g.K}, DT::f32, Tag::oihw);
+      p->wei_user = memory::desc(weight_dims(g), DT::f32, g.G == 1 ? Tag::oihw : Tag::goihw);
       p->bias = has_bias ? memory::desc({g.O}, DT::f32, Tag::x) : memory::desc();
-      const memory::desc wei_any({g.O, g.C, g.K, g.K}, DT::f32, Tag::any);
+      const memory::desc wei_any(weight_dims(g), DT::f32, Tag::any);
       p->fpd = dnnl::convolution_forward::primitive_desc(
           {dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct, p->src, wei_any, p->bias, p->dst,
            strides, pad, pad},
@@ -90,7 +96,7 @@ std::shared_ptr<ConvPrims> prims_for(const ConvGeometry& g, bool has_bias, bool 
     }
     if (with_bwd && !slot->have_bwd) {
       ConvPrims& p = *slot;
-      const memory::desc wei_any({g.O, g.C, g.K, g.K}, DT::f32, Tag::any);
+      const memory::desc wei_any(weight_dims(g), DT::f32, Tag::any);
       p.bdpd = dnnl::convolution_backward_data::primitive_desc(
           {dnnl::algorithm::convolution_direct, p.src, wei_any, p.dst, strides, pad, pad}, user_scratchpad(),
           cpu_engine(), p.fpd);
@@ -158,7 +164,7 @@ bool onednn_conv_backward(float* dx, float* dw, const float* dy, const float* x,
                           {DNNL_ARG_DIFF_DST, ddst},
                           {DNNL_ARG_DIFF_WEIGHTS, dwk},
                           {DNNL_ARG_SCRATCHPAD, scratchpad(p->bwpd.scratchpad_desc())}});
-    const int64_t n = g.O * g.C * g.K * g.K;
+    const int64_t n = g.O * (g.C / g.G) * g.K * g.K;
     std::vector<float> plain;
     const float* src = static_cast<const float*>(dwk.get_data_handle());
     if (!p->dw_same) {

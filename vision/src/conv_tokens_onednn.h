@@ -12,15 +12,17 @@
 
 namespace ssmkit::vision::detail {
 
-// Shapes: B batch, H x W input grid, C in channels, O out channels, K kernel side, S stride, P zero padding.
+// Shapes: B batch, H x W input grid, C in channels, O out channels, K kernel side, S stride, P zero padding,
+// G groups (C and O multiples of it; G = C = O: depthwise).
 struct ConvGeometry {
   int64_t B, H, W, C, O, K, S, P;
+  int64_t G = 1;
 };
 
-// y (B, OH*OW, O) = conv(x (B, H*W, C), w (O,C,K,K)) + bias (O) (null: none). False: not done.
+// y (B, OH*OW, O) = conv(x (B, H*W, C), w (O,C/G,K,K)) + bias (O) (null: none). False: not done.
 bool onednn_conv_forward(float* y, const float* x, const float* w, const float* bias, const ConvGeometry& g);
 
-// dx (B, H*W, C) written (null: skipped) and dw (O,C,K,K) added into (null: skipped), from dy (B, OH*OW, O).
+// dx (B, H*W, C) written (null: skipped) and dw (O,C/G,K,K) added into (null: skipped), from dy (B, OH*OW, O).
 // False: nothing done.
 bool onednn_conv_backward(float* dx, float* dw, const float* dy, const float* x, const float* w,
                           const ConvGeometry& g);

@@ -9,6 +9,7 @@
 #include <cmath>
 #include <vector>
 
+#include "conv_tokens_onednn.h"
 #include "dwconv_kernels.h"
 #include "ssmkit/core/simd_clones.h"
 #include "ssmkit/core/ops/elementwise.h"
@@ -239,6 +240,13 @@ void gelu_backward(double* dx, const double* dy, const double* x, int64_t n) {
   }
 }
 
+// The depthwise 3x3 (padding 1) of dwconv3x3_tokens for conv_tokens_onednn.h.
+detail::ConvGeometry dw_geometry(int64_t B, int64_t H, int64_t W, int64_t C) {
+  detail::ConvGeometry g{B, H, W, C, C, 3, 1, 1};
+  g.G = C;
+  return g;
+}
+
 // ---------------------------------------------------------------------------------------------------------
 // Public kernels
 
@@ -262,7 +270,8 @@ void dwconv3x3_tokens_forward(Tensor& y, const Tensor& x0, int64_t H, int64_t W,
   if (x.dtype() == DType::F64)
     detail::dw_forward(y.data<double>(), C, x.data<double>(), C, w.data<double>(),
                        b.defined() ? b.data<double>() : nullptr, B, H, W, C);
-  else
+  else if (!detail::onednn_conv_forward(y.data<float>(), x.data<float>(), w.data<float>(),
+                                        b.defined() ? b.data<float>() : nullptr, dw_geometry(B, H, W, C)))
     detail::dw_forward(y.data<float>(), C, x.data<float>(), C, w.data<float>(), b.defined() ? b.data<float>() : nullptr,
                        B, H, W, C);
 }
@@ -275,6 +284,20 @@ void dwconv3x3_tokens_backward(Tensor* dx, Tensor* dw, Tensor* db, const Tensor&
                core::shape_str(x.shape()), ", got ", core::shape_str(dy.shape()));
   const int64_t B = x.size(0), C = x.size(2);
   const DType dt = x.dtype();
+  // oneDNN's depthwise backward where built in, on maps of 4 x 4 and more (on 2 x 2 maps its weight gradient
+  // fell back to a general kernel 8x slower than ours); the bias gradient from ours.
+  if (dt == DType::F32 && std::min(H, W) >= 4) {
+    Tensor* gw = dw ? &grad_slot(*dw, {C, 1, 3, 3}, dt, "dwconv3x3_tokens_backward", "dw") : nullptr;
+    if (dx) *dx = Tensor::uninitialized(x.shape(), dt);
+    if ((dx || gw) && detail::onednn_conv_backward(dx ? dx->data<float>() : nullptr, gw ? gw->data<float>() : nullptr,
+                                                   dy.data<float>(), x.data<float>(), w.data<float>(),
+                                                   dw_geometry(B, H, W, C))) {
+      if (db)
+        detail::dw_bias_grad(grad_slot(*db, {C}, dt, "dwconv3x3_tokens_backward", "db").data<float>(),
+                             dy.data<float>(), B * H * W, C);
+      return;
+    }
+  }
   if (dx) {
     *dx = Tensor::uninitialized(x.shape(), dt);
     if (dt == DType::F64)
