@@ -92,8 +92,14 @@ constexpr int64_t kBlasWideGradC = 1 << 18;  // C elements from which A^T B prod
 // products only while B stays under 12 k elements and A under 1 M (3136 x 64 x 96: 90 vs 73); it loses to the
 // BLAS on wide deep products (352 x 256 x 256: 59 vs 85) and on deep ones whose A streams from memory
 // (25088 x 64 x 256: 33 vs 63), and with few rows (11 x 256 x 64: 13 vs 33).
+// With oneDNN built in, the wide ones of these (N >= 128 over 2048 rows or more) go to its sgemm instead:
+// 1.1-1.9x the tile kernel there (M 8192 x N 256 x K 16: 1.8x at one thread, 1.3x at two), while on narrow
+// or short products the two are even or the tile kernel ahead (M 512 x N 256 x K 8 at 2 threads: 2.9x).
 bool use_tiles(int64_t M, int64_t N, int64_t K, float alpha, float beta) {
   if (alpha != 1.0f || !(beta == 0.0f || beta == 1.0f) || N < 8 || M < 64) return false;
+#ifdef SSMKIT_HAVE_ONEDNN
+  if (N >= 128 && M >= 2048) return false;
+#endif
   return K <= 64 ? N * K <= kTileMaxShallowB : N * K <= kTileMaxDeepB && M * K <= kTileMaxDeepA;
 }
 
