@@ -84,6 +84,7 @@ constexpr int64_t kTileMaxDeepA = 1 << 20;     // A (M x K) floats at most for K
 constexpr int64_t kTileParallel = 1 << 17;  // multiply-adds below which one thread does it all
 #ifdef SSMKIT_HAVE_ONEDNN
 constexpr int64_t kBlasWideGradC = 1 << 18;  // C elements from which A^T B products stay with OpenBLAS
+constexpr int64_t kDnnlForkMinMacs = 1 << 20;  // multiply-adds below which oneDNN's sgemm runs on one thread
 #endif
 
 // Skinny products: B small enough that its panels stay in L1/L2 while A streams past. Measured against
@@ -147,9 +148,16 @@ void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const 
   // on any failure status, and leaves it the weight gradients of wide layers (A transposed, C of 256 k
   // floats or more: 1536 x 384 x 3136 at 2 threads 203-283 GFLOP/s in OpenBLAS, 156-209 in oneDNN 2.6; the
   // narrow ones, 128 x 32 x 8192, are 2.5x faster in oneDNN).
-  if (!(ta && M * N >= kBlasWideGradC) &&
-      dnnl_sgemm(ta ? 'T' : 'N', tb ? 'T' : 'N', M, N, K, alpha, A, lda, B, ldb, beta, C, ldc) == dnnl_success)
-    return;
+  if (!(ta && M * N >= kBlasWideGradC)) {
+    // Small products on the calling thread alone: oneDNN would fork for them too, and waking an idle worker
+    // took ~0.9 ms here against ~3 us of work (GroupMamba-T's 1 x 224 x 112 affinity products at 2 threads).
+    const int keep = omp_get_max_threads();
+    const bool alone = keep > 1 && M * N * K < kDnnlForkMinMacs && !omp_in_parallel();
+    if (alone) omp_set_num_threads(1);
+    const dnnl_status_t st = dnnl_sgemm(ta ? 'T' : 'N', tb ? 'T' : 'N', M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    if (alone) omp_set_num_threads(keep);
+    if (st == dnnl_success) return;
+  }
 #endif
 #ifdef SSMKIT_HAVE_CBLAS
   detail::select_blas_kernels();
