@@ -14,6 +14,7 @@
 #include <utility>
 #include <vector>
 
+#include "column_sums.h"
 #include "conv_tokens_onednn.h"
 #include "ssmkit/core/simd_clones.h"
 #include "ssmkit/core/ops/gemm.h"
@@ -33,7 +34,7 @@ constexpr int64_t kBlockFloats = 1 << 15;   // im2col block target (128 KB of fl
 constexpr int64_t kMinBlockRows = 256;      // rows per GEMM call at least (the packing of W is paid per call)
 constexpr int64_t kMaxSlices = 8;           // weight-gradient partials (fixed: results never depend on threads)
 constexpr int64_t kMinUnits = 4;            // backward work units at least, batch permitting
-constexpr int64_t kBnRows = 512;            // rows per batch-norm statistics chunk
+constexpr int64_t kBnRows = detail::kColumnSumRows;  // rows per batch-norm statistics chunk
 
 struct ConvTok {
   int64_t B, H, W, C, O, K, S, Pd, OH, OW;
@@ -313,12 +314,11 @@ void conv2d_tokens_backward(Tensor* dx, Tensor* dw, Tensor* db, const Tensor& dy
   auto run = [&](auto tag) {
     using T = decltype(tag);
     // oneDNN for dx and dw where it is built in (not for a single input channel, the stem's first conv on
-    // gray images, where the fallback was faster); the bias gradient from the fallback's row sums.
+    // gray images, where the fallback was faster); the bias gradient as column sums of dy.
     if constexpr (std::is_same_v<T, float>)
       if (d.C >= 4 && detail::onednn_conv_backward(dx ? dx->data<float>() : nullptr, gw ? gw->data<float>() : nullptr,
                                                    dy.data<float>(), x.data<float>(), w.data<float>(), geometry(d))) {
-        if (gb) conv_tok_backward<float>(nullptr, nullptr, gb->data<float>(), dy.data<float>(), x.data<float>(),
-                                         nullptr, d);
+        if (gb) detail::add_column_sums(gb->data<float>(), dy.data<float>(), d.B * d.P(), d.O);
         return;
       }
     auto wt = scratch<T>(d.O * d.R());
@@ -360,38 +360,6 @@ Var conv2d_tokens(const Var& x, int64_t H, int64_t W, const Var& w, const Var& b
 // chunks of kBnRows rows and combined in chunk order (deterministic for any thread count).
 
 namespace {
-
-// acc (C) = sum over rows [r0, r1) of x[r][c] (mean null) or of (x[r][c] - mean[c])^2
-template <class T>
-SSMKIT_SIMD_CLONES void column_sums_rows(double* __restrict acc, const T* __restrict x, const double* __restrict mean,
-                                           int64_t r0, int64_t r1, int64_t C) {
-  std::fill(acc, acc + C, 0.0);
-  for (int64_t r = r0; r < r1; ++r) {
-    const T* __restrict xr = x + r * C;
-    if (mean)
-      for (int64_t c = 0; c < C; ++c) {
-        const double v = static_cast<double>(xr[c]) - mean[c];
-        acc[c] += v * v;
-      }
-    else
-      for (int64_t c = 0; c < C; ++c) acc[c] += static_cast<double>(xr[c]);
-  }
-}
-
-// part (nchunk, C) <- per chunk of kBnRows rows: column_sums_rows
-template <class T>
-void column_sums(double* part, const T* x, const double* mean, int64_t rows, int64_t C) {
-  const int64_t nchunk = (rows + kBnRows - 1) / kBnRows;
-#pragma omp parallel for schedule(static) if (rows * C > (1 << 15))
-  for (int64_t k = 0; k < nchunk; ++k)
-    column_sums_rows<T>(part + k * C, x, mean, k * kBnRows, std::min(rows, (k + 1) * kBnRows), C);
-}
-
-void combine(double* out, const double* part, int64_t nchunk, int64_t C) {
-  std::fill(out, out + C, 0.0);
-  for (int64_t k = 0; k < nchunk; ++k)
-    for (int64_t c = 0; c < C; ++c) out[c] += part[k * C + c];
-}
 
 // rows [r0, r1): y = max(0, x * scale + shift)
 template <class T>
@@ -484,11 +452,11 @@ Var batch_norm_relu_tokens(const Var& x, Tensor running_mean, Tensor running_var
     if (training) {
       const int64_t nchunk = (rows + kBnRows - 1) / kBnRows;
       std::vector<double> part(static_cast<size_t>(nchunk * C));
-      column_sums<T>(part.data(), xv.data<T>(), nullptr, rows, C);
-      combine(m.data(), part.data(), nchunk, C);
+      detail::column_sums<T>(part.data(), xv.data<T>(), nullptr, rows, C);
+      detail::combine(m.data(), part.data(), nchunk, C);
       for (auto& v : m) v /= static_cast<double>(rows);
-      column_sums<T>(part.data(), xv.data<T>(), m.data(), rows, C);
-      combine(var.data(), part.data(), nchunk, C);
+      detail::column_sums<T>(part.data(), xv.data<T>(), m.data(), rows, C);
+      detail::combine(var.data(), part.data(), nchunk, C);
       for (auto& v : var) v /= static_cast<double>(rows);
     } else {
       m = running_mean.to_double_vector();
@@ -530,7 +498,7 @@ Var batch_norm_relu_tokens(const Var& x, Tensor running_mean, Tensor running_var
           const int64_t nchunk = (rows + kBnRows - 1) / kBnRows;
           std::vector<double> part(static_cast<size_t>(nchunk * 2 * C)), sums(static_cast<size_t>(2 * C));
           bn_grad_sums<T>(part.data(), g.data<T>(), y.data<T>(), xv.data<T>(), mean.data<T>(), rows, C);
-          combine(sums.data(), part.data(), nchunk, 2 * C);
+          detail::combine(sums.data(), part.data(), nchunk, 2 * C);
           const T* w = wv.data<T>();
           const T* rs = rstd.data<T>();
           std::vector<T> a(static_cast<size_t>(C)), b1(static_cast<size_t>(C)), b2(static_cast<size_t>(C));

@@ -171,13 +171,12 @@ bool onednn_conv_backward(float* dx, float* dw, const float* dy, const float* x,
       plain.resize(static_cast<size_t>(n));
       memory out(p->wei_user, cpu_engine(), plain.data());
       p->from_dw.execute(st, dwk, out);
-      st.wait();
       src = plain.data();
     }
     st.wait();
     for (int64_t i = 0; i < n; ++i) dw[i] += src[i];
   }
-  st.wait();
+  st.wait();  // dx written (and nothing left running on the stream)
   return true;
 }
 

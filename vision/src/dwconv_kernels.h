@@ -338,20 +338,4 @@ void dw_backward_weight(T* dw, T* db, const T* dy, int64_t ldy, const T* x, int6
   }
 }
 
-// db (C) += sum over `rows` rows of dy (rows, C): fixed chunks of rows, each with its own partial sums (in
-// double), added in chunk order (the same bits on any thread count).
-inline void dw_bias_grad(float* db, const float* dy, int64_t rows, int64_t C) {
-  const int64_t per = std::max<int64_t>(1, kDwChunkElems / std::max<int64_t>(1, C));
-  const int64_t nchunk = (rows + per - 1) / per;
-  std::vector<double> part(static_cast<size_t>(nchunk * C), 0.0);
-#pragma omp parallel for schedule(static) if (rows * C > kDwParallelMin)
-  for (int64_t k = 0; k < nchunk; ++k) {
-    double* acc = part.data() + k * C;
-    for (int64_t r = k * per; r < std::min(rows, (k + 1) * per); ++r)
-      for (int64_t c = 0; c < C; ++c) acc[c] += static_cast<double>(dy[r * C + c]);
-  }
-  for (int64_t k = 0; k < nchunk; ++k)
-    for (int64_t c = 0; c < C; ++c) db[c] += static_cast<float>(part[static_cast<size_t>(k * C + c)]);
-}
-
 }  // namespace ssmkit::vision::detail

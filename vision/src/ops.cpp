@@ -9,6 +9,7 @@
 #include <cmath>
 #include <vector>
 
+#include "column_sums.h"
 #include "conv_tokens_onednn.h"
 #include "dwconv_kernels.h"
 #include "ssmkit/core/simd_clones.h"
@@ -284,22 +285,21 @@ void dwconv3x3_tokens_backward(Tensor* dx, Tensor* dw, Tensor* db, const Tensor&
                core::shape_str(x.shape()), ", got ", core::shape_str(dy.shape()));
   const int64_t B = x.size(0), C = x.size(2);
   const DType dt = x.dtype();
+  if (dx) *dx = Tensor::uninitialized(x.shape(), dt);  // written by either path
   // oneDNN's depthwise backward where built in, on maps of 4 x 4 and more (on 2 x 2 maps its weight gradient
-  // fell back to a general kernel 8x slower than ours); the bias gradient from ours.
+  // fell back to a general kernel 8x slower than ours); the bias gradient as column sums of dy.
   if (dt == DType::F32 && std::min(H, W) >= 4) {
     Tensor* gw = dw ? &grad_slot(*dw, {C, 1, 3, 3}, dt, "dwconv3x3_tokens_backward", "dw") : nullptr;
-    if (dx) *dx = Tensor::uninitialized(x.shape(), dt);
     if ((dx || gw) && detail::onednn_conv_backward(dx ? dx->data<float>() : nullptr, gw ? gw->data<float>() : nullptr,
                                                    dy.data<float>(), x.data<float>(), w.data<float>(),
                                                    dw_geometry(B, H, W, C))) {
       if (db)
-        detail::dw_bias_grad(grad_slot(*db, {C}, dt, "dwconv3x3_tokens_backward", "db").data<float>(),
-                             dy.data<float>(), B * H * W, C);
+        detail::add_column_sums(grad_slot(*db, {C}, dt, "dwconv3x3_tokens_backward", "db").data<float>(),
+                                dy.data<float>(), B * H * W, C);
       return;
     }
   }
   if (dx) {
-    *dx = Tensor::uninitialized(x.shape(), dt);
     if (dt == DType::F64)
       detail::dw_backward_input(dx->data<double>(), C, dy.data<double>(), C, w.data<double>(), B, H, W, C);
     else
