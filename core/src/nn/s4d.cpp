@@ -2,7 +2,8 @@
 // and FFT-convolution ops, the bidirectional kernel split, and the recurrent step. Inference in F32 (nothing
 // to record, no dropout, causal) takes a fused path instead: convolution, D skip and GELU of one batch item
 // into an (H,L) buffer, then the output Conv1d as gemm() over chunks of L with bias and GLU fused, so only
-// the output is allocated at full size. Same kernels and formulas as the op chain.
+// the output is allocated at full size. The convolution there runs as S4D's recurrence (no kernel, no FFT)
+// where that is cheaper (S4DRecurrenceRowsF32::preferred), else as the op chain's FFT convolution.
 #include "ssmkit/core/nn/s4d.h"
 
 #include <omp.h>
@@ -24,24 +25,26 @@ namespace {
 
 constexpr int64_t kChunk = 512;  // columns of L per output GEMM in the fused path: (2H, kChunk) stays in cache
 
-// u (B,H,L) contiguous, K (H,L), D (H), w (2H,H), bias (2H) or undefined, all F32 -> (B,H,L):
+// u (B,H,L) contiguous, w (2H,H), bias (2H) or undefined, all F32; conv: FftConvRowsF32 or
+// S4DRecurrenceRowsF32 (K and D folded in) -> (B,H,L):
 //   out = GLU(w gelu(K * u + D u) + bias) along the channel axis.
-// One batch item b: its H rows convolved (FftConvRowsF32) and passed through GELU into x (H,L); then for each
-// chunk of L, z (2H,lc) = w x[:, chunk] by gemm() and out = (z[:H] + bias[:H]) sigmoid(z[H:] + bias[H:]) (one
-// rounding for the bias, as the op chain's GEMM that starts from it). With at least as many batch items as
-// threads, each thread takes whole items (dynamic: a thread slowed by other work takes fewer) into its own x;
-// otherwise the team shares one x per item, threads over rows then over chunks. Same values either way.
-Tensor s4d_infer_f32(const Tensor& u, const Tensor& K, const Tensor& D, const Tensor& w, const Tensor& bias) {
+// One batch item b: its H rows convolved in blocks of conv.block() channels and passed through GELU into x
+// (H,L); then for each chunk of L, z (2H,lc) = w x[:, chunk] by gemm() and out = (z[:H] + bias[:H])
+// sigmoid(z[H:] + bias[H:]) (one rounding for the bias, as the op chain's GEMM that starts from it). With at
+// least as many batch items as threads, each thread takes whole items (dynamic: a thread slowed by other work
+// takes fewer) into its own x; otherwise the team shares one x per item, threads over channel blocks then
+// over chunks. Same values either way.
+template <class Conv>
+Tensor s4d_infer_f32(const Tensor& u, const Conv& conv, const Tensor& w, const Tensor& bias) {
   const int64_t B = u.size(0), H = u.size(1), L = u.size(2);
   Tensor out = Tensor::uninitialized({B, H, L}, DType::F32);  // every element written by a GLU below
   if (B == 0 || H == 0 || L == 0) return out;
-  const detail::FftConvRowsF32 conv(K.data<float>(), D.data<float>(), H, L);
   const float *pu = u.data<float>(), *pw = w.data<float>();
   const float* pb = bias.defined() ? bias.data<float>() : nullptr;
   float* po = out.data<float>();
-  const int64_t nc = (L + kChunk - 1) / kChunk;
-  auto conv_gelu_row = [&](float* x, int64_t b, int64_t h, detail::FftConvRowsF32::Scratch& scratch) {
-    conv.row_gelu(x + h * L, pu + (b * H + h) * L, h, scratch);
+  const int64_t nc = (L + kChunk - 1) / kChunk, hb = conv.block(), nhb = (H + hb - 1) / hb;
+  auto conv_gelu_block = [&](float* x, int64_t b, int64_t blk, typename Conv::Scratch& scratch) {
+    conv.rows_gelu(x + blk * hb * L, pu + (b * H + blk * hb) * L, blk * hb, scratch);
   };
   auto linear_glu_chunk = [&](const float* x, int64_t b, int64_t c, float* z) {
     const int64_t l0 = c * kChunk, lc = std::min(kChunk, L - l0);
@@ -59,20 +62,20 @@ Tensor s4d_infer_f32(const Tensor& u, const Tensor& K, const Tensor& D, const Te
   float* const pwork = work.data<float>();
 #pragma omp parallel num_threads(nth)
   {
-    detail::FftConvRowsF32::Scratch scratch(conv);
+    typename Conv::Scratch scratch(conv);
     const int ith = omp_get_thread_num();
     float* z = pwork + ith * z_len;
     float* x = pwork + nth * z_len + (whole_items ? ith * x_len : 0);  // the team's shared x otherwise
     if (whole_items) {
 #pragma omp for schedule(dynamic, 1)
       for (int64_t b = 0; b < B; ++b) {
-        for (int64_t h = 0; h < H; ++h) conv_gelu_row(x, b, h, scratch);
+        for (int64_t blk = 0; blk < nhb; ++blk) conv_gelu_block(x, b, blk, scratch);
         for (int64_t c = 0; c < nc; ++c) linear_glu_chunk(x, b, c, z);
       }
     } else {
       for (int64_t b = 0; b < B; ++b) {
 #pragma omp for schedule(static)
-        for (int64_t h = 0; h < H; ++h) conv_gelu_row(x, b, h, scratch);
+        for (int64_t blk = 0; blk < nhb; ++blk) conv_gelu_block(x, b, blk, scratch);
 #pragma omp for schedule(static)
         for (int64_t c = 0; c < nc; ++c) linear_glu_chunk(x, b, c, z);
       }
@@ -145,13 +148,27 @@ Var S4D::forward(const Var& u_in, Rng& rng) const {
                opt.transposed ? "" : " after transposing (B,L,H)", ", got ", shape_str(u_in.shape()));
   const int64_t L = u.size(2);
   if (fused_path_applies(*this, u)) {
-    const Tensor uc = u.value().contiguous();
-    Tensor K;
-    s4d_kernel_forward(K, kernel->log_dt.value(), kernel->C.value(), kernel->log_A_real.value(),
-                       kernel->A_imag.value(), L, kernel->disc, kS4DSignMinimal);
-    const Tensor& w = output_conv->weight.value();
-    Tensor y = s4d_infer_f32(uc, K, D.value().contiguous(), w.contiguous().view({w.size(0), w.size(1)}),
-                             output_conv->bias.defined() ? output_conv->bias.value().contiguous() : Tensor{});
+    const Tensor uc = u.value().contiguous(), Dc = D.value().contiguous();
+    const Tensor& w0 = output_conv->weight.value();
+    const Tensor w = w0.contiguous().view({w0.size(0), w0.size(1)});
+    const Tensor bias = output_conv->bias.defined() ? output_conv->bias.value().contiguous() : Tensor{};
+    const S4DKernel& k = *kernel;
+    const int64_t M = k.log_A_real.size(1);
+    Tensor y;
+    if (detail::S4DRecurrenceRowsF32::preferred(M)) {
+      const Tensor log_dt = k.log_dt.value().contiguous(), C = k.C.value().contiguous(),
+                   ar = k.log_A_real.value().contiguous(), ai = k.A_imag.value().contiguous();
+      const detail::S4DRecurrenceRowsF32 conv(log_dt.data<float>(), C.data<float>(), ar.data<float>(),
+                                              ai.data<float>(), Dc.data<float>(), d_model, M, L, k.disc,
+                                              kS4DSignMinimal);
+      y = s4d_infer_f32(uc, conv, w, bias);
+    } else {
+      Tensor K;
+      s4d_kernel_forward(K, k.log_dt.value(), k.C.value(), k.log_A_real.value(), k.A_imag.value(), L, k.disc,
+                         kS4DSignMinimal);
+      const detail::FftConvRowsF32 conv(K.data<float>(), Dc.data<float>(), d_model, L);
+      y = s4d_infer_f32(uc, conv, w, bias);
+    }
     return opt.transposed ? Var(y) : transpose(Var(y), -1, -2);
   }
   Var y = fftconv(contiguous(u), kernel->forward(L, 0), D);

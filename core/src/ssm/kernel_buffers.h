@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "ssmkit/core/ssm/s4d.h"
 #include "ssmkit/core/tensor.h"
 
 namespace ssmkit::core::detail {
@@ -97,6 +98,9 @@ class FftConvRowsF32 {
 
   // u (L) of channel h -> y (L) = gelu(c) (exact erf form), c[t] = sum_{s<=t} k[h,t-s] u[s] + D[h] u[t].
   void row_gelu(float* y, const float* u, int64_t h, Scratch& s) const;
+  // The interface S4DRecurrenceRowsF32 shares: blocks of one channel.
+  int64_t block() const { return 1; }
+  void rows_gelu(float* y, const float* u, int64_t h0, Scratch& s) const { row_gelu(y, u, h0, s); }
 
  private:
   // Complex values between the starts of two spectra: n/2+1 rounded up to 8 (64 bytes), so that every
@@ -106,6 +110,40 @@ class FftConvRowsF32 {
   int64_t H_, L_, n_;
   const void* plan_;  // the cached r2c/c2r plans of length n_
   float* kf_;         // (H, spectrum_stride()) complex kernel spectra, scaled by 1/n
+};
+
+// The same convolution computed by S4D's recurrence (defined in ssm/s4d.cpp, kernel in
+// ssm/s4d_recurrence_kernels.cpp), a block of V channels per call: per complex mode s_t = w s_{t-1} + 2 coef u_t
+// and y_t = sum over modes of Re s_t + D u_t, so the kernel K is never formed. Costs ~7 vector operations per
+// (mode, step, V channels) against the FFT's O(log L) per (channel, step): ahead of the FFT for the mode counts
+// S4D uses (preferred()). The modes are evaluated in double and rounded once; the kernel corrects the
+// float propagation every kChunk steps (relative error ~1e-6 at any L; s4d_recurrence_kernels.h).
+class S4DRecurrenceRowsF32 {
+ public:
+  // Parameters as s4d_kernel_forward (contiguous F32), D (H) or null.
+  S4DRecurrenceRowsF32(const float* log_dt, const float* C, const float* log_A_real, const float* A_imag,
+                       const float* D, int64_t H, int64_t M, int64_t L, S4DDisc disc, int a_imag_sign);
+  // Whether the recurrence beats the FFT convolution for M complex modes on this CPU's vector length.
+  static bool preferred(int64_t M);
+  int64_t block() const { return V_; }  // channels per rows_gelu() call
+
+  class Scratch {
+   public:
+    explicit Scratch(const S4DRecurrenceRowsF32& r);
+
+   private:
+    friend class S4DRecurrenceRowsF32;
+    std::vector<float> work_;
+  };
+
+  // u rows (nc,L) of channels [h0, h0 + nc), nc = min(block(), H - h0) -> y rows (nc,L) =
+  // gelu(K * u + D u) (exact erf form).
+  void rows_gelu(float* y, const float* u, int64_t h0, Scratch& s) const;
+
+ private:
+  int64_t H_, M_, L_, V_;
+  std::vector<float> modes_;  // (ceil(H/V), 6, M, V): see s4d_kernels::RecurrenceBlockF32
+  std::vector<float> D_;      // (ceil(H/V), V)
 };
 
 // Highway kernels of ops/activation.cpp on n contiguous floats (x and y may be the same array).
