@@ -107,6 +107,7 @@ TEST(SelectiveScan, FastMatchesReferenceOnEverySimdPath) {
   cfgs.push_back({1, 3, 16, 130, 0, false, false, false, false, false});  // plain
   cfgs.push_back({1, 2, 17, 45, 0, true, true, true, true, true});    // N = 17: a partial last vector
   cfgs.push_back({2, 4, 32, 70, 2, true, true, true, false, true});   // N = 32, grouped
+  cfgs.push_back({1, 35, 4, 70, 0, true, true, true, false, true});   // D = 35: whole 16- and 8-row tiles + rest
   for (const std::string& target : simd_targets_available()) {
     simd_force_target(target);
     SCOPED_TRACE("SIMD path " + target);
