@@ -409,9 +409,11 @@ S4DRecurrenceRowsF32::S4DRecurrenceRowsF32(const float* log_dt, const float* C, 
 }
 
 bool S4DRecurrenceRowsF32::preferred(int64_t M) {
-  // The recurrence's cost grows with M / V, the FFT's with log L. On the W4 layer (L 4096, M 32, AVX-512) the
-  // recurrence takes about a third of the FFT rows' time (the layer at 2 threads: 202 -> ~125 ms), so the two
-  // meet near M = 3 * 32 at V = 16.
+  // The recurrence's cost grows with M / V per batch item, the FFT path's with log L per item plus the kernel
+  // (H M L, once per call). On the W4 layer (L 4096, M 32, AVX-512) the recurrence takes about a third of the
+  // FFT rows' time (the layer at 2 threads: 202 -> ~125 ms); whole layers at 1 thread, L 4096, batch 4: M 128
+  // 102-115 vs 117-146 ms, M 256 180-198 vs 195-203 ms (recurrence vs FFT, the 1x1 GEMM included), so at
+  // batch 16, where the kernel's cost spreads over more items, the two meet near M = 128 = 8 V.
   return M <= 6 * s4d_kernels::block_channels_f32();
 }
 
