@@ -389,22 +389,25 @@ S4DRecurrenceRowsF32::S4DRecurrenceRowsF32(const float* log_dt, const float* C, 
   const int64_t nblk = (H + V_ - 1) / V_;
   modes_.assign(static_cast<size_t>(nblk * 6 * M * V_), 0.0f);  // lanes past H stay zero: w = c = 0
   D_.assign(static_cast<size_t>(nblk * V_), 0.0f);
-  for (int64_t h = 0; h < H; ++h) {
-    const int64_t blk = h / V_, lane = h % V_;
+#pragma omp parallel for schedule(static) if (H * M > 4096)
+  for (int64_t blk = 0; blk < nblk; ++blk) {
     float* mb = modes_.data() + blk * 6 * M * V_;
-    const double dt = std::exp(static_cast<double>(log_dt[h]));
-    for (int64_t n = 0; n < M; ++n) {
-      const int64_t i = h * M + n;
-      const S4DMode m = s4d_mode(dt, log_A_real[i], A_imag[i], C[2 * i], C[2 * i + 1], disc, a_imag_sign);
-      const cd w = std::exp(m.g), c = 2.0 * m.coef;
-      const cd wf(static_cast<float>(w.real()), static_cast<float>(w.imag()));
-      cd wf_chunk = 1.0;  // float(w)^kChunk, the float recurrence's exact propagation, in double
-      for (int64_t j = 0; j < s4d_kernels::kChunk; ++j) wf_chunk *= wf;
-      const cd e = std::exp(m.g * static_cast<double>(s4d_kernels::kChunk)) - wf_chunk;
-      const double v[6] = {wf.real(), wf.imag(), c.real(), c.imag(), e.real(), e.imag()};
-      for (int q = 0; q < 6; ++q) mb[(q * M + n) * V_ + lane] = static_cast<float>(v[q]);
+    for (int64_t h = blk * V_; h < std::min(H, (blk + 1) * V_); ++h) {
+      const int64_t lane = h - blk * V_;
+      const double dt = std::exp(static_cast<double>(log_dt[h]));
+      for (int64_t n = 0; n < M; ++n) {
+        const int64_t i = h * M + n;
+        const S4DMode m = s4d_mode(dt, log_A_real[i], A_imag[i], C[2 * i], C[2 * i + 1], disc, a_imag_sign);
+        const cd w = std::exp(m.g), c = 2.0 * m.coef;
+        const cd wf(static_cast<float>(w.real()), static_cast<float>(w.imag()));
+        cd wf_chunk = 1.0;  // float(w)^kChunk, the float recurrence's exact propagation, in double
+        for (int64_t j = 0; j < s4d_kernels::kChunk; ++j) wf_chunk *= wf;
+        const cd e = std::exp(m.g * static_cast<double>(s4d_kernels::kChunk)) - wf_chunk;
+        const double v[6] = {wf.real(), wf.imag(), c.real(), c.imag(), e.real(), e.imag()};
+        for (int q = 0; q < 6; ++q) mb[(q * M + n) * V_ + lane] = static_cast<float>(v[q]);
+      }
+      D_[static_cast<size_t>(h)] = D ? D[h] : 0.0f;
     }
-    D_[static_cast<size_t>(h)] = D ? D[h] : 0.0f;
   }
 }
 
