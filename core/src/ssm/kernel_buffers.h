@@ -114,7 +114,7 @@ class FftConvRowsF32 {
 
 // The same convolution computed by S4D's recurrence (defined in ssm/s4d.cpp, kernel in
 // ssm/s4d_recurrence_kernels.cpp), a block of V channels per call: per complex mode s_t = w s_{t-1} + 2 coef u_t
-// and y_t = sum over modes of Re s_t + D u_t, so the kernel K is never formed. Costs ~7 vector operations per
+// and y_t = sum over modes of Re s_t + D u_t, so the kernel K is never formed. Costs 6 vector operations per
 // (mode, step, V channels) against the FFT's O(log L) per (channel, step): ahead of the FFT for the mode counts
 // S4D uses (preferred()). The modes are evaluated in double and rounded once; the kernel corrects the
 // float propagation every kChunk steps (relative error ~1e-6 at any L; s4d_recurrence_kernels.h).

@@ -9,6 +9,7 @@
 
 #include "kernel_buffers.h"
 #include "s4d_recurrence_kernels.h"
+#include "selective_scan_kernels.h"
 #include "ssmkit/core/ops/gemm.h"
 
 #include <algorithm>
@@ -385,7 +386,7 @@ namespace detail {
 S4DRecurrenceRowsF32::S4DRecurrenceRowsF32(const float* log_dt, const float* C, const float* log_A_real,
                                            const float* A_imag, const float* D, int64_t H, int64_t M, int64_t L,
                                            S4DDisc disc, int a_imag_sign)
-    : H_(H), M_(M), L_(L), V_(s4d_kernels::block_channels_f32()) {
+    : H_(H), M_(M), L_(L), V_(scan_kernels::scan_block_channels_f32()) {
   const int64_t nblk = (H + V_ - 1) / V_;
   modes_.assign(static_cast<size_t>(nblk * 6 * M * V_), 0.0f);  // lanes past H stay zero: w = c = 0
   D_.assign(static_cast<size_t>(nblk * V_), 0.0f);
@@ -417,7 +418,7 @@ bool S4DRecurrenceRowsF32::preferred(int64_t M) {
   // FFT rows' time (the layer at 2 threads: 202 -> ~125 ms); whole layers at 1 thread, L 4096, batch 4: M 128
   // 102-115 vs 117-146 ms, M 256 180-198 vs 195-203 ms (recurrence vs FFT, the 1x1 GEMM included), so at
   // batch 16, where the kernel's cost spreads over more items, the two meet near M = 128 = 8 V.
-  return M <= 6 * s4d_kernels::block_channels_f32();
+  return M <= 6 * scan_kernels::scan_block_channels_f32();
 }
 
 S4DRecurrenceRowsF32::Scratch::Scratch(const S4DRecurrenceRowsF32& r)

@@ -21,10 +21,8 @@ namespace rk = ssmkit::core::s4d_kernels;
 using DF = hn::ScalableTag<float>;
 using VF = hn::Vec<DF>;
 
-int64_t S4DBlockChannels() { return static_cast<int64_t>(hn::Lanes(DF())); }
-
 // uT, yT (L,V); state re, im (M,V).
-int64_t S4DRecurrenceWork(int64_t L, int64_t M) { return (2 * L + 2 * M) * S4DBlockChannels(); }
+int64_t S4DRecurrenceWork(int64_t L, int64_t M) { return (2 * L + 2 * M) * static_cast<int64_t>(hn::Lanes(DF())); }
 
 // G modes [m0, m0 + G) over the steps [t0, t0 + tn) of the tiles. The state is kept divided by c (x = s / c:
 // x = w x + u, then y (+)= sum Re(c x)): 6 vector operations per mode and step against 7 with c u.
@@ -106,11 +104,6 @@ void S4DRecurrenceBlock(const rk::RecurrenceBlockF32& a) {
   for (int64_t t0 = 0; t0 < L; t0 += rk::kChunk) {
     const int64_t tn = std::min(rk::kChunk, L - t0);
     const bool correct = tn == rk::kChunk && t0 + tn < L;
-    if (M == 0) {
-      for (int64_t t = 0; t < tn; ++t)
-        hn::StoreU(hn::Mul(Dv, hn::LoadU(d, uT + (t0 + t) * V)), d, yT + (t0 + t) * V);
-      continue;
-    }
     RunModes<true>(a.modes, M, uT + t0 * V, yT + t0 * V, tn, Dv, sre, sim, correct);
   }
   scatter_rows<false>(yT, a.nc, L, V, a.y);
@@ -122,11 +115,9 @@ HWY_AFTER_NAMESPACE();
 #if HWY_ONCE
 namespace ssmkit::core::s4d_kernels {
 
-HWY_EXPORT(S4DBlockChannels);
 HWY_EXPORT(S4DRecurrenceWork);
 HWY_EXPORT(S4DRecurrenceBlock);
 
-int64_t block_channels_f32() { return HWY_DYNAMIC_DISPATCH(S4DBlockChannels)(); }
 int64_t recurrence_work_floats(int64_t L, int64_t M) { return HWY_DYNAMIC_DISPATCH(S4DRecurrenceWork)(L, M); }
 void recurrence_block_f32(const RecurrenceBlockF32& a) { HWY_DYNAMIC_DISPATCH(S4DRecurrenceBlock)(a); }
 

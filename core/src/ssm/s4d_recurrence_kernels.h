@@ -3,7 +3,8 @@
 // Per complex mode n of a channel, with w_n = exp(g_n) and c_n = 2 coef_n (s4d.h's kernel formulas),
 //   s_t = w_n s_{t-1} + c_n u_t,   y_t = sum_n Re s_t[n] + D u_t,
 // which equals sum_{l<=t} K[l] u_{t-l} + D u_t with K[l] = 2 Re sum_n coef_n w_n^l exactly.
-// One call handles a block of V consecutive channels (V = the vector length), vectorized across them:
+// One call handles a block of V consecutive channels (V = the float vector length of the dispatched path,
+// scan_kernels::scan_block_channels_f32(), the same as the selective scan's), vectorized across them:
 // the (nc,L) rows are gathered into a time-major (L,V) tile, scanned, and scattered back.
 // Precision: w_n is held in float, so the float recurrence propagates with wf_n = float(w_n) and after l
 // steps carries a relative error ~ l * 6e-8. The scan runs in chunks of kChunk steps and corrects each
@@ -17,8 +18,6 @@ namespace ssmkit::core::s4d_kernels {
 
 constexpr int64_t kChunk = 64;  // steps between state corrections
 
-int64_t block_channels_f32();  // V on the dispatched path
-
 // Modes of one channel block, lane i = channel h0 + i (lanes past the last channel hold zeros):
 // modes = (6, M, V) floats: Re w, Im w, Re c, Im c, Re e, Im e with e = w^kChunk - float(w)^kChunk.
 struct RecurrenceBlockF32 {
@@ -26,7 +25,7 @@ struct RecurrenceBlockF32 {
   float* y = nullptr;            // (nc,L) rows: y = K * u + D u
   const float* modes = nullptr;  // (6,M,V)
   const float* D = nullptr;      // (V)
-  int64_t nc = 0, L = 0, M = 0;
+  int64_t nc = 0, L = 0, M = 0;  // M >= 1 (S4D has d_state >= 2)
   float* work = nullptr;         // recurrence_work_floats(L, M)
 };
 int64_t recurrence_work_floats(int64_t L, int64_t M);
