@@ -444,6 +444,9 @@ def main():
     p.add_argument("--w2-ref", action="store_true", help="also time (a) for W2 once (autograd of the 512-step "
                    "loop: minutes)")
     p.add_argument("--all-threads", action="store_true", help="time the (a) variants at 1 thread too")
+    p.add_argument("--rounds", type=int, default=1, help="repeat the whole comparison (ssmkit, then PyTorch) this "
+                   "many times; times are medians over the rounds and each ratio is the median of the rounds' "
+                   "ratios, so a slow or fast phase of a shared machine is paired with itself")
     p.add_argument("--save", default=None, help="write all raw results to this JSON file")
     p.add_argument("--reuse", default=None, help="print the table from a file written by --save (no timing)")
     p.add_argument("--worker", type=int, default=0, help=argparse.SUPPRESS)
@@ -458,7 +461,7 @@ def main():
     load0 = load_avg()
     if args.reuse:
         saved = json.load(open(args.reuse))
-        sk, tr = saved["ssmkit"], {int(k): v for k, v in saved["torch"].items()}
+        rounds = saved["rounds"] if "rounds" in saved else [dict(ssmkit=saved["ssmkit"], torch=saved["torch"])]
         load0, load1 = saved.get("load", [["?"], ["?"]])
     else:
         bench = args.bench
@@ -469,13 +472,34 @@ def main():
                     break
         if bench is None or not os.access(bench, os.X_OK):
             sys.exit("compare_torch.py: ssmkit-bench not found (build it with -DSSMKIT_BUILD_BENCH=ON, or pass --bench)")
-        sk = run_ssmkit(bench, args.reps, args.min_time, "^(W[1-5]|ExpBound_W|GEMM_|FFT_W4)")
-        tr = {2: run_worker(2, args)}
-        tr[1] = run_worker(1, args, scans=tr[2]["notes"])
+        rounds = []
+        for r in range(max(1, args.rounds)):
+            if args.rounds > 1:
+                print(f"round {r + 1}/{args.rounds}", file=sys.stderr, flush=True)
+            sk_r = run_ssmkit(bench, args.reps, args.min_time, "^(W[1-5]|ExpBound_W|GEMM_|FFT_W4)")
+            tr_r = {2: run_worker(2, args)}
+            tr_r[1] = run_worker(1, args, scans=tr_r[2]["notes"])
+            rounds.append(dict(ssmkit=sk_r, torch={str(k): v for k, v in tr_r.items()}))
         load1 = load_avg()
         if args.save:
             with open(args.save, "w") as f:
-                json.dump(dict(ssmkit=sk, torch={str(k): v for k, v in tr.items()}, load=[load0, load1]), f, indent=1)
+                json.dump(dict(rounds=rounds, load=[load0, load1]), f, indent=1)
+
+    # Times: the median over the rounds of each figure (one round: its own figures). Ratios: the median over
+    # the rounds of each round's ratio (below).
+    def med_dict(ds):
+        keys = list(dict.fromkeys(k for d in ds for k in d))  # first-seen order
+        return {k: statistics.median([d[k] for d in ds if d.get(k) is not None]) for k in keys
+                if any(d.get(k) is not None for d in ds)}
+
+    sk = dict(rounds[0]["ssmkit"])
+    sk["times"] = med_dict([r["ssmkit"]["times"] for r in rounds])
+    sk["counters"] = {name: med_dict([r["ssmkit"]["counters"].get(name, {}) for r in rounds])
+                      for name in rounds[0]["ssmkit"]["counters"]}
+    tr = {}
+    for k in ("2", "1"):
+        tr[int(k)] = dict(rounds[0]["torch"][k])
+        tr[int(k)]["times"] = med_dict([r["torch"][k]["times"] for r in rounds])
 
     S = sk["times"]
     t2, t1 = tr[2]["times"], tr[1]["times"]
@@ -527,6 +551,23 @@ def main():
     }
     ms = lambda sec: None if sec is None else sec * 1e3  # noqa: E731
 
+    def round_ratios(w, variant):  # PyTorch / ssmkit at 2 threads in each round (variant "a" or "b" = best (b))
+        out = []
+        for r in rounds:
+            s2r = r["ssmkit"]["times"].get(f"{w}/2")
+            t2r, t1r = r["torch"]["2"]["times"], r["torch"]["1"]["times"]
+            if variant == "a":
+                v = t2r.get(f"{w}_a")
+            else:
+                v = min([x for x in (t2r.get(f"{w}_b"), t1r.get(f"{w}_b")) if x is not None], default=None)
+            if v is not None and s2r:
+                out.append(v * 1e3 / s2r)
+        return out
+
+    def ratio_cell(w, variant):
+        v = round_ratios(w, variant)
+        return fmt_x(statistics.median(v)) if v else "—"
+
     rows = []
     hdr = ["workload", "ssmkit 2 thr", "ssmkit 1 thr", "PyTorch (a) 2 thr", "PyTorch (b) 2 thr", "PyTorch (b) 1 thr",
            "(a) / ssmkit", "best (b) / ssmkit", "limit (2 thr)", "ssmkit / limit, 2 thr", "ssmkit / limit, 1 thr"]
@@ -534,14 +575,13 @@ def main():
         s2, s1 = s(f"{w}/2"), s(f"{w}/1")
         a2 = ms(t2.get(f"{w}_a"))
         b2, b1 = ms(t2.get(f"{w}_b")), ms(t1.get(f"{w}_b"))
-        bbest = min([v for v in (b2, b1) if v is not None], default=None)
         lim, lim_name = limit(w, 2)
         lim1, _ = limit(w, 1)
         rows.append([desc[w], fmt_ms(s2), fmt_ms(s1),
                      fmt_ms(a2) if a2 is not None else "—",
                      fmt_ms(b2), fmt_ms(b1),
-                     fmt_x(a2 / s2) if a2 and s2 else "—",
-                     fmt_x(bbest / s2) if bbest and s2 else "—",
+                     ratio_cell(w, "a"),
+                     ratio_cell(w, "b"),
                      f"{fmt_ms(lim)} ({lim_name})" if lim else "—",
                      fmt_x(s2 / lim) if lim and s2 else "—",
                      fmt_x(s1 / lim1) if lim1 and s1 else "—"])
@@ -564,6 +604,15 @@ def main():
     for r in rows:
         out.append("| " + " | ".join(r) + " |")
     out.append("")
+    if len(rounds) > 1:
+        parts = []
+        for w in ("W1", "W2", "W3", "W4", "W5"):
+            for variant in ("a", "b"):
+                v = round_ratios(w, variant)
+                if v:
+                    parts.append(f"{w} ({variant}) " + " ".join(fmt_x(x) for x in v))
+        out.append(f"{len(rounds)} rounds (times: medians over the rounds; ratios: the median of the rounds' "
+                   "ratios, each round's PyTorch time over its own ssmkit time). Per round: " + "; ".join(parts) + ".")
     sp = []
     for w in ("W1", "W2", "W3", "W4"):
         s2, s1 = s(f"{w}/2"), s(f"{w}/1")
