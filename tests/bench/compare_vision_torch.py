@@ -32,6 +32,7 @@ import json
 import math
 import os
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -386,7 +387,8 @@ def worker(args):
 # Main: the ssmkit benchmarks, the workers, the table
 
 def run_ssmkit(args):
-    cmd = [args.bench, "--benchmark_filter=^Vision_", f"--benchmark_repetitions={args.reps}",
+    filt = "^(" + "|".join(c + "/" for c in args.cases.split(",")) + ")" if args.cases else "^Vision_"
+    cmd = [args.bench, f"--benchmark_filter={filt}", f"--benchmark_repetitions={args.reps}",
            "--benchmark_format=json", "--benchmark_report_aggregates_only=true"]
     print("running:", " ".join(cmd), file=sys.stderr, flush=True)
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
@@ -416,6 +418,9 @@ def main():
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--threads", default="2,1")
     ap.add_argument("--cases", default="", help="comma-separated benchmark names (default: all)")
+    ap.add_argument("--rounds", type=int, default=1, help="repeat the whole comparison (ssmkit, then PyTorch) this "
+                    "many times; times are medians over the rounds and each ratio is the median of the rounds' "
+                    "own ratios")
     ap.add_argument("--save", default="", help="write all numbers to this JSON file")
     ap.add_argument("--worker", type=int, default=0, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -423,10 +428,25 @@ def main():
         return worker(args)
 
     threads = [int(t) for t in args.threads.split(",")]
-    ours = run_ssmkit(args)
-    theirs = {nth: run_worker(args, nth) for nth in threads}
+    rounds = []
+    for r in range(max(1, args.rounds)):
+        if args.rounds > 1:
+            print(f"round {r + 1}/{args.rounds}", file=sys.stderr, flush=True)
+        rounds.append((run_ssmkit(args), {nth: run_worker(args, nth) for nth in threads}))
+    # Times: medians over the rounds; a ratio: the median of the rounds' own PyTorch / ssmkit ratios.
+    med = statistics.median
+    ours = {k: med([o[k] for o, _ in rounds if k in o]) for k in rounds[0][0]}
+    theirs = {n: dict(rounds[0][1][n], times={name: med([t[n]["times"][name] for _, t in rounds
+                                                           if name in t[n]["times"]])
+                                              for name in rounds[0][1][n]["times"]}) for n in threads}
+
+    def ratios(name, n):
+        return [t[n]["times"][name] / o[(name, n)] for o, t in rounds
+                if (name, n) in o and name in t[n]["times"] and o[(name, n)]]
+
     print(f"\nssmkit vs PyTorch {theirs[threads[0]]['torch_version']} (CPU), medians of {args.reps} runs, "
-          f"same machine, same run\n")
+          f"same machine, same run" + (f", {len(rounds)} rounds (times: medians over the rounds; ratios: the "
+                                       "median of the rounds' ratios)" if len(rounds) > 1 else "") + "\n")
     head = "| case |" + "".join(f" ssmkit {n}t (ms) | PyTorch {n}t (ms) | ratio {n}t |" for n in threads)
     print(head)
     print("|" + " --- |" * (1 + 3 * len(threads)))
@@ -436,10 +456,15 @@ def main():
         row = f"| {label} |"
         for n in threads:
             a, b = ours.get((name, n)), theirs[n]["times"].get(name)
+            rr = ratios(name, n)
             row += f" {a * 1e3:.1f} |" if a else " - |"
             row += f" {b * 1e3:.1f} |" if b else " - |"
-            row += f" {b / a:.2f}x |" if a and b else " - |"
+            row += f" {med(rr):.2f}x |" if rr else " - |"
         print(row)
+    if len(rounds) > 1:
+        print("\nPer round (PyTorch / ssmkit): " + "; ".join(
+            f"{name} {n}t " + " ".join(f"{x:.2f}x" for x in ratios(name, n)) for name, _, _ in CASES
+            for n in threads if ratios(name, n)))
     for name, label, _ in CASES:
         if "train_step" in name and (name, threads[0]) in ours and name in theirs[threads[0]]["times"]:
             a, b = ours[(name, threads[0])], theirs[threads[0]]["times"][name]
@@ -449,7 +474,9 @@ def main():
     if args.save:
         with open(args.save, "w") as f:
             json.dump(dict(ssmkit={f"{k[0]}/{k[1]}": v for k, v in ours.items()},
-                           torch={str(n): theirs[n] for n in threads}), f, indent=1)
+                           torch={str(n): theirs[n] for n in threads},
+                           rounds=[dict(ssmkit={f"{k[0]}/{k[1]}": v for k, v in o.items()},
+                                        torch={str(n): t[n] for n in threads}) for o, t in rounds]), f, indent=1)
 
 
 if __name__ == "__main__":
