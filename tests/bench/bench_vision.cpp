@@ -11,6 +11,7 @@
 #include "bench_util.h"
 #include "ssmkit/core/autograd/var.h"
 #include "ssmkit/core/ops/loss.h"
+#include "ssmkit/core/train/data_parallel.h"
 #include "ssmkit/core/train/optimizer.h"
 #include "ssmkit/vision/model.h"
 
@@ -67,6 +68,42 @@ void train_step(benchmark::State& state, const std::string& name) {
   state.counters["epoch_s"] = 469.0 * timer.seconds() / static_cast<double>(std::max<int64_t>(1, state.iterations()));
   state.SetItemsProcessed(state.iterations() * kB);  // images
 }
+
+// The same step cut into K data-parallel shards (core/train/data_parallel.h; `ssm-classify train --shards`),
+// run up to one per thread.
+void train_step_shards(benchmark::State& state, const std::string& name, int64_t K) {
+  set_threads(state);
+  constexpr int64_t kB = 128;
+  // From the global generator, as ssm-classify builds them: drop path then draws from each shard's own.
+  core::manual_seed(9);
+  auto m = vision::make_vision_model(name, {});
+  m->train();
+  std::vector<std::shared_ptr<core::Module>> replicas;
+  for (int64_t k = 1; k < K; ++k) replicas.push_back(vision::make_vision_model(name, {}));
+  core::DataParallel dp(*m, std::move(replicas));
+  core::AdamOptions ao = core::adamw_defaults();
+  ao.weight_decay = 0.05;
+  core::AdamW opt(core::single_param_group(*m, 2e-3), ao);
+  const core::Tensor img = uniform_tensor({kB, 1, 32, 32}, 13, -1, 2);
+  core::Tensor labels = core::Tensor::empty({kB}, core::DType::I64);
+  for (int64_t i = 0; i < kB; ++i) labels.data<int64_t>()[i] = (i * 7) % 10;
+  double last_loss = 0;
+  for (auto _ : state) {
+    opt.zero_grad();
+    last_loss = dp.step([&](int64_t k, core::Module& mk) {
+      const auto [r0, r1] = core::shard_rows(kB, dp.shards(), k);
+      const core::Tensor x = img.slice(0, r0, r1).contiguous(), y = labels.slice(0, r0, r1).contiguous();
+      core::Var loss = core::cross_entropy(static_cast<vision::VisionModel&>(mk).forward(core::Var(x)), y, -100, 0.1);
+      return core::backward_share(loss, r1 - r0, kB);
+    });
+    opt.step();
+  }
+  state.counters["loss"] = last_loss;
+  state.SetItemsProcessed(state.iterations() * kB);
+}
+
+void Vision_GroupMambaMicro_train_step_b128_shards2(benchmark::State& s) { train_step_shards(s, "groupmamba-micro", 2); }
+BENCHMARK(Vision_GroupMambaMicro_train_step_b128_shards2)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 void Vision_GroupMambaT_fwd_b1(benchmark::State& s) { eval_forward(s, "groupmamba-t", 1); }
 void Vision_GroupMambaT_fwd_b8(benchmark::State& s) { eval_forward(s, "groupmamba-t", 8); }

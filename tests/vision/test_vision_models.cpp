@@ -9,8 +9,13 @@
 
 #include <nlohmann/json.hpp>
 
+#include <omp.h>
+
 #include "gradcheck.h"
 #include "ssmkit/core/ops/elementwise.h"
+#include "ssmkit/core/ops/loss.h"
+#include "ssmkit/core/train/data_parallel.h"
+#include "ssmkit/core/train/optimizer.h"
 #include "ssmkit/vision/groupmamba.h"
 #include "ssmkit/vision/model.h"
 #include "ssmkit/vision/simba.h"
@@ -257,6 +262,59 @@ TEST(VisionModels, TrainingStepReachesEveryParameter) {
       EXPECT_TRUE(v.grad().defined()) << name << " " << k;
     }
     EXPECT_EQ(with_grad, n) << name;
+  }
+}
+
+// Two data-parallel shards of a micro training step (float32, so the convolutions take oneDNN where built in;
+// drop path on) give the same bits on one thread as on two: inside the shards oneDNN runs single-threaded, and primitives
+// built for another thread count must not be reused there (a backward-weights primitive built for two threads
+// waited forever for its second thread inside a shard). The plain step at two threads after one at one thread
+// must also agree with its one-thread result to rounding (the primitives are rebuilt for the thread count).
+TEST(VisionModels, DataParallelStepsSameBitsOnOneAndTwoThreads) {
+  struct Threads {
+    int prev = omp_get_max_threads();
+    explicit Threads(int n) { omp_set_num_threads(n); }
+    ~Threads() { omp_set_num_threads(prev); }
+  };
+  const int64_t B = 8;
+  const Tensor x = random_tensor({B, 1, 32, 32}, 21, -1, 2, DType::F32);
+  Tensor labels = Tensor::empty({B}, DType::I64);
+  for (int64_t i = 0; i < B; ++i) labels.data<int64_t>()[i] = (i * 3) % 10;
+  for (const char* name : {"groupmamba-micro", "simba-micro"}) {
+    auto train = [&](int threads, int64_t K) {
+      Threads t(threads);
+      // Built from the global generator (as ssm-classify does), so that drop path draws from global_rng() at
+      // each forward: each shard's own generator inside DataParallel::step.
+      core::manual_seed(31);
+      auto m = vision::make_vision_model(name, {});
+      m->train();
+      std::vector<std::shared_ptr<core::Module>> replicas;
+      for (int64_t k = 1; k < K; ++k) replicas.push_back(vision::make_vision_model(name, {}));
+      core::manual_seed(5);
+      core::DataParallel dp(*m, std::move(replicas));
+      core::AdamW opt(core::single_param_group(*m, 1e-3), core::adamw_defaults());
+      std::vector<double> out;
+      for (int step = 0; step < 2; ++step) {
+        opt.zero_grad();
+        out.push_back(dp.step([&](int64_t k, core::Module& mk) {
+          const auto [r0, r1] = core::shard_rows(B, dp.shards(), k);
+          Var logits = static_cast<vision::VisionModel&>(mk).forward(Var(x.slice(0, r0, r1).contiguous()));
+          return core::backward_share(core::cross_entropy(logits, labels.slice(0, r0, r1).contiguous(), -100, 0.1),
+                                      r1 - r0, B);
+        }));
+        opt.step();
+      }
+      for (const auto& [k, v] : m->named_parameters())
+        for (double e : v.value().to_double_vector()) out.push_back(e);
+      return out;
+    };
+    // In this order: the plain two-thread step first, so that any primitive built for two threads exists
+    // when the shards run.
+    const std::vector<double> plain2 = train(2, 1), two = train(2, 2), one = train(1, 2), plain1 = train(1, 1);
+    ASSERT_EQ(one.size(), two.size());
+    for (size_t i = 0; i < one.size(); ++i) ASSERT_EQ(one[i], two[i]) << name << " value " << i;
+    for (size_t i = 0; i < plain1.size(); ++i)
+      ASSERT_NEAR(plain1[i], plain2[i], 1e-4 * (1 + std::abs(plain1[i]))) << name << " value " << i;
   }
 }
 

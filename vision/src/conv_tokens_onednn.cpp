@@ -4,9 +4,17 @@
 // backward-weights convolutions on channels-last (nhwc) maps, and the reorders between the weights' (O,C,K,K)
 // layout and the layouts the kernels choose. Scratchpads are allocated per call (user mode), so the shared
 // primitives may run on several threads at once (data-parallel shards).
+// oneDNN (OpenMP runtime) sizes a primitive's work split for the threads in effect when the primitive is
+// created, and it must run with as many: with fewer, kernels that synchronise their threads (the
+// backward-weights reductions) wait forever, as they did inside data-parallel shards, where oneDNN's own regions
+// get one thread; with more, the extra threads idle (primitives built at one thread ran single-threaded after
+// the thread count was raised). So the cache keeps one set per thread count, one inside an active parallel
+// region.
 #include "conv_tokens_onednn.h"
 
 #ifdef SSMKIT_VISION_HAVE_ONEDNN
+
+#include <omp.h>
 
 #include <map>
 #include <memory>
@@ -60,7 +68,27 @@ dnnl::reorder make_reorder(const memory::desc& from, const memory::desc& to, boo
   return dnnl::reorder(dnnl::reorder::primitive_desc(cpu_engine(), from, cpu_engine(), to));
 }
 
-using Key = std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, bool>;
+// The threads a oneDNN primitive created and run here gets: 1 inside an active parallel region.
+int onednn_threads() { return omp_in_parallel() ? 1 : omp_get_max_threads(); }
+
+// While alive, oneDNN sees `n` threads (omp_get_max_threads() of this thread) when it creates primitives.
+class CreateForThreads {
+ public:
+  explicit CreateForThreads(int n) : keep_(omp_get_max_threads()) {
+    if (n != keep_) omp_set_num_threads(n);
+  }
+  ~CreateForThreads() {
+    if (omp_get_max_threads() != keep_) omp_set_num_threads(keep_);
+  }
+  CreateForThreads(const CreateForThreads&) = delete;
+  CreateForThreads& operator=(const CreateForThreads&) = delete;
+
+ private:
+  int keep_;
+};
+
+// geometry, bias, threads
+using Key = std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, bool, int>;
 
 // The weights' dims: (O,C,K,K), or (G, O/G, C/G, K, K) with groups.
 memory::dims weight_dims(const ConvGeometry& g) {
@@ -68,14 +96,17 @@ memory::dims weight_dims(const ConvGeometry& g) {
   return {g.G, g.O / g.G, g.C / g.G, g.K, g.K};
 }
 
-// The primitives of a geometry (with or without a bias in the forward), created once; with_bwd builds the
-// backward ones too. Null where oneDNN has no implementation.
+// The primitives of a geometry (with or without a bias in the forward) for the threads in effect, created once;
+// with_bwd builds the backward ones too. Null where oneDNN has no implementation.
 std::shared_ptr<ConvPrims> prims_for(const ConvGeometry& g, bool has_bias, bool with_bwd) {
   static std::mutex mu;
   static std::map<Key, std::shared_ptr<ConvPrims>> cache;
-  const Key key{g.B, g.H, g.W, g.C, g.O, g.K, g.S, g.P, g.G, has_bias};
+  const int threads = onednn_threads();
+  const Key key{g.B, g.H, g.W, g.C, g.O, g.K, g.S, g.P, g.G, has_bias, threads};
   std::lock_guard<std::mutex> lock(mu);
   std::shared_ptr<ConvPrims>& slot = cache[key];
+  if (slot && (!with_bwd || slot->have_bwd)) return slot;
+  const CreateForThreads create_for(threads);
   try {
     const int64_t OH = (g.H + 2 * g.P - g.K) / g.S + 1, OW = (g.W + 2 * g.P - g.K) / g.S + 1;
     const memory::dims strides = {g.S, g.S}, pad = {g.P, g.P};

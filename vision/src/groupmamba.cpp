@@ -171,15 +171,16 @@ Var GroupMambaLayer::forward(const Var& x, int64_t H, int64_t W) const {
 }
 
 GroupMambaBlock::GroupMambaBlock(int64_t d, double mlp_ratio, double dp, double eps, core::Rng& r)
-    : drop_path(dp), rng(&r) {
+    : drop_path(dp), rng(&r == &core::global_rng() ? nullptr : &r) {
   norm2 = register_module("norm2", std::make_shared<core::LayerNorm>(core::Shape{d}, eps));
   attn = register_module("attn", std::make_shared<GroupMambaLayer>(d, r));
   mlp = register_module("mlp", std::make_shared<PVT2FFN>(d, hidden_size(d, mlp_ratio), r));
 }
 
 Var GroupMambaBlock::forward(const Var& x0, int64_t H, int64_t W) const {
-  Var x = core::add(x0, core::drop_path(attn->forward(x0, H, W), drop_path, training(), *rng));
-  return core::add(x, core::drop_path(mlp->forward(layer_norm(*norm2, x), H, W), drop_path, training(), *rng));
+  core::Rng& drng = rng ? *rng : core::global_rng();  // see the header
+  Var x = core::add(x0, core::drop_path(attn->forward(x0, H, W), drop_path, training(), drng));
+  return core::add(x, core::drop_path(mlp->forward(layer_norm(*norm2, x), H, W), drop_path, training(), drng));
 }
 
 GroupMambaClassBlock::GroupMambaClassBlock(int64_t d, double mlp_ratio, double eps, core::Rng& rng) {

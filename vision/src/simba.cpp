@@ -143,7 +143,7 @@ MambaLayer::MambaLayer(int64_t dim, core::Rng& rng) {
 Var MambaLayer::forward(const Var& x) const { return mamba->forward(layer_norm(*norm, x)); }
 
 SimbaBlock::SimbaBlock(int64_t d, double mlp_ratio, SimbaMixer mixer, double dp, double eps, core::Rng& r)
-    : drop_path(dp), rng(&r) {
+    : drop_path(dp), rng(&r == &core::global_rng() ? nullptr : &r) {
   norm2 = register_module("norm2", std::make_shared<core::LayerNorm>(core::Shape{d}, eps));
   attn = register_module("attn", std::make_shared<MambaLayer>(d, r));
   if (mixer == SimbaMixer::EinFFT)
@@ -153,10 +153,11 @@ SimbaBlock::SimbaBlock(int64_t d, double mlp_ratio, SimbaMixer mixer, double dp,
 }
 
 Var SimbaBlock::forward(const Var& x0, int64_t H, int64_t W) const {
-  Var x = core::add(x0, core::drop_path(attn->forward(x0), drop_path, training(), *rng));
+  core::Rng& drng = rng ? *rng : core::global_rng();  // see the header
+  Var x = core::add(x0, core::drop_path(attn->forward(x0), drop_path, training(), drng));
   Var h = layer_norm(*norm2, x);
   h = einfft ? einfft->forward(h) : pvt_ffn->forward(h, H, W);
-  return core::add(x, core::drop_path(h, drop_path, training(), *rng));
+  return core::add(x, core::drop_path(h, drop_path, training(), drng));
 }
 
 SimbaClassBlock::SimbaClassBlock(int64_t d, double mlp_ratio, SimbaMixer mixer, double eps, core::Rng& rng) {

@@ -76,7 +76,9 @@ class GroupMambaBlock : public core::Module {
   std::shared_ptr<GroupMambaLayer> attn;
   std::shared_ptr<PVT2FFN> mlp;
   double drop_path;
-  core::Rng* rng = nullptr;  // drop-path draws
+  // Drop-path draws: the generator the block was built with, or null when that was core::global_rng(): then
+  // global_rng() at each forward, the calling thread's (data-parallel shards draw from their own).
+  core::Rng* rng = nullptr;
 };
 
 // ClassBlock (post_network.0): c = c + norm1(attn(c) on a 1x1 map); c = c + mlp(norm2(c)).

@@ -77,6 +77,8 @@ class SimbaBlock : public core::Module {
   std::shared_ptr<core::EinFFT> einfft;   // "mlp" with the EinFFT mixer
   std::shared_ptr<PVT2FFN> pvt_ffn;  // "mlp" with the MLP mixer
   double drop_path;
+  // Drop-path draws: the generator the block was built with, or null when that was core::global_rng(): then
+  // global_rng() at each forward, the calling thread's (data-parallel shards draw from their own).
   core::Rng* rng = nullptr;
 };
 
