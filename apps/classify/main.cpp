@@ -86,6 +86,10 @@ int main(int argc, char** argv) {
   train->add_option("--drop-path", to.drop_path,
                     "stochastic depth rate (default: the model's, 0.05 for the micro models)");
   train->add_option("--clip-grad", to.clip_grad, "clip the global gradient norm (0: off)")->capture_default_str();
+  train->add_option("--shards", to.shards,
+                    "data-parallel shards per batch, trained at once on their own threads (default: one per thread); "
+                    "results depend on the shard count, not on --threads; 1 = the plain loop")
+      ->check(CLI::NonNegativeNumber);
   train->add_option("--pad", to.augment.pad, "random crop: zero padding in pixels (0: off)")->capture_default_str();
   train->add_flag("--flip,!--no-flip", to.augment.flip, "random horizontal flip (default on)");
   train->add_option("--erase-prob", to.augment.erase_prob, "random erasing probability (timm RandomErasing)")

@@ -51,7 +51,15 @@ CASES = [  # (benchmark name, label, steps per reported unit)
     ("Vision_SimbaS_fwd_b1", "SiMBA-S forward, batch 1, 224x224", 1),
     ("Vision_GroupMambaMicro_train_step_b128", "groupmamba-micro train step, batch 128", 1),
     ("Vision_SimbaMicro_train_step_b128", "simba-micro train step, batch 128", 1),
+    ("Vision_GroupMambaMicro_train_step_b128_shards2",
+     "groupmamba-micro train step, batch 128, 2 data-parallel shards (ssm-classify train's default at 2 threads)", 1),
 ]
+# ssmkit cases timed against another case's PyTorch run (the same official training step)
+TORCH_CASE = {"Vision_GroupMambaMicro_train_step_b128_shards2": "Vision_GroupMambaMicro_train_step_b128"}
+
+
+def torch_case(name):
+    return TORCH_CASE.get(name, name)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -343,7 +351,7 @@ def worker(args):
     torch.manual_seed(0)
     res = dict(threads=nth, torch_version=torch.__version__, times={}, notes={})
     T = res["times"]
-    want = set(args.cases.split(",")) if args.cases else {c[0] for c in CASES}
+    want = {torch_case(c) for c in (args.cases.split(",") if args.cases else [c[0] for c in CASES])}
 
     def fwd_case(name, build, B, C, scan_shape):
         if name not in want:
@@ -441,8 +449,9 @@ def main():
                                               for name in rounds[0][1][n]["times"]}) for n in threads}
 
     def ratios(name, n):
-        return [t[n]["times"][name] / o[(name, n)] for o, t in rounds
-                if (name, n) in o and name in t[n]["times"] and o[(name, n)]]
+        tn = torch_case(name)
+        return [t[n]["times"][tn] / o[(name, n)] for o, t in rounds
+                if (name, n) in o and tn in t[n]["times"] and o[(name, n)]]
 
     print(f"\nssmkit vs PyTorch {theirs[threads[0]]['torch_version']} (CPU), medians of {args.reps} runs, "
           f"same machine, same run" + (f", {len(rounds)} rounds (times: medians over the rounds; ratios: the "
@@ -455,7 +464,7 @@ def main():
             continue
         row = f"| {label} |"
         for n in threads:
-            a, b = ours.get((name, n)), theirs[n]["times"].get(name)
+            a, b = ours.get((name, n)), theirs[n]["times"].get(torch_case(name))
             rr = ratios(name, n)
             row += f" {a * 1e3:.1f} |" if a else " - |"
             row += f" {b * 1e3:.1f} |" if b else " - |"
@@ -466,8 +475,8 @@ def main():
             f"{name} {n}t " + " ".join(f"{x:.2f}x" for x in ratios(name, n)) for name, _, _ in CASES
             for n in threads if ratios(name, n)))
     for name, label, _ in CASES:
-        if "train_step" in name and (name, threads[0]) in ours and name in theirs[threads[0]]["times"]:
-            a, b = ours[(name, threads[0])], theirs[threads[0]]["times"][name]
+        if "train_step" in name and (name, threads[0]) in ours and torch_case(name) in theirs[threads[0]]["times"]:
+            a, b = ours[(name, threads[0])], theirs[threads[0]]["times"][torch_case(name)]
             print(f"\n{label}: an epoch of {STEPS_PER_EPOCH} steps at {threads[0]} threads = "
                   f"{a * STEPS_PER_EPOCH:.1f} s (ssmkit) vs {b * STEPS_PER_EPOCH:.1f} s (PyTorch)", end="")
     print("\n\nPyTorch scans chosen:", json.dumps({n: theirs[n]["notes"] for n in threads}))

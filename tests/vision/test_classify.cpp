@@ -4,7 +4,7 @@
 // --topk, exit code 2 with a bad file in the list while the others are still classified, exit code 1 for a bad
 // flag), a 1-epoch training on 256 Fashion-MNIST images followed by eval (accuracy above chance, confusion PNG),
 // and exact resume: runs stopped mid-epoch or at an epoch's end and resumed end with the same weights as an
-// uninterrupted one; a resume with other settings is refused.
+// uninterrupted one (two data-parallel shards); a resume with other settings is refused.
 // The app tests run build/bin/ssm-classify next to this test's folder and are skipped when it is not built.
 // Everything runs on one thread: the models are small, and OpenMP barriers on a busy 2-core machine cost more
 // than the work (a step of 16 images took 2 s with 2 threads while other jobs ran, 0.1 s with one).
@@ -355,6 +355,7 @@ TEST(ClassifyTrain, ResumeIsExact) {
   o.augment.erase_prob = 0.5;
   o.quiet = true;
   o.seed = 11;
+  o.shards = 2;  // data-parallel (each shard's drop path from its own generator), on any thread count
   o.out = (dir / "straight.safetensors").string();
   const vision::TrainClassifierResult a = vision::train_classifier(o);
   ASSERT_TRUE(a.finished);
@@ -403,6 +404,9 @@ TEST(ClassifyTrain, ResumeIsExact) {
   o.batch = 8;
   expect_error([&] { vision::train_classifier(o); }, "--batch is 8 here but 16 in the checkpoint");
   o.batch = 16;
+  o.shards = 1;
+  expect_error([&] { vision::train_classifier(o); }, "--shards is 1 here but 2 in the checkpoint");
+  o.shards = 2;
   o.resume = (dir / "straight.safetensors").string();  // a model file, not a training checkpoint
   expect_error([&] { vision::train_classifier(o); }, "not a training checkpoint of ssm-classify train");
   fs::remove_all(dir);

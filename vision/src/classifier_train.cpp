@@ -15,8 +15,11 @@
 #include <numeric>
 #include <sstream>
 
+#include <omp.h>
+
 #include "ssmkit/core/io/safetensors.h"
 #include "ssmkit/core/ops/loss.h"
+#include "ssmkit/core/train/data_parallel.h"
 #include "ssmkit/core/train/optimizer.h"
 #include "ssmkit/core/train/schedule.h"
 #include "ssmkit/core/train/trainer.h"
@@ -112,6 +115,8 @@ TrainClassifierResult train_classifier(const TrainClassifierOptions& o) {
   SSMKIT_CHECK(o.val_split >= 0 && o.val_split < 1, "train: --val-split must be in [0, 1), got ", o.val_split);
   SSMKIT_CHECK(o.limit >= 0 && o.test_limit >= 0 && o.stop_after >= 0 && o.checkpoint_every >= 0 && o.eval_batch > 0,
                "train: --limit, --test-limit, --stop-after and --checkpoint-every must not be negative");
+  SSMKIT_CHECK(o.shards >= 0, "train: --shards must not be negative, got ", o.shards);
+  const int64_t n_shards = o.shards > 0 ? o.shards : std::max<int64_t>(1, omp_get_max_threads());
   o.augment.validate();
   TrainClassifierResult res;
   const bool verbose = !o.quiet;
@@ -207,6 +212,7 @@ TrainClassifierResult train_classifier(const TrainClassifierOptions& o) {
                            {"label_smoothing", o.label_smoothing},
                            {"drop_path", model_config.value("drop_path_rate", 0.0)},
                            {"clip_grad", o.clip_grad},
+                           {"shards", n_shards},
                            {"pad", o.augment.pad},
                            {"flip", o.augment.flip},
                            {"erase_prob", o.augment.erase_prob},
@@ -245,6 +251,7 @@ TrainClassifierResult train_classifier(const TrainClassifierOptions& o) {
     SSMKIT_CHECK(saved.value("task", "") == "classify", o.resume,
                  ": not a training checkpoint of ssm-classify train; expected the .train.safetensors file it writes");
     std::string diffs;
+    if (!saved.contains("shards")) saved["shards"] = 1;  // written before shards existed: the plain loop
     for (const auto& [k, v] : run_config.items()) {
       if (k == "command") continue;
       if (!saved.contains(k) || saved[k] != v)
@@ -273,6 +280,18 @@ TrainClassifierResult train_classifier(const TrainClassifierOptions& o) {
     epoch_correct = epoch_seen = 0;
     epoch_start = Clock::now();
   };
+  // Data-parallel shards: replicas of the model built from the same options under a throwaway generator (the
+  // global stream is left alone; their values come from the model before every step, and their drop path draws
+  // from global_rng() at each forward, i.e. from their shard's generator).
+  std::vector<std::shared_ptr<core::Module>> replicas;
+  for (int64_t k = 1; k < n_shards; ++k) {
+    core::Rng init_rng(0);
+    core::ThreadRngScope scope(init_rng);
+    replicas.push_back(make_vision_model(o.model, mo));
+  }
+  core::DataParallel dp(*model, std::move(replicas));
+  std::vector<int64_t> shard_correct(static_cast<size_t>(n_shards));
+
   trainer.step_fn = [&](int64_t, int64_t b) {
     optim.set_lr(core::cosine_lr(sched, o.lr, static_cast<double>(trainer.global_step())));
     const int64_t b0 = b * o.batch, B = std::min(o.batch, train.size() - b0);
@@ -280,19 +299,30 @@ TrainClassifierResult train_classifier(const TrainClassifierOptions& o) {
     const Tensor x = augment_batch(train, idx, B, pre, o.augment, trainer.data_rng());
     Tensor y = Tensor::uninitialized({B}, core::DType::I64);
     for (int64_t i = 0; i < B; ++i) y.data<int64_t>()[i] = labels[idx[i]];
-    const Var logits = model->forward(Var(x));
-    Var loss = core::cross_entropy(logits, y, -100, o.label_smoothing);
     optim.zero_grad();
-    loss.backward();
+    // Shard k: images [r0, r1) of the batch, its mean loss weighted by its share (one shard: the whole batch,
+    // weight 1, the plain loop).
+    const double step_loss = dp.step([&](int64_t k, core::Module& mk) {
+      const auto [r0, r1] = core::shard_rows(B, dp.shards(), k);
+      shard_correct[static_cast<size_t>(k)] = 0;
+      if (r1 <= r0) return 0.0;
+      const bool whole = r0 == 0 && r1 == B;
+      const Tensor xk = whole ? x : x.slice(0, r0, r1).contiguous(), yk = whole ? y : y.slice(0, r0, r1).contiguous();
+      const Var logits = static_cast<VisionModel&>(mk).forward(Var(xk));
+      const double share = core::backward_share(core::cross_entropy(logits, yk, -100, o.label_smoothing), r1 - r0, B);
+      const float* lg = logits.value().data<float>();
+      for (int64_t i = 0; i < r1 - r0; ++i)
+        shard_correct[static_cast<size_t>(k)] +=
+            (std::max_element(lg + i * K, lg + (i + 1) * K) - (lg + i * K)) == yk.data<int64_t>()[i];
+      return share;
+    });
     if (o.clip_grad > 0) core::clip_grad_norm_(optim.parameters(), o.clip_grad);
     optim.step();
-    const float* lg = logits.value().data<float>();
-    for (int64_t i = 0; i < B; ++i)
-      epoch_correct += (std::max_element(lg + i * K, lg + (i + 1) * K) - (lg + i * K)) == y.data<int64_t>()[i];
+    for (int64_t c : shard_correct) epoch_correct += static_cast<double>(c);
     epoch_seen += static_cast<double>(B);
     // --stop-after: mid-epoch here; at an epoch's last step the epoch end (evaluation, checkpoint) runs first
     if (o.stop_after > 0 && trainer.global_step() + 1 >= o.stop_after && trainer.batch() + 1 < U) trainer.request_stop();
-    return loss.value().to_double_vector()[0];
+    return step_loss;
   };
   trainer.on_epoch_end = [&](int64_t epoch) {
     EpochRecord r;

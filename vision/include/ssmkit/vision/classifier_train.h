@@ -35,6 +35,11 @@ struct TrainClassifierOptions {
   double label_smoothing = 0.1;
   double drop_path = -1;         // < 0: the model's default (0.05 for the micro models)
   double clip_grad = 0;          // max global gradient norm (0: no clipping)
+  // Data-parallel shards per batch (core/train/data_parallel.h), trained at once on their own threads; 0: one per
+  // OpenMP thread, 1: the plain loop. The arithmetic depends on the shard count, not on the thread count
+  // (BatchNorm normalizes each shard by its own statistics and keeps shard 0's running statistics, as PyTorch
+  // DistributedDataParallel without SyncBatchNorm does).
+  int64_t shards = 0;
   AugmentOptions augment;        // pad 2, flip, no erasing
   double val_split = 0;          // fraction of the training set held out for validation (seeded)
   uint64_t seed = 0;             // weights, drop path (global RNG) and data order/augmentation (seed + 1)
