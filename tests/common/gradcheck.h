@@ -11,12 +11,22 @@
 #include <vector>
 
 #include <gtest/gtest.h>
+#include <omp.h>
 
 #include "ssmkit/core/autograd/var.h"
 #include "ssmkit/core/error.h"
 #include "ssmkit/core/tensor.h"
 
 namespace ssmkit::test {
+
+// OpenMP's thread count set to n for the guard's lifetime (restored after).
+struct ScopedThreads {
+  int prev = omp_get_max_threads();
+  explicit ScopedThreads(int n) { omp_set_num_threads(n); }
+  ~ScopedThreads() { omp_set_num_threads(prev); }
+  ScopedThreads(const ScopedThreads&) = delete;
+  ScopedThreads& operator=(const ScopedThreads&) = delete;
+};
 
 // loss() must read the tensors' current values (they are modified in place and restored).
 // Fails the test (with the input name and the index) where |numeric - analytic| >

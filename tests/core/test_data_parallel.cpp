@@ -3,8 +3,6 @@
 // thread as on K threads (with dropout); the replicas' parameters are views of the model's (optimizer
 // updates reach them); BatchNorm buffers go from the model to each replica before a step (DDP's
 // broadcast_buffers); mismatched replicas and a failing shard are reported.
-#include <omp.h>
-
 #include <cmath>
 #include <memory>
 #include <stdexcept>
@@ -12,6 +10,7 @@
 
 #include <gtest/gtest.h>
 
+#include "gradcheck.h"
 #include "ssmkit/core/error.h"
 #include "ssmkit/core/nn/layers.h"
 #include "ssmkit/core/ops/activation.h"
@@ -72,11 +71,7 @@ double shard_loss(const Module& m, const Tensor& x, const Tensor& y, int64_t K, 
 
 std::vector<double> values_of(const Tensor& t) { return t.to_double_vector(); }
 
-struct Threads {
-  int prev = omp_get_max_threads();
-  explicit Threads(int n) { omp_set_num_threads(n); }
-  ~Threads() { omp_set_num_threads(prev); }
-};
+using Threads = ssmkit::test::ScopedThreads;
 
 }  // namespace
 

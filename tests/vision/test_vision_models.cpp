@@ -9,8 +9,6 @@
 
 #include <nlohmann/json.hpp>
 
-#include <omp.h>
-
 #include "gradcheck.h"
 #include "ssmkit/core/ops/elementwise.h"
 #include "ssmkit/core/ops/loss.h"
@@ -271,18 +269,13 @@ TEST(VisionModels, TrainingStepReachesEveryParameter) {
 // waited forever for its second thread inside a shard). The plain step at two threads after one at one thread
 // must also agree with its one-thread result to rounding (the primitives are rebuilt for the thread count).
 TEST(VisionModels, DataParallelStepsSameBitsOnOneAndTwoThreads) {
-  struct Threads {
-    int prev = omp_get_max_threads();
-    explicit Threads(int n) { omp_set_num_threads(n); }
-    ~Threads() { omp_set_num_threads(prev); }
-  };
   const int64_t B = 8;
   const Tensor x = random_tensor({B, 1, 32, 32}, 21, -1, 2, DType::F32);
   Tensor labels = Tensor::empty({B}, DType::I64);
   for (int64_t i = 0; i < B; ++i) labels.data<int64_t>()[i] = (i * 3) % 10;
   for (const char* name : {"groupmamba-micro", "simba-micro"}) {
     auto train = [&](int threads, int64_t K) {
-      Threads t(threads);
+      test::ScopedThreads t(threads);
       // Built from the global generator (as ssm-classify does), so that drop path draws from global_rng() at
       // each forward: each shard's own generator inside DataParallel::step.
       core::manual_seed(31);
