@@ -41,40 +41,13 @@ void eval_forward(benchmark::State& state, const std::string& name, int64_t B) {
   state.SetItemsProcessed(state.iterations() * B);  // images
 }
 
-// image (128,1,32,32), labels (128): one AdamW step on the label-smoothed cross entropy.
-void train_step(benchmark::State& state, const std::string& name) {
+// image (128,1,32,32), labels (128): one AdamW step on the label-smoothed cross entropy, the batch cut into K
+// data-parallel shards (core/train/data_parallel.h; `ssm-classify train --shards`; K = 1: the plain loop) run up
+// to one per thread. The models come from the global generator, as ssm-classify builds them, so that drop path
+// draws from each shard's own.
+void train_step(benchmark::State& state, const std::string& name, int64_t K = 1) {
   set_threads(state);
   constexpr int64_t kB = 128;
-  auto m = build(name, 9);
-  m->train();
-  core::AdamOptions ao = core::adamw_defaults();
-  ao.weight_decay = 0.05;
-  core::AdamW opt(core::single_param_group(*m, 2e-3), ao);
-  const core::Var img(uniform_tensor({kB, 1, 32, 32}, 13, -1, 2), false);
-  core::Tensor labels = core::Tensor::empty({kB}, core::DType::I64);
-  for (int64_t i = 0; i < kB; ++i) labels.data<int64_t>()[i] = (i * 7) % 10;
-  double last_loss = 0;
-  WallTimer timer;
-  timer.start();
-  for (auto _ : state) {
-    opt.zero_grad();
-    core::Var loss = core::cross_entropy(m->forward(img), labels, -100, 0.1);
-    loss.backward();
-    opt.step();
-    last_loss = loss.value().to_double_vector()[0];
-  }
-  state.counters["loss"] = last_loss;
-  // seconds per Fashion-MNIST epoch (469 steps of 128 images) at this step time
-  state.counters["epoch_s"] = 469.0 * timer.seconds() / static_cast<double>(std::max<int64_t>(1, state.iterations()));
-  state.SetItemsProcessed(state.iterations() * kB);  // images
-}
-
-// The same step cut into K data-parallel shards (core/train/data_parallel.h; `ssm-classify train --shards`),
-// run up to one per thread.
-void train_step_shards(benchmark::State& state, const std::string& name, int64_t K) {
-  set_threads(state);
-  constexpr int64_t kB = 128;
-  // From the global generator, as ssm-classify builds them: drop path then draws from each shard's own.
   core::manual_seed(9);
   auto m = vision::make_vision_model(name, {});
   m->train();
@@ -88,21 +61,27 @@ void train_step_shards(benchmark::State& state, const std::string& name, int64_t
   core::Tensor labels = core::Tensor::empty({kB}, core::DType::I64);
   for (int64_t i = 0; i < kB; ++i) labels.data<int64_t>()[i] = (i * 7) % 10;
   double last_loss = 0;
+  WallTimer timer;
+  timer.start();
   for (auto _ : state) {
     opt.zero_grad();
     last_loss = dp.step([&](int64_t k, core::Module& mk) {
       const auto [r0, r1] = core::shard_rows(kB, dp.shards(), k);
-      const core::Tensor x = img.slice(0, r0, r1).contiguous(), y = labels.slice(0, r0, r1).contiguous();
+      const bool whole = K == 1;
+      const core::Tensor x = whole ? img : img.slice(0, r0, r1).contiguous();
+      const core::Tensor y = whole ? labels : labels.slice(0, r0, r1).contiguous();
       core::Var loss = core::cross_entropy(static_cast<vision::VisionModel&>(mk).forward(core::Var(x)), y, -100, 0.1);
       return core::backward_share(loss, r1 - r0, kB);
     });
     opt.step();
   }
   state.counters["loss"] = last_loss;
-  state.SetItemsProcessed(state.iterations() * kB);
+  // seconds per Fashion-MNIST epoch (469 steps of 128 images) at this step time
+  state.counters["epoch_s"] = 469.0 * timer.seconds() / static_cast<double>(std::max<int64_t>(1, state.iterations()));
+  state.SetItemsProcessed(state.iterations() * kB);  // images
 }
 
-void Vision_GroupMambaMicro_train_step_b128_shards2(benchmark::State& s) { train_step_shards(s, "groupmamba-micro", 2); }
+void Vision_GroupMambaMicro_train_step_b128_shards2(benchmark::State& s) { train_step(s, "groupmamba-micro", 2); }
 BENCHMARK(Vision_GroupMambaMicro_train_step_b128_shards2)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 void Vision_GroupMambaT_fwd_b1(benchmark::State& s) { eval_forward(s, "groupmamba-t", 1); }
