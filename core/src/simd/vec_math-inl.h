@@ -1,7 +1,9 @@
 // Vectorized float math for Highway kernels (private; include after "hwy/highway.h" in a file compiled
 // once per target through hwy/foreach_target.h). Per-target include guard as Highway's own -inl headers.
 //   FastExp   e^x, Cody-Waite reduction + degree-6 minimax polynomial; relative error < 2e-7 on [-87, 88]
-//             (inputs clamped there: e^-87 ~ 1.6e-38, the scan never needs smaller), no NaN handling.
+//             (inputs clamped there: e^-87 ~ 1.6e-38, the scan never needs smaller), no NaN handling. On
+//             AVX-512 the clamp is one vrangeps to [-88, 88] and the 2^r scaling one vscalefps (12 operations
+//             instead of 14; the same bits on [-87, 88], a denormal instead of 1.6e-38 below -87).
 //   Softplus  log(1 + e^x), = x above 20 as torch.nn.functional.softplus (beta 1, threshold 20).
 //   Sigmoid   1 / (1 + e^-x);  Silu  x * sigmoid(x).
 // Accuracy against std::exp / std::log1p is tested in tests/core/test_vec_math.cpp on every target.
@@ -22,7 +24,20 @@ namespace hn = hwy::HWY_NAMESPACE;
 template <class D, class V = hn::Vec<D>>
 HWY_INLINE V FastExp(D d, V x) {
   const hn::RebindToSigned<D> di;
-  x = hn::Min(hn::Max(x, hn::Set(d, -87.0f)), hn::Set(d, 88.0f));
+#if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX3
+  constexpr bool kAvx512 = sizeof(V) == 64;  // 16 floats: AVX-512's range and scalef below
+#else
+  constexpr bool kAvx512 = false;
+#endif
+  if constexpr (kAvx512) {
+#if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX3
+    // Both clamps in one instruction: vrangeps (imm 2: the operand of smaller magnitude, x's sign) keeps
+    // |x| <= 88; the scaling by 2^r below (vscalefps) takes r down to -127 itself (a denormal result).
+    x = V{_mm512_range_ps(x.raw, _mm512_set1_ps(88.0f), 0x2)};
+#endif
+  } else {
+    x = hn::Min(hn::Max(x, hn::Set(d, -87.0f)), hn::Set(d, 88.0f));
+  }
   // t = x log2(e) + 1.5 * 2^23: the low mantissa bits of t hold round(x log2 e) as an integer.
   const V magic = hn::Set(d, 12582912.0f);
   const V t = hn::MulAdd(x, hn::Set(d, 1.44269504088896341f), magic);
@@ -38,6 +53,11 @@ HWY_INLINE V FastExp(D d, V x) {
   p = hn::MulAdd(p, g, hn::Set(d, 4.999999106e-1f));
   p = hn::MulAdd(p, g, hn::Set(d, 1.0f));
   p = hn::MulAdd(p, g, hn::Set(d, 1.0f));
+  if constexpr (kAvx512) {
+#if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX3
+    return V{_mm512_scalef_ps(p.raw, r.raw)};  // p 2^r in one instruction (exact, as the bit shift below)
+#endif
+  }
   // 2^r: shifting t's bits left by 23 leaves exactly r << 23 (|r| <= 127).
   const auto e = hn::ShiftLeft<23>(hn::BitCast(di, t));
   return hn::BitCast(d, hn::Add(hn::BitCast(di, p), e));
