@@ -28,10 +28,12 @@ Usage: tests/bench/compare_vision_torch.py --bench build-x/bin/ssmkit-bench --gr
 Benchmark-only: the product never needs Python.
 """
 import argparse
+import atexit
 import json
 import math
 import os
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -141,6 +143,7 @@ def groupmamba_sources(path):
         if os.path.isfile(os.path.join(d, "groupmamba.py")):
             return d
     out = tempfile.mkdtemp(prefix="groupmamba_")
+    atexit.register(shutil.rmtree, out, True)  # removed when this process ends
     tar = subprocess.run(["git", f"--git-dir={path}", "archive", "HEAD", "classification/models"],
                          check=True, capture_output=True).stdout
     subprocess.run(["tar", "-x", "-C", out], input=tar, check=True)
