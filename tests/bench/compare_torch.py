@@ -617,7 +617,16 @@ def main():
     for w in ("W1", "W2", "W3", "W4"):
         s2, s1 = s(f"{w}/2"), s(f"{w}/1")
         sp.append(f"{w} {s1 / s2:.2f}×" if s1 and s2 else f"{w} —")
-    out.append("ssmkit 2-thread speedup (1 thr / 2 thr): " + ", ".join(sp) + ".")
+    line = "ssmkit 2-thread speedup (1 thr / 2 thr, from the medians): " + ", ".join(sp) + "."
+    if len(rounds) > 1:  # each round's own 1-thread time over its 2-thread time
+        per = []
+        for w in ("W1", "W2", "W3", "W4"):
+            v = [r["ssmkit"]["times"][f"{w}/1"] / r["ssmkit"]["times"][f"{w}/2"] for r in rounds
+                 if r["ssmkit"]["times"].get(f"{w}/1") and r["ssmkit"]["times"].get(f"{w}/2")]
+            if v:
+                per.append(f"{w} " + " ".join(f"{x:.2f}" for x in v))
+        line += " Per round: " + "; ".join(per) + "."
+    out.append(line)
     lim_parts = []
     for k in ("ExpBound_W1", "ExpBound_W1_sleef", "ExpBound_W1_sleef512"):
         if s(f"{k}/2") is not None:
