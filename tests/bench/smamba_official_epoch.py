@@ -88,6 +88,8 @@ def main():
         torch.set_num_threads(args.threads)
     repo = os.path.abspath(args.repo)
     sys.path.insert(0, repo)
+    args.data = os.path.abspath(args.data)  # relative paths name the caller's directory, not the work directory
+    args.workdir = os.path.abspath(args.workdir)
     os.makedirs(args.workdir, exist_ok=True)
     os.chdir(args.workdir)  # the official test() writes ./results, ./test_results, result_long_term_forecast.txt
 
