@@ -7,6 +7,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "pvt_config.h"
 #include "ssmkit/core/ops/activation.h"
 #include "ssmkit/core/ops/dropout.h"
 #include "ssmkit/core/ops/elementwise.h"
@@ -40,86 +41,30 @@ GroupMambaConfig GroupMambaConfig::base() {
 
 GroupMambaConfig GroupMambaConfig::micro() {
   GroupMambaConfig c;
-  c.in_chans = 1;
-  c.num_classes = 10;
-  c.stem_hidden_dim = 16;
-  c.embed_dims = {32, 64, 128, 160};
-  c.mlp_ratios = {4, 4, 4, 4};
-  c.depths = {1, 1, 2, 1};
-  c.drop_path_rate = 0.05;
+  detail::set_micro_scaffold(c);
   c.distillation = false;
   return c;
 }
 
 void GroupMambaConfig::validate() const {
-  SSMKIT_CHECK(embed_dims.size() == 4 && depths.size() == 4 && mlp_ratios.size() == 4,
-               "GroupMambaConfig: embed_dims, depths and mlp_ratios need 4 entries (4 stages), got ", embed_dims.size(),
-               ", ", depths.size(), ", ", mlp_ratios.size());
-  SSMKIT_CHECK(in_chans > 0 && num_classes > 0 && stem_hidden_dim > 0, "GroupMambaConfig: in_chans ", in_chans,
-               ", num_classes ", num_classes, " and stem_hidden_dim ", stem_hidden_dim, " must be positive");
-  for (size_t i = 0; i < 4; ++i) {
+  detail::validate_pvt_fields(*this, "GroupMambaConfig", [&](size_t i) {
     SSMKIT_CHECK(embed_dims[i] > 0 && embed_dims[i] % 4 == 0, "GroupMambaConfig: embed_dims[", i, "] = ",
                  embed_dims[i], " must be a positive multiple of 4 (four channel groups)");
-    SSMKIT_CHECK(depths[i] >= 0, "GroupMambaConfig: depths[", i, "] = ", depths[i], " is negative");
     SSMKIT_CHECK(hidden_size(embed_dims[i], mlp_ratios[i]) > 0, "GroupMambaConfig: mlp_ratios[", i, "] = ",
                  mlp_ratios[i], " gives no hidden units");
-  }
-  SSMKIT_CHECK(drop_path_rate >= 0 && drop_path_rate < 1, "GroupMambaConfig: drop_path_rate ", drop_path_rate,
-               " outside [0, 1)");
-  SSMKIT_CHECK(norm_eps > 0, "GroupMambaConfig: norm_layer eps ", norm_eps, " must be positive");
+  });
 }
 
 std::string GroupMambaConfig::to_json() const {
-  json j;
-  j["arch"] = "groupmamba";
-  j["in_chans"] = in_chans;
-  j["num_classes"] = num_classes;
-  j["stem_hidden_dim"] = stem_hidden_dim;
-  j["embed_dims"] = embed_dims;
-  j["mlp_ratios"] = mlp_ratios;
-  j["depths"] = depths;
-  j["num_stages"] = 4;
-  j["drop_path_rate"] = drop_path_rate;
-  j["norm_layer"] = {{"type", "LayerNorm"}, {"eps", norm_eps}};
+  json j = detail::pvt_fields_to_json(*this, "groupmamba");
   j["distillation"] = distillation;
   return j.dump();
 }
 
 GroupMambaConfig GroupMambaConfig::from_json(const std::string& text) {
-  json j;
-  try {
-    j = json::parse(text);
-  } catch (const std::exception& e) {
-    throw core::Error(std::string("GroupMambaConfig: config is not valid JSON (") + e.what() + ")");
-  }
-  SSMKIT_CHECK(j.is_object(), "GroupMambaConfig: config must be a JSON object");
-  GroupMambaConfig c;
-  try {
-    if (j.contains("arch"))
-      SSMKIT_CHECK(j["arch"] == "groupmamba", "GroupMambaConfig: config is for arch ", j["arch"].dump(),
-                   ", not groupmamba");
-    if (j.contains("num_stages"))
-      SSMKIT_CHECK(j["num_stages"].get<int64_t>() == 4, "GroupMambaConfig: num_stages must be 4, got ",
-                   j["num_stages"].dump());
-    c.in_chans = j.value("in_chans", c.in_chans);
-    c.num_classes = j.value("num_classes", c.num_classes);
-    c.stem_hidden_dim = j.value("stem_hidden_dim", c.stem_hidden_dim);
-    c.embed_dims = j.value("embed_dims", c.embed_dims);
-    c.mlp_ratios = j.value("mlp_ratios", c.mlp_ratios);
-    c.depths = j.value("depths", c.depths);
-    c.drop_path_rate = j.value("drop_path_rate", c.drop_path_rate);
-    c.distillation = j.value("distillation", c.distillation);
-    if (j.contains("norm_layer")) {
-      const json& nl = j["norm_layer"];
-      SSMKIT_CHECK(nl.value("type", std::string("LayerNorm")) == "LayerNorm",
-                   "GroupMambaConfig: norm_layer must be LayerNorm, got ", nl.dump());
-      c.norm_eps = nl.value("eps", 1e-5);
-    }
-  } catch (const json::exception& e) {
-    throw core::Error(std::string("GroupMambaConfig: config field has the wrong type (") + e.what() + ")");
-  }
-  c.validate();
-  return c;
+  return detail::pvt_config_from_json<GroupMambaConfig>(
+      text, "GroupMambaConfig", "groupmamba",
+      [](const json& j, GroupMambaConfig& c) { c.distillation = j.value("distillation", c.distillation); });
 }
 
 // ---------------------------------------------------------------------------------------------------------

@@ -5,6 +5,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "pvt_config.h"
 #include "ssmkit/core/ops/dropout.h"
 #include "ssmkit/core/ops/elementwise.h"
 #include "ssmkit/core/ops/pool.h"
@@ -37,76 +38,31 @@ SimbaConfig SimbaConfig::l() {
 
 SimbaConfig SimbaConfig::micro() {
   SimbaConfig c;
-  c.in_chans = 1;
-  c.num_classes = 10;
-  c.stem_hidden_dim = 16;
-  c.embed_dims = {32, 64, 128, 160};
-  c.mlp_ratios = {4, 4, 4, 4};
-  c.depths = {1, 1, 2, 1};
-  c.drop_path_rate = 0.05;
+  detail::set_micro_scaffold(c);
   c.token_label = false;
   c.mixer = SimbaMixer::EinFFT;
   return c;
 }
 
 void SimbaConfig::validate() const {
-  SSMKIT_CHECK(embed_dims.size() == 4 && depths.size() == 4 && mlp_ratios.size() == 4,
-               "SimbaConfig: embed_dims, depths and mlp_ratios need 4 entries (4 stages), got ", embed_dims.size(), ", ",
-               depths.size(), ", ", mlp_ratios.size());
-  SSMKIT_CHECK(in_chans > 0 && num_classes > 0 && stem_hidden_dim > 0, "SimbaConfig: in_chans ", in_chans,
-               ", num_classes ", num_classes, " and stem_hidden_dim ", stem_hidden_dim, " must be positive");
-  for (size_t i = 0; i < 4; ++i) {
+  detail::validate_pvt_fields(*this, "SimbaConfig", [&](size_t i) {
     SSMKIT_CHECK(embed_dims[i] > 0 && (mixer != SimbaMixer::EinFFT || embed_dims[i] % core::kEinFFTBlocks == 0),
                  "SimbaConfig: embed_dims[", i, "] = ", embed_dims[i],
                  " must be positive (and a multiple of 4 with the EinFFT mixer)");
-    SSMKIT_CHECK(depths[i] >= 0, "SimbaConfig: depths[", i, "] = ", depths[i], " is negative");
     SSMKIT_CHECK(mixer != SimbaMixer::MLP || hidden_size(embed_dims[i], mlp_ratios[i]) > 0, "SimbaConfig: mlp_ratios[",
                  i, "] = ", mlp_ratios[i], " gives no hidden units");
-  }
-  SSMKIT_CHECK(drop_path_rate >= 0 && drop_path_rate < 1, "SimbaConfig: drop_path_rate ", drop_path_rate,
-               " outside [0, 1)");
-  SSMKIT_CHECK(norm_eps > 0, "SimbaConfig: norm_layer eps ", norm_eps, " must be positive");
+  });
 }
 
 std::string SimbaConfig::to_json() const {
-  json j;
-  j["arch"] = "simba";
-  j["in_chans"] = in_chans;
-  j["num_classes"] = num_classes;
-  j["stem_hidden_dim"] = stem_hidden_dim;
-  j["embed_dims"] = embed_dims;
-  j["mlp_ratios"] = mlp_ratios;
-  j["depths"] = depths;
-  j["num_stages"] = 4;
-  j["drop_path_rate"] = drop_path_rate;
-  j["norm_layer"] = {{"type", "LayerNorm"}, {"eps", norm_eps}};
+  json j = detail::pvt_fields_to_json(*this, "simba");
   j["token_label"] = token_label;
   j["cm_type"] = mixer == SimbaMixer::EinFFT ? "einfft" : "mlp";
   return j.dump();
 }
 
 SimbaConfig SimbaConfig::from_json(const std::string& text) {
-  json j;
-  try {
-    j = json::parse(text);
-  } catch (const std::exception& e) {
-    throw core::Error(std::string("SimbaConfig: config is not valid JSON (") + e.what() + ")");
-  }
-  SSMKIT_CHECK(j.is_object(), "SimbaConfig: config must be a JSON object");
-  SimbaConfig c;
-  try {
-    if (j.contains("arch"))
-      SSMKIT_CHECK(j["arch"] == "simba", "SimbaConfig: config is for arch ", j["arch"].dump(), ", not simba");
-    if (j.contains("num_stages"))
-      SSMKIT_CHECK(j["num_stages"].get<int64_t>() == 4, "SimbaConfig: num_stages must be 4, got ",
-                   j["num_stages"].dump());
-    c.in_chans = j.value("in_chans", c.in_chans);
-    c.num_classes = j.value("num_classes", c.num_classes);
-    c.stem_hidden_dim = j.value("stem_hidden_dim", c.stem_hidden_dim);
-    c.embed_dims = j.value("embed_dims", c.embed_dims);
-    c.mlp_ratios = j.value("mlp_ratios", c.mlp_ratios);
-    c.depths = j.value("depths", c.depths);
-    c.drop_path_rate = j.value("drop_path_rate", c.drop_path_rate);
+  return detail::pvt_config_from_json<SimbaConfig>(text, "SimbaConfig", "simba", [](const json& j, SimbaConfig& c) {
     c.token_label = j.value("token_label", c.token_label);
     if (j.contains("cm_type")) {
       std::string t = j["cm_type"].get<std::string>();
@@ -114,17 +70,7 @@ SimbaConfig SimbaConfig::from_json(const std::string& text) {
       SSMKIT_CHECK(t == "einfft" || t == "mlp", "SimbaConfig: cm_type must be \"einfft\" or \"mlp\", got \"", t, "\"");
       c.mixer = t == "einfft" ? SimbaMixer::EinFFT : SimbaMixer::MLP;
     }
-    if (j.contains("norm_layer")) {
-      const json& nl = j["norm_layer"];
-      SSMKIT_CHECK(nl.value("type", std::string("LayerNorm")) == "LayerNorm",
-                   "SimbaConfig: norm_layer must be LayerNorm, got ", nl.dump());
-      c.norm_eps = nl.value("eps", 1e-5);
-    }
-  } catch (const json::exception& e) {
-    throw core::Error(std::string("SimbaConfig: config field has the wrong type (") + e.what() + ")");
-  }
-  c.validate();
-  return c;
+  });
 }
 
 // ---------------------------------------------------------------------------------------------------------
