@@ -13,6 +13,7 @@
 #include <cmath>
 
 #include "dwconv_kernels.h"
+#include "ssmkit/core/denormals.h"
 #include "ssmkit/core/simd_clones.h"
 #include "ssmkit/core/ops/gemm.h"
 #include "ssmkit/core/ops/vec_math.h"
@@ -401,8 +402,10 @@ void forward_all(Tensor& y, VsssCache& c, const Tensor& x, const Dims& d, std::v
   T* yp = y.data<T>();
   const T* xp = x.data<T>();
 #pragma omp parallel for schedule(static, 1) if (d.B * d.L * d.C > (1 << 12))
-  for (int g = 0; g < kVsssGroups; ++g)
+  for (int g = 0; g < kVsssGroups; ++g) {
+    const core::FlushDenormals flush;  // the scan's states must not crawl through denormals
     group_forward<T>(yp, xp, d, g, view_of<T>(p[static_cast<size_t>(g)]), c.groups[static_cast<size_t>(g)]);
+  }
 }
 
 template <class T>
@@ -412,9 +415,11 @@ void backward_all(Tensor& dx, std::vector<VsssParams>& grads, const Tensor& dy, 
   const T* dyp = dy.data<T>();
   const T* xp = c.x.data<T>();
 #pragma omp parallel for schedule(static, 1) if (d.B * d.L * d.C > (1 << 12))
-  for (int g = 0; g < kVsssGroups; ++g)
+  for (int g = 0; g < kVsssGroups; ++g) {
+    const core::FlushDenormals flush;
     group_backward<T>(dxp, dyp, xp, d, g, view_of<T>(p[static_cast<size_t>(g)]), c.groups[static_cast<size_t>(g)],
                       view_of<T>(grads[static_cast<size_t>(g)]));
+  }
 }
 
 }  // namespace

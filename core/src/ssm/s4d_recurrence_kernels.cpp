@@ -12,6 +12,7 @@
 #include "hwy/highway.h"
 #include "simd/rows_transpose-inl.h"
 #include "ssm/s4d_recurrence_kernels.h"
+#include "ssmkit/core/denormals.h"
 
 HWY_BEFORE_NAMESPACE();
 namespace ssmkit::core::HWY_NAMESPACE {
@@ -92,6 +93,7 @@ HWY_INLINE void RunModes(const float* modes, int64_t M, const float* uT, float* 
 }
 
 void S4DRecurrenceBlock(const rk::RecurrenceBlockF32& a) {
+  const FlushDenormals flush;  // a state decaying with no input must not crawl through denormals
   const DF d;
   const int64_t V = static_cast<int64_t>(hn::Lanes(d)), L = a.L, M = a.M;
   float* uT = a.work;

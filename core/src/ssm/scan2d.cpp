@@ -5,6 +5,7 @@
 // reverse, recomputes each segment's rows into per-thread scratch and sweeps them with the adjoints of §3.2.
 // Work is split over (batch, channel) rows in contiguous ranges; B/C gradients of a batch split between
 // threads go through small per-thread partials, summed in thread order (deterministic per thread count).
+#include "ssmkit/core/denormals.h"
 #include "ssmkit/core/ssm/scan2d.h"
 
 #include <omp.h>
@@ -231,6 +232,7 @@ void scan2d_forward_impl(Tensor& y_out, Scan2dSaved* saved, const Scan2dInputs& 
 
 #pragma omp parallel if (par)
   {
+    const FlushDenormals flush;  // states decaying with no input must not crawl through denormals
     // previous and current row states, and the row's discretization
     std::vector<T> h1a(static_cast<size_t>(TN)), h1b(h1a.size()), h2a(h1a.size()), h2b(h1a.size());
     std::vector<T> abuf(static_cast<size_t>(4 * TN)), dbuf(static_cast<size_t>(2 * Tn));
@@ -338,6 +340,7 @@ void scan2d_backward_impl(Scan2dGrads& gr, const Tensor& dy0, const Scan2dInputs
 
 #pragma omp parallel num_threads(max_threads)
   {
+    const FlushDenormals flush;
     const int ith = omp_get_thread_num(), nth = omp_get_num_threads();
 #pragma omp single
     used_threads = nth;

@@ -8,6 +8,7 @@
 // reverse, recomputes the chunk's states from that boundary into per-thread scratch, and runs the adjoint
 // recurrence of ../shared/specs/core-ssm.md §2.3. Work is split over (batch, channel) rows, statically,
 // so every output row has one writer; parameter gradients go to per-thread partials summed in thread order.
+#include "ssmkit/core/denormals.h"
 #include "ssmkit/core/ssm/selective_scan.h"
 
 #include <omp.h>
@@ -260,6 +261,7 @@ void scan_forward_impl(Tensor& y_out, Tensor* last_state, ScanSaved* saved, cons
     const int64_t nblk = static_cast<int64_t>(blocks.size());
 #pragma omp parallel if (Bn * Dn * L * N > kParallelMinWork)
     {
+      const FlushDenormals flush;  // states decaying with no input must not crawl through denormals
       std::vector<float> work(static_cast<size_t>(scan_kernels::forward_work_floats(L, N)));
       // Blocks are independent (no sums across them), so a dynamic schedule keeps the result exact while
       // letting a thread that runs faster (or was not preempted) take more blocks.
@@ -297,6 +299,7 @@ void scan_forward_impl(Tensor& y_out, Tensor* last_state, ScanSaved* saved, cons
   } else {
 #pragma omp parallel if (Bn * Dn * L * N > kParallelMinWork)
     {
+      const FlushDenormals flush;
       std::vector<T> h(static_cast<size_t>(N)), abar(static_cast<size_t>(N));
 #pragma omp for schedule(static)
       for (int64_t row = 0; row < Bn * Dn; ++row) {
@@ -511,6 +514,7 @@ void scan_backward_impl(ScanGrads& gr, const Tensor& dy0, const Tensor& dlast0, 
 
 #pragma omp parallel num_threads(n_threads) if (Bn * Dn * L * N > kParallelMinWork)
   {
+    const FlushDenormals flush;
     const int ith = omp_get_thread_num();
 #pragma omp single
     used_threads = omp_get_num_threads();
