@@ -260,7 +260,10 @@ void group_forward(T* y, const T* x, const Dims& d, int g, const GroupView<T>& p
   // the scan, in this group's direction
   const std::vector<int64_t> order = direction_order(g, d.H, d.W);
   std::vector<T> hv(static_cast<size_t>(Cg));
-  scan_forward<T>(hs, ys, hv.data(), delta, u, da, xdbl, p.D, order.data(), d.B, d.L, Cg, RB, R);
+  {
+    const core::FlushDenormals flush;  // the states must not crawl through denormals
+    scan_forward<T>(hs, ys, hv.data(), delta, u, da, xdbl, p.D, order.data(), d.B, d.L, Cg, RB, R);
+  }
   // out_norm (LayerNorm over Cg) and the SiLU(z) gate; da is free again
   T* silu_z = da;
   gather_z(silu_z, xz, M, Cg);
@@ -314,9 +317,12 @@ void group_backward(T* dx, const T* dy, const T* x, const Dims& d, int g, const 
   const std::vector<int64_t> order = direction_order(g, d.H, d.W);
   std::vector<T> scratch(static_cast<size_t>(3 * Cg));
   std::vector<double> dA(static_cast<size_t>(Cg), 0.0), dD(static_cast<size_t>(Cg), 0.0);
-  scan_backward<T>(du, ddelta, dxdbl, dA.data(), dD.data(), scratch.data(), scratch.data() + Cg,
-                   scratch.data() + 2 * Cg, dys, hs, delta, u, da, xdbl, A.data(), p.D, order.data(), d.B, d.L, Cg, RB,
-                   R);
+  {
+    const core::FlushDenormals flush;
+    scan_backward<T>(du, ddelta, dxdbl, dA.data(), dD.data(), scratch.data(), scratch.data() + Cg,
+                     scratch.data() + 2 * Cg, dys, hs, delta, u, da, xdbl, A.data(), p.D, order.data(), d.B, d.L, Cg,
+                     RB, R);
+  }
   for (int64_t k = 0; k < Cg; ++k) {
     gr.alog[k] += static_cast<T>(dA[static_cast<size_t>(k)]) * A[static_cast<size_t>(k)];  // dA/dA_logs = A
     gr.D[k] += static_cast<T>(dD[static_cast<size_t>(k)]);
@@ -402,10 +408,8 @@ void forward_all(Tensor& y, VsssCache& c, const Tensor& x, const Dims& d, std::v
   T* yp = y.data<T>();
   const T* xp = x.data<T>();
 #pragma omp parallel for schedule(static, 1) if (d.B * d.L * d.C > (1 << 12))
-  for (int g = 0; g < kVsssGroups; ++g) {
-    const core::FlushDenormals flush;  // the scan's states must not crawl through denormals
+  for (int g = 0; g < kVsssGroups; ++g)
     group_forward<T>(yp, xp, d, g, view_of<T>(p[static_cast<size_t>(g)]), c.groups[static_cast<size_t>(g)]);
-  }
 }
 
 template <class T>
@@ -415,11 +419,9 @@ void backward_all(Tensor& dx, std::vector<VsssParams>& grads, const Tensor& dy, 
   const T* dyp = dy.data<T>();
   const T* xp = c.x.data<T>();
 #pragma omp parallel for schedule(static, 1) if (d.B * d.L * d.C > (1 << 12))
-  for (int g = 0; g < kVsssGroups; ++g) {
-    const core::FlushDenormals flush;
+  for (int g = 0; g < kVsssGroups; ++g)
     group_backward<T>(dxp, dyp, xp, d, g, view_of<T>(p[static_cast<size_t>(g)]), c.groups[static_cast<size_t>(g)],
                       view_of<T>(grads[static_cast<size_t>(g)]));
-  }
 }
 
 }  // namespace
