@@ -1,7 +1,7 @@
 // gemm() (ops/gemm.h) on the shapes its two float paths take: the register-tile kernel for skinny products
 // (every transpose combination, row and column tails of each size, K past one block, padded leading
 // dimensions, beta 0 with garbage in C, rows split over threads; the linear layer's bias starting its
-// accumulators) and the BLAS for the rest, each against a double-precision loop; double inputs; degenerate
+// accumulators; oneDNN's matmul with the bias for the wide ones) and the BLAS for the rest, each against a double-precision loop; double inputs; degenerate
 // sizes; leading dimensions too small.
 #include <array>
 #include <cmath>
@@ -185,6 +185,39 @@ TEST(Gemm, LinearForwardBiasInTheTileKernel) {
     linear_forward(y32, x.to(DType::F32), W.to(DType::F32), b.to(DType::F32));
     EXPECT_LT(max_abs_diff(y32, y64), 2e-5 * std::sqrt(static_cast<double>(I))) << rows << "x" << I << "->" << O;
   }
+}
+
+// Products the tile kernel does not take (wide or deep: GroupMamba's FFN, S-Mamba's projections) run with the
+// bias in one pass where oneDNN is built in (ops/matmul_onednn.cpp), else bias rows + gemm with beta 1: both
+// against F64, at 1 and 2 threads, and inside a parallel region with the bits of a one-thread call outside (as
+// data-parallel shards need).
+TEST(Gemm, LinearForwardBiasOnTheWideProducts) {
+  const int keep = omp_get_max_threads();
+  for (const auto& [rows, I, O] :
+       std::vector<std::array<int64_t, 3>>{{2100, 80, 256}, {300, 300, 300}, {49, 448, 1792}, {7, 96, 200}}) {
+    const Tensor x = ssmkit::test::random_tensor({rows, I}, 4), W = ssmkit::test::random_tensor({O, I}, 5);
+    const Tensor b = ssmkit::test::random_tensor({O}, 6);
+    const Tensor x32 = x.to(DType::F32), W32 = W.to(DType::F32), b32 = b.to(DType::F32);
+    Tensor y64;
+    linear_forward(y64, x, W, b);
+    Tensor one;
+    for (int nth : {1, 2}) {
+      omp_set_num_threads(nth);
+      Tensor y32;
+      linear_forward(y32, x32, W32, b32);
+      EXPECT_LT(max_abs_diff(y32, y64), 2e-5 * std::sqrt(static_cast<double>(I)))
+          << rows << "x" << I << "->" << O << ", " << nth << " threads";
+      if (nth == 1) one = y32;
+    }
+    omp_set_num_threads(2);
+    std::vector<Tensor> got(2);
+#pragma omp parallel for num_threads(2) schedule(static)
+    for (int t = 0; t < 2; ++t) linear_forward(got[static_cast<size_t>(t)], x32, W32, b32);
+    for (const Tensor& g : got)
+      EXPECT_EQ(0, std::memcmp(g.data<float>(), one.data<float>(), static_cast<size_t>(one.numel()) * sizeof(float)))
+          << rows << "x" << I << "->" << O << ": inside a parallel region, not the bits of one thread";
+  }
+  omp_set_num_threads(keep);
 }
 
 // The BLAS kernels match the CPU: an OpenBLAS that did not recognise the CPU (Debian 12's 0.3.21 chooses its

@@ -19,6 +19,7 @@
 #include "blas_kernels.h"
 #include "gemm_bias_rows.h"
 #include "gemm_tiles.h"
+#include "matmul_onednn.h"
 #include "ssmkit/core/error.h"
 
 #ifdef SSMKIT_HAVE_CBLAS
@@ -185,14 +186,21 @@ void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, double alpha, const
 namespace detail {
 
 // For linear_forward (ops/linear.cpp): C (M,N) = A op(B) + bias in every row through the tile kernel, the bias
-// starting the accumulators instead of being written into C first. False (nothing done) for products the
-// tile kernel does not take.
+// starting the accumulators instead of being written into C first, or through oneDNN's matmul with the bias in
+// its epilogue. False (nothing done) for products neither takes.
 bool gemm_bias_rows(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B,
                     int64_t ldb, const float* bias, float* C, int64_t ldc) {
   check_args(ta, tb, M, N, K, lda, ldb, ldc);
-  if (M == 0 || N == 0 || K == 0 || !use_tiles(M, N, K, 1.0f, 0.0f)) return false;
-  gemm_tiles(ta, tb, M, N, K, A, lda, B, ldb, false, bias, C, ldc);
-  return true;
+  if (M == 0 || N == 0 || K == 0) return false;
+  if (use_tiles(M, N, K, 1.0f, 0.0f)) {
+    gemm_tiles(ta, tb, M, N, K, A, lda, B, ldb, false, bias, C, ldc);
+    return true;
+  }
+#ifdef SSMKIT_HAVE_ONEDNN
+  // the products gemm() would give oneDNN's sgemm, with the bias in oneDNN's epilogue
+  if (!(ta && M * N >= kBlasWideGradC)) return onednn_matmul_bias(ta, tb, M, N, K, A, lda, B, ldb, bias, C, ldc);
+#endif
+  return false;
 }
 
 }  // namespace detail
