@@ -407,7 +407,10 @@ template <class T>
 void forward_all(Tensor& y, VsssCache& c, const Tensor& x, const Dims& d, std::vector<VsssParams>& p) {
   T* yp = y.data<T>();
   const T* xp = x.data<T>();
-#pragma omp parallel for schedule(static, 1) if (d.B * d.L * d.C > (1 << 12))
+  // Contiguous blocks of groups: on 2 threads one takes groups 1-2 (row-major forward, column-major forward),
+  // the other 3-4 (the reversed ones), so each thread runs one row-major and one column-major scan (the
+  // column-major order reads its rows W apart and runs slower). Round-robin gave one thread both column scans.
+#pragma omp parallel for schedule(static) if (d.B * d.L * d.C > (1 << 12))
   for (int g = 0; g < kVsssGroups; ++g)
     group_forward<T>(yp, xp, d, g, view_of<T>(p[static_cast<size_t>(g)]), c.groups[static_cast<size_t>(g)]);
 }
@@ -418,7 +421,7 @@ void backward_all(Tensor& dx, std::vector<VsssParams>& grads, const Tensor& dy, 
   T* dxp = dx.data<T>();
   const T* dyp = dy.data<T>();
   const T* xp = c.x.data<T>();
-#pragma omp parallel for schedule(static, 1) if (d.B * d.L * d.C > (1 << 12))
+#pragma omp parallel for schedule(static) if (d.B * d.L * d.C > (1 << 12))  // as forward_all
   for (int g = 0; g < kVsssGroups; ++g)
     group_backward<T>(dxp, dyp, xp, d, g, view_of<T>(p[static_cast<size_t>(g)]), c.groups[static_cast<size_t>(g)],
                       view_of<T>(grads[static_cast<size_t>(g)]));
