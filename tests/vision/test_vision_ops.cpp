@@ -90,6 +90,32 @@ TEST(VisionOps, GeluFloatAgainstExactDouble) {
   EXPECT_LT(err, 1e-8);
 }
 
+// PVT2FFN's DWConv + GELU in float, with and without autograd (inference: the GELU in oneDNN's convolution
+// epilogue where the library has oneDNN; training: our kernels, the pre-activation kept), against the double
+// path (exact erf), on GroupMamba-T's stage-4 shape and one with a channel tail and no bias.
+TEST(VisionOps, DwconvGeluFloatInferenceAndTrainingAgreeWithDouble) {
+  struct Case { int64_t B, H, W, C; bool bias; };
+  for (const Case& k : {Case{1, 7, 7, 1792, true}, Case{2, 5, 6, 37, false}}) {
+    const Tensor x = random_tensor({k.B, k.H * k.W, k.C}, 41, -3, 3), w = random_tensor({k.C, 1, 3, 3}, 42);
+    const Tensor b = k.bias ? random_tensor({k.C}, 43) : Tensor{};
+    const Var b64 = k.bias ? Var(b) : Var(), b32 = k.bias ? Var(b.to(DType::F32)) : Var();
+    Tensor ref;
+    {
+      core::NoGradGuard ng;
+      ref = vision::dwconv3x3_gelu_tokens(Var(x), k.H, k.W, Var(w), b64).value();
+    }
+    Tensor infer;
+    {
+      core::NoGradGuard ng;
+      infer = vision::dwconv3x3_gelu_tokens(Var(x.to(DType::F32)), k.H, k.W, Var(w.to(DType::F32)), b32).value();
+    }
+    Var xr(x.to(DType::F32), true);
+    const Tensor train = vision::dwconv3x3_gelu_tokens(xr, k.H, k.W, Var(w.to(DType::F32)), b32).value();
+    EXPECT_LT(core::max_abs_diff(infer, ref), 2e-5) << "inference, C " << k.C;
+    EXPECT_LT(core::max_abs_diff(train, ref), 2e-5) << "training, C " << k.C;
+  }
+}
+
 TEST(VisionOps, LayerNormLastDimMatchesCore) {
   Tensor x = random_tensor({3, 5, 37}, 16, -2, 3), w = random_tensor({37}, 17, 0.5, 1.5), b = random_tensor({37}, 18);
   core::NoGradGuard ng;

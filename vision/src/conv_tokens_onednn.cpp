@@ -87,8 +87,9 @@ class CreateForThreads {
   int keep_;
 };
 
-// geometry, bias, threads
-using Key = std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, bool, int>;
+// geometry, bias, GELU epilogue, threads
+using Key =
+    std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, bool, bool, int>;
 
 // The weights' dims: (O,C,K,K), or (G, O/G, C/G, K, K) with groups.
 memory::dims weight_dims(const ConvGeometry& g) {
@@ -98,11 +99,12 @@ memory::dims weight_dims(const ConvGeometry& g) {
 
 // The primitives of a geometry (with or without a bias in the forward) for the threads in effect, created once;
 // with_bwd builds the backward ones too. Null where oneDNN has no implementation.
-std::shared_ptr<ConvPrims> prims_for(const ConvGeometry& g, bool has_bias, bool with_bwd) {
+// gelu: the forward alone (inference), with GELU as its post-op.
+std::shared_ptr<ConvPrims> prims_for(const ConvGeometry& g, bool has_bias, bool with_bwd, bool gelu = false) {
   static std::mutex mu;
   static std::map<Key, std::shared_ptr<ConvPrims>> cache;
   const int threads = onednn_threads();
-  const Key key{g.B, g.H, g.W, g.C, g.O, g.K, g.S, g.P, g.G, has_bias, threads};
+  const Key key{g.B, g.H, g.W, g.C, g.O, g.K, g.S, g.P, g.G, has_bias, gelu, threads};
   std::lock_guard<std::mutex> lock(mu);
   std::shared_ptr<ConvPrims>& slot = cache[key];
   if (slot && (!with_bwd || slot->have_bwd)) return slot;
@@ -117,10 +119,16 @@ std::shared_ptr<ConvPrims> prims_for(const ConvGeometry& g, bool has_bias, bool 
       p->wei_user = memory::desc(weight_dims(g), DT::f32, g.G == 1 ? Tag::oihw : Tag::goihw);
       p->bias = has_bias ? memory::desc({g.O}, DT::f32, Tag::x) : memory::desc();
       const memory::desc wei_any(weight_dims(g), DT::f32, Tag::any);
+      dnnl::primitive_attr attr = user_scratchpad();
+      if (gelu) {
+        dnnl::post_ops ops;
+        ops.append_eltwise(1.0f, dnnl::algorithm::eltwise_gelu_erf, 0.0f, 0.0f);
+        attr.set_post_ops(ops);
+      }
       p->fpd = dnnl::convolution_forward::primitive_desc(
-          {dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct, p->src, wei_any, p->bias, p->dst,
-           strides, pad, pad},
-          user_scratchpad(), cpu_engine());
+          {gelu ? dnnl::prop_kind::forward_inference : dnnl::prop_kind::forward_training,
+           dnnl::algorithm::convolution_direct, p->src, wei_any, p->bias, p->dst, strides, pad, pad},
+          attr, cpu_engine());
       p->fwd = dnnl::convolution_forward(p->fpd);
       p->to_fwd_w = make_reorder(p->wei_user, p->fpd.weights_desc(), p->fwd_w_same);
       slot = p;
@@ -161,8 +169,9 @@ memory scratchpad(const memory::desc& d) { return memory(d, cpu_engine()); }
 
 }  // namespace
 
-bool onednn_conv_forward(float* y, const float* x, const float* w, const float* bias, const ConvGeometry& g) {
-  const std::shared_ptr<ConvPrims> p = prims_for(g, bias != nullptr, false);
+bool onednn_conv_forward(float* y, const float* x, const float* w, const float* bias, const ConvGeometry& g,
+                         bool gelu) {
+  const std::shared_ptr<ConvPrims> p = prims_for(g, bias != nullptr, false, gelu);
   if (!p) return false;
   dnnl::stream st(cpu_engine());
   memory wei = weights_as(p->fpd.weights_desc(), p->fwd_w_same, p->to_fwd_w, *p, w, st);
@@ -216,7 +225,9 @@ bool onednn_conv_backward(float* dx, float* dw, const float* dy, const float* x,
 #else  // no oneDNN: the callers take their own path
 
 namespace ssmkit::vision::detail {
-bool onednn_conv_forward(float*, const float*, const float*, const float*, const ConvGeometry&) { return false; }
+bool onednn_conv_forward(float*, const float*, const float*, const float*, const ConvGeometry&, bool) {
+  return false;
+}
 bool onednn_conv_backward(float*, float*, const float*, const float*, const float*, const ConvGeometry&) {
   return false;
 }

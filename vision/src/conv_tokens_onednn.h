@@ -19,8 +19,11 @@ struct ConvGeometry {
   int64_t G = 1;
 };
 
-// y (B, OH*OW, O) = conv(x (B, H*W, C), w (O,C/G,K,K)) + bias (O) (null: none). False: not done.
-bool onednn_conv_forward(float* y, const float* x, const float* w, const float* bias, const ConvGeometry& g);
+// y (B, OH*OW, O) = conv(x (B, H*W, C), w (O,C/G,K,K)) + bias (O) (null: none); gelu: GELU (erf form) of that
+// in oneDNN's epilogue (an eltwise post-op: the output is written once; inference only, no backward primitives
+// for it). False: not done.
+bool onednn_conv_forward(float* y, const float* x, const float* w, const float* bias, const ConvGeometry& g,
+                         bool gelu = false);
 
 // dx (B, H*W, C) written (null: skipped) and dw (O,C/G,K,K) added into (null: skipped), from dy (B, OH*OW, O).
 // False: nothing done.

@@ -373,9 +373,20 @@ Var dwconv3x3_tokens(const Var& x, int64_t H, int64_t W, const Var& w, const Var
 }
 
 Var dwconv3x3_gelu_tokens(const Var& x, int64_t H, int64_t W, const Var& w, const Var& b) {
+  const bool record = core::grad_enabled() && (x.requires_grad() || w.requires_grad() || (b.defined() && b.requires_grad()));
+  if (!record && x.dtype() == DType::F32) {
+    // inference: the GELU in oneDNN's epilogue, the output written once (the pre-activation is not kept)
+    check_dwconv(x.value(), H, W, w.value(), b.defined() ? b.value() : Tensor{}, "dwconv3x3_gelu_tokens");
+    const Tensor xv = x.value().contiguous(), wv = w.value().contiguous();
+    const Tensor bv = b.defined() ? b.value().contiguous() : Tensor{};
+    Tensor y = Tensor::uninitialized(xv.shape(), xv.dtype());
+    if (detail::onednn_conv_forward(y.data<float>(), xv.data<float>(), wv.data<float>(),
+                                    bv.defined() ? bv.data<float>() : nullptr, dw_geometry(xv.size(0), H, W, xv.size(2)),
+                                    true))
+      return Var(y);
+  }
   Tensor pre;
   dwconv3x3_tokens_forward(pre, x.value(), H, W, w.value(), b.defined() ? b.value() : Tensor{});
-  const bool record = core::grad_enabled() && (x.requires_grad() || w.requires_grad() || (b.defined() && b.requires_grad()));
   Tensor y = record ? Tensor::uninitialized(pre.shape(), pre.dtype()) : pre;  // in place when nothing is recorded
   if (pre.dtype() == DType::F64)
     gelu_forward(y.data<double>(), pre.data<double>(), pre.numel());
