@@ -6,6 +6,7 @@
 #include <omp.h>
 
 #include <cmath>
+#include <limits>
 
 #include "gradcheck.h"
 #include "ssmkit/core/ops/elementwise.h"
@@ -692,4 +693,48 @@ TEST(Scan2d, ShapeErrorsNameTheArgument) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("dy has shape (2,3,6,7), expected (2,3,5,7)"), std::string::npos) << e.what();
   }
+}
+
+// States that decay with no input (zero padding, quiet variates) pass through the denormal range, where every
+// multiply takes a microcode assist; the scan flushes denormals (FlushDenormals), so no output or gradient is
+// denormal, and the caller's floating-point mode is left as it was. Input in the first two time steps only,
+// decays e^-0.7 per step or faster: 600 steps go far past e^-103, where a float underflows to zero.
+TEST(Scan2d, QuietInputDecaysWithoutDenormals) {
+  Config c;
+  c.B = 1;
+  c.D = 4;
+  c.V = 3;
+  c.T = 600;
+  c.N = 4;
+  Scan2dInputs in = make_inputs(c, 700, DType::F32);
+  for (Tensor* a : {&in.A1, &in.A2, &in.A3, &in.A4}) *a = random_tensor(a->shape(), 701, -2, -1, DType::F32);
+  in.delta1 = random_tensor(in.delta1.shape(), 702, 0, 0.5, DType::F32);
+  in.delta2 = random_tensor(in.delta2.shape(), 703, 0, 0.5, DType::F32);
+  in.delta_bias1 = in.delta_bias2 = Tensor::zeros({c.D}, DType::F32);  // steps softplus(0..0.5) >= 0.69
+  float* x = in.x.data<float>();
+  for (int64_t r = 0; r < c.B * c.D * c.V; ++r)
+    for (int64_t t = 2; t < c.T; ++t) x[r * c.T + t] = 0.0f;
+  const auto denormals = [](const Tensor& t) {
+    int64_t n = 0;
+    for (int64_t i = 0; i < t.numel(); ++i) {
+      const float v = t.data<float>()[i];
+      n += v != 0.0f && std::abs(v) < std::numeric_limits<float>::min();
+    }
+    return n;
+  };
+  const Tensor dy = random_tensor({c.B, c.D, c.V, c.T}, 704, -1, 1, DType::F32);
+  for (const int threads : {1, 2}) {
+    ssmkit::test::ScopedThreads scope(threads);
+    Tensor y;
+    Scan2dSaved saved;
+    scan2d_forward(y, &saved, in, 0);
+    EXPECT_EQ(denormals(y), 0) << threads << " threads";
+    EXPECT_EQ(y.data<float>()[c.T - 1], 0.0f) << "decayed all the way";
+    Scan2dGrads g;
+    scan2d_backward(g, dy, in, saved);
+    for (const Tensor* t : {&g.dx, &g.ddelta1, &g.ddelta2, &g.dB1, &g.dB2, &g.dC1, &g.dC2})
+      EXPECT_EQ(denormals(*t), 0) << threads << " threads";
+  }
+  volatile float tiny = 1e-30f, small = 1e-10f;  // the caller's mode: a denormal product is still one
+  EXPECT_TRUE(tiny * small != 0.0f && std::abs(tiny * small) < std::numeric_limits<float>::min());
 }

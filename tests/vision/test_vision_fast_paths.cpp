@@ -6,6 +6,9 @@
 //   with central differences in both;
 // - the float depthwise 3x3 kernels (dwconv_kernels.h) against their double path on every edge case (1-wide,
 //   1-high maps, channel tails), and the float backward of the VSSS groups against the double one.
+#include <algorithm>
+#include <cmath>
+#include <limits>
 #include <string>
 
 #include "gradcheck.h"
@@ -232,4 +235,53 @@ TEST(Vsss, FloatBackwardMatchesDouble) {
             << "Cg " << Cg << " group " << g << " parameter " << i;
     }
   }
+}
+
+// A scan whose input goes quiet (zero padding, a blank image region) lets its states decay through the
+// denormal range, where every multiply takes a microcode assist; the scans flush denormals (core's
+// FlushDenormals), so no state, output or gradient is denormal, and the caller's floating-point mode is left
+// as it was. Input only in the first image row (plus the conv's halo): the row-major forward group then decays
+// over ~2,200 quiet tokens, past e^-103 on every channel.
+TEST(Vsss, QuietInputDecaysWithoutDenormals) {
+  const int64_t B = 1, H = 48, W = 48, Cg = 8, R = 1;
+  std::vector<vision::VsssParams> p(4);
+  uint64_t seed = 300;
+  for (auto& g : p) {
+    const std::vector<core::Shape> shapes = {{1, R + 2, Cg}, {1, Cg, R}, {1, Cg}, {Cg, 1}, {Cg},    {Cg},
+                                             {Cg},           {2 * Cg, Cg}, {Cg, 1, 3, 3}, {Cg}, {Cg, Cg}};
+    auto l = g.list();
+    for (size_t i = 0; i < l.size(); ++i) *l[i] = random_tensor(shapes[i], ++seed, -0.8, 0.8, DType::F32);
+    g.conv_bias = Tensor::zeros({Cg}, DType::F32);  // a quiet token stays quiet after the conv
+  }
+  Tensor x = Tensor::zeros({B, H * W, 4 * Cg}, DType::F32);
+  const Tensor first_row = random_tensor({B, W, 4 * Cg}, 399, -1, 1, DType::F32);
+  std::copy(first_row.data<float>(), first_row.data<float>() + first_row.numel(), x.data<float>());
+  const Tensor dy = random_tensor({B, H * W, 4 * Cg}, 398, -1, 1, DType::F32);
+  const auto denormals = [](const Tensor& t) {
+    int64_t n = 0;
+    for (int64_t i = 0; i < t.numel(); ++i) {
+      const float v = t.data<float>()[i];
+      n += v != 0.0f && std::abs(v) < std::numeric_limits<float>::min();
+    }
+    return n;
+  };
+  for (const int threads : {1, 2}) {
+    ssmkit::test::ScopedThreads scope(threads);
+    vision::VsssCache cache;
+    Tensor y, dx;
+    vision::group_vsss_forward(y, &cache, x, H, W, p);
+    int64_t zero_states = 0;
+    for (int64_t i = 0; i < cache.groups[0].h.numel(); ++i) zero_states += cache.groups[0].h.data<float>()[i] == 0.0f;
+    EXPECT_GT(zero_states, 1000) << "the row-major group's states should decay all the way to zero";
+    for (size_t g = 0; g < cache.groups.size(); ++g)
+      for (const Tensor* t : {&cache.groups[g].h, &cache.groups[g].ys})
+        EXPECT_EQ(denormals(*t), 0) << "group " << g << ", " << threads << " threads";
+    EXPECT_EQ(denormals(y), 0);
+    std::vector<vision::VsssParams> grads;
+    for (const auto& g : p) grads.push_back(vision::VsssParams::zeros_like(g));
+    vision::group_vsss_backward(dx, grads, dy, cache, p);
+    EXPECT_EQ(denormals(dx), 0) << threads << " threads";
+  }
+  volatile float tiny = 1e-30f, small = 1e-10f;  // the caller's mode: a denormal product is still one
+  EXPECT_TRUE(tiny * small != 0.0f && std::abs(tiny * small) < std::numeric_limits<float>::min());
 }
