@@ -24,6 +24,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include "ssmkit/core/max_threads_scope.h"
+
 namespace ssmkit::vision::detail {
 
 namespace {
@@ -71,22 +73,6 @@ dnnl::reorder make_reorder(const memory::desc& from, const memory::desc& to, boo
 // The threads a oneDNN primitive created and run here gets: 1 inside an active parallel region.
 int onednn_threads() { return omp_in_parallel() ? 1 : omp_get_max_threads(); }
 
-// While alive, oneDNN sees `n` threads (omp_get_max_threads() of this thread) when it creates primitives.
-class CreateForThreads {
- public:
-  explicit CreateForThreads(int n) : keep_(omp_get_max_threads()) {
-    if (n != keep_) omp_set_num_threads(n);
-  }
-  ~CreateForThreads() {
-    if (omp_get_max_threads() != keep_) omp_set_num_threads(keep_);
-  }
-  CreateForThreads(const CreateForThreads&) = delete;
-  CreateForThreads& operator=(const CreateForThreads&) = delete;
-
- private:
-  int keep_;
-};
-
 // geometry, bias, GELU epilogue, threads
 using Key =
     std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, bool, bool, int>;
@@ -108,7 +94,7 @@ std::shared_ptr<ConvPrims> prims_for(const ConvGeometry& g, bool has_bias, bool 
   std::lock_guard<std::mutex> lock(mu);
   std::shared_ptr<ConvPrims>& slot = cache[key];
   if (slot && (!with_bwd || slot->have_bwd)) return slot;
-  const CreateForThreads create_for(threads);
+  const core::MaxThreadsScope create_for(threads);  // oneDNN sizes the primitives for these
   try {
     const int64_t OH = (g.H + 2 * g.P - g.K) / g.S + 1, OW = (g.W + 2 * g.P - g.K) / g.S + 1;
     const memory::dims strides = {g.S, g.S}, pad = {g.P, g.P};

@@ -21,6 +21,7 @@
 #include "gemm_tiles.h"
 #include "matmul_onednn.h"
 #include "ssmkit/core/error.h"
+#include "ssmkit/core/max_threads_scope.h"
 
 #ifdef SSMKIT_HAVE_CBLAS
 #include <cblas.h>
@@ -152,11 +153,12 @@ void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const 
   if (!(ta && M * N >= kBlasWideGradC)) {
     // Small products on the calling thread alone: oneDNN would fork for them too, and waking an idle worker
     // took ~0.9 ms here against ~3 us of work (GroupMamba-T's 1 x 224 x 112 affinity products at 2 threads).
-    const int keep = omp_get_max_threads();
-    const bool alone = keep > 1 && M * N * K < kDnnlForkMinMacs && !omp_in_parallel();
-    if (alone) omp_set_num_threads(1);
-    const dnnl_status_t st = dnnl_sgemm(ta ? 'T' : 'N', tb ? 'T' : 'N', M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-    if (alone) omp_set_num_threads(keep);
+    const bool alone = M * N * K < kDnnlForkMinMacs && !omp_in_parallel();
+    dnnl_status_t st;
+    {
+      const MaxThreadsScope threads(alone ? 1 : omp_get_max_threads());
+      st = dnnl_sgemm(ta ? 'T' : 'N', tb ? 'T' : 'N', M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    }
     if (st == dnnl_success) return;
   }
 #endif

@@ -20,6 +20,8 @@
 #include <oneapi/dnnl/dnnl.hpp>
 #include <tuple>
 
+#include "ssmkit/core/max_threads_scope.h"
+
 namespace ssmkit::core::detail {
 
 namespace {
@@ -44,22 +46,6 @@ struct MatmulPrim {
 // shape, transposes, leading dimensions, threads
 using Key = std::tuple<int64_t, int64_t, int64_t, bool, bool, int64_t, int64_t, int64_t, int>;
 
-// While alive, oneDNN sees `n` threads when it creates primitives.
-class CreateForThreads {
- public:
-  explicit CreateForThreads(int n) : keep_(omp_get_max_threads()) {
-    if (n != keep_) omp_set_num_threads(n);
-  }
-  ~CreateForThreads() {
-    if (omp_get_max_threads() != keep_) omp_set_num_threads(keep_);
-  }
-  CreateForThreads(const CreateForThreads&) = delete;
-  CreateForThreads& operator=(const CreateForThreads&) = delete;
-
- private:
-  int keep_;
-};
-
 // The primitive of a product for `threads`, created once; null where oneDNN has only its reference kernel
 // (much slower than the fallback) or none.
 std::shared_ptr<MatmulPrim> prim_for(const Key& key, int threads) {
@@ -71,7 +57,7 @@ std::shared_ptr<MatmulPrim> prim_for(const Key& key, int threads) {
   const auto [M, N, K, ta, tb, lda, ldb, ldc, nth] = key;
   std::shared_ptr<MatmulPrim> p;
   try {
-    const CreateForThreads create_for(threads);
+    const MaxThreadsScope create_for(threads);  // oneDNN sizes the primitive for these
     p = std::make_shared<MatmulPrim>();
     // op(A) (M,K): A stored (M,K) with row stride lda, or (K,M) transposed; op(B) (K,N) likewise.
     p->src = memory::desc({M, K}, DT::f32, ta ? memory::dims{1, lda} : memory::dims{lda, 1});
