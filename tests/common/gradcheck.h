@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <functional>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -105,6 +106,15 @@ inline void expect_near(const std::vector<double>& got, const std::vector<double
 
 // An absolute tolerance rel * max(1, max |ref|).
 inline double tol_of(const core::Tensor& ref, double rel) { return rel * std::max(1.0, core::max_abs(ref)); }
+
+// Denormal values (nonzero, below the smallest normal float) in a float tensor: the recurrences flush them
+// (core/denormals.h), so their outputs and gradients must hold none.
+inline int64_t count_denormals(const core::Tensor& t) {
+  int64_t n = 0;
+  const float* p = t.data<float>();
+  for (int64_t i = 0; i < t.numel(); ++i) n += p[i] != 0.0f && std::abs(p[i]) < std::numeric_limits<float>::min();
+  return n;
+}
 
 // Runs f, expects an Error whose message contains `needle`.
 inline void expect_error(const std::function<void()>& f, const std::string& needle) {

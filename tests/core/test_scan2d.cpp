@@ -714,14 +714,7 @@ TEST(Scan2d, QuietInputDecaysWithoutDenormals) {
   float* x = in.x.data<float>();
   for (int64_t r = 0; r < c.B * c.D * c.V; ++r)
     for (int64_t t = 2; t < c.T; ++t) x[r * c.T + t] = 0.0f;
-  const auto denormals = [](const Tensor& t) {
-    int64_t n = 0;
-    for (int64_t i = 0; i < t.numel(); ++i) {
-      const float v = t.data<float>()[i];
-      n += v != 0.0f && std::abs(v) < std::numeric_limits<float>::min();
-    }
-    return n;
-  };
+  const auto denormals = ssmkit::test::count_denormals;
   const Tensor dy = random_tensor({c.B, c.D, c.V, c.T}, 704, -1, 1, DType::F32);
   for (const int threads : {1, 2}) {
     ssmkit::test::ScopedThreads scope(threads);

@@ -257,14 +257,7 @@ TEST(Vsss, QuietInputDecaysWithoutDenormals) {
   const Tensor first_row = random_tensor({B, W, 4 * Cg}, 399, -1, 1, DType::F32);
   std::copy(first_row.data<float>(), first_row.data<float>() + first_row.numel(), x.data<float>());
   const Tensor dy = random_tensor({B, H * W, 4 * Cg}, 398, -1, 1, DType::F32);
-  const auto denormals = [](const Tensor& t) {
-    int64_t n = 0;
-    for (int64_t i = 0; i < t.numel(); ++i) {
-      const float v = t.data<float>()[i];
-      n += v != 0.0f && std::abs(v) < std::numeric_limits<float>::min();
-    }
-    return n;
-  };
+  const auto denormals = ssmkit::test::count_denormals;
   for (const int threads : {1, 2}) {
     ssmkit::test::ScopedThreads scope(threads);
     vision::VsssCache cache;
