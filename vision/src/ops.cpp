@@ -263,18 +263,34 @@ void transpose_cl_forward(Tensor& y, const Tensor& x0) {
     transpose_impl(y.data<float>(), x.data<float>(), B, R, S);
 }
 
-void dwconv3x3_tokens_forward(Tensor& y, const Tensor& x0, int64_t H, int64_t W, const Tensor& w0, const Tensor& b0) {
-  check_dwconv(x0, H, W, w0, b0, "dwconv3x3_tokens");
+namespace {
+
+// dwconv3x3_tokens_forward, and with gelu its GELU in oneDNN's epilogue where oneDNN takes it (float): returns
+// whether y already holds GELU(conv) (false: y is the convolution alone).
+bool dwconv3x3_forward_impl(Tensor& y, const Tensor& x0, int64_t H, int64_t W, const Tensor& w0, const Tensor& b0,
+                            bool gelu, const char* op) {
+  check_dwconv(x0, H, W, w0, b0, op);
   const Tensor x = x0.contiguous(), w = w0.contiguous(), b = b0.defined() ? b0.contiguous() : Tensor{};
   const int64_t B = x.size(0), C = x.size(2);
   y = Tensor::uninitialized(x.shape(), x.dtype());
-  if (x.dtype() == DType::F64)
+  if (x.dtype() == DType::F64) {
     detail::dw_forward(y.data<double>(), C, x.data<double>(), C, w.data<double>(),
                        b.defined() ? b.data<double>() : nullptr, B, H, W, C);
-  else if (!detail::onednn_conv_forward(y.data<float>(), x.data<float>(), w.data<float>(),
-                                        b.defined() ? b.data<float>() : nullptr, dw_geometry(B, H, W, C)))
-    detail::dw_forward(y.data<float>(), C, x.data<float>(), C, w.data<float>(), b.defined() ? b.data<float>() : nullptr,
-                       B, H, W, C);
+    return false;
+  }
+  const float* bp = b.defined() ? b.data<float>() : nullptr;
+  if (gelu && detail::onednn_conv_forward(y.data<float>(), x.data<float>(), w.data<float>(), bp,
+                                          dw_geometry(B, H, W, C), true))
+    return true;
+  if (!detail::onednn_conv_forward(y.data<float>(), x.data<float>(), w.data<float>(), bp, dw_geometry(B, H, W, C)))
+    detail::dw_forward(y.data<float>(), C, x.data<float>(), C, w.data<float>(), bp, B, H, W, C);
+  return false;
+}
+
+}  // namespace
+
+void dwconv3x3_tokens_forward(Tensor& y, const Tensor& x0, int64_t H, int64_t W, const Tensor& w0, const Tensor& b0) {
+  dwconv3x3_forward_impl(y, x0, H, W, w0, b0, false, "dwconv3x3_tokens");
 }
 
 void dwconv3x3_tokens_backward(Tensor* dx, Tensor* dw, Tensor* db, const Tensor& dy0, const Tensor& x0, int64_t H,
@@ -374,19 +390,11 @@ Var dwconv3x3_tokens(const Var& x, int64_t H, int64_t W, const Var& w, const Var
 
 Var dwconv3x3_gelu_tokens(const Var& x, int64_t H, int64_t W, const Var& w, const Var& b) {
   const bool record = core::grad_enabled() && (x.requires_grad() || w.requires_grad() || (b.defined() && b.requires_grad()));
-  if (!record && x.dtype() == DType::F32) {
-    // inference: the GELU in oneDNN's epilogue, the output written once (the pre-activation is not kept)
-    check_dwconv(x.value(), H, W, w.value(), b.defined() ? b.value() : Tensor{}, "dwconv3x3_gelu_tokens");
-    const Tensor xv = x.value().contiguous(), wv = w.value().contiguous();
-    const Tensor bv = b.defined() ? b.value().contiguous() : Tensor{};
-    Tensor y = Tensor::uninitialized(xv.shape(), xv.dtype());
-    if (detail::onednn_conv_forward(y.data<float>(), xv.data<float>(), wv.data<float>(),
-                                    bv.defined() ? bv.data<float>() : nullptr, dw_geometry(xv.size(0), H, W, xv.size(2)),
-                                    true))
-      return Var(y);
-  }
+  // inference: the GELU in oneDNN's epilogue where it takes it, the output written once (no pre-activation kept)
   Tensor pre;
-  dwconv3x3_tokens_forward(pre, x.value(), H, W, w.value(), b.defined() ? b.value() : Tensor{});
+  if (dwconv3x3_forward_impl(pre, x.value(), H, W, w.value(), b.defined() ? b.value() : Tensor{}, !record,
+                             "dwconv3x3_gelu_tokens"))
+    return Var(pre);
   Tensor y = record ? Tensor::uninitialized(pre.shape(), pre.dtype()) : pre;  // in place when nothing is recorded
   if (pre.dtype() == DType::F64)
     gelu_forward(y.data<double>(), pre.data<double>(), pre.numel());
