@@ -87,6 +87,9 @@ constexpr int64_t kTileParallel = 1 << 17;  // multiply-adds below which one thr
 #ifdef SSMKIT_HAVE_ONEDNN
 constexpr int64_t kBlasWideGradC = 1 << 18;  // C elements from which A^T B products stay with OpenBLAS
 constexpr int64_t kDnnlForkMinMacs = 1 << 20;  // multiply-adds below which oneDNN's sgemm runs on one thread
+// Which float products go to oneDNN (sgemm, or the matmul with a bias): all but the weight gradients of wide
+// layers (A transposed, C of 256 k floats or more), which stay with OpenBLAS (see gemm()).
+bool onednn_takes(bool ta, int64_t M, int64_t N) { return !(ta && M * N >= kBlasWideGradC); }
 #endif
 
 // Skinny products: B small enough that its panels stay in L1/L2 while A streams past. Measured against
@@ -150,7 +153,7 @@ void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const 
   // on any failure status, and leaves it the weight gradients of wide layers (A transposed, C of 256 k
   // floats or more: 1536 x 384 x 3136 at 2 threads 203-283 GFLOP/s in OpenBLAS, 156-209 in oneDNN 2.6; the
   // narrow ones, 128 x 32 x 8192, are 2.5x faster in oneDNN).
-  if (!(ta && M * N >= kBlasWideGradC)) {
+  if (onednn_takes(ta, M, N)) {
     // Small products on the calling thread alone: oneDNN would fork for them too, and waking an idle worker
     // took ~0.9 ms here against ~3 us of work (GroupMamba-T's 1 x 224 x 112 affinity products at 2 threads).
     const bool alone = M * N * K < kDnnlForkMinMacs && !omp_in_parallel();
@@ -200,7 +203,7 @@ bool gemm_bias_rows(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const flo
   }
 #ifdef SSMKIT_HAVE_ONEDNN
   // the products gemm() would give oneDNN's sgemm, with the bias in oneDNN's epilogue
-  if (!(ta && M * N >= kBlasWideGradC)) return onednn_matmul_bias(ta, tb, M, N, K, A, lda, B, ldb, bias, C, ldc);
+  if (onednn_takes(ta, M, N)) return onednn_matmul_bias(ta, tb, M, N, K, A, lda, B, ldb, bias, C, ldc);
 #endif
   return false;
 }

@@ -46,15 +46,15 @@ struct MatmulPrim {
 // shape, transposes, leading dimensions, threads
 using Key = std::tuple<int64_t, int64_t, int64_t, bool, bool, int64_t, int64_t, int64_t, int>;
 
-// The primitive of a product for `threads`, created once; null where oneDNN has only its reference kernel
+// The primitive of a product for the key's thread count, created once; null where oneDNN has only its reference kernel
 // (much slower than the fallback) or none.
-std::shared_ptr<MatmulPrim> prim_for(const Key& key, int threads) {
+std::shared_ptr<MatmulPrim> prim_for(const Key& key) {
   static std::mutex mu;
   static std::map<Key, std::shared_ptr<MatmulPrim>> cache;
   std::lock_guard<std::mutex> lock(mu);
   if (auto it = cache.find(key); it != cache.end()) return it->second;
   if (cache.size() >= kMaxCached) cache.clear();
-  const auto [M, N, K, ta, tb, lda, ldb, ldc, nth] = key;
+  const auto [M, N, K, ta, tb, lda, ldb, ldc, threads] = key;
   std::shared_ptr<MatmulPrim> p;
   try {
     const MaxThreadsScope create_for(threads);  // oneDNN sizes the primitive for these
@@ -81,7 +81,7 @@ std::shared_ptr<MatmulPrim> prim_for(const Key& key, int threads) {
 bool onednn_matmul_bias(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda,
                         const float* B, int64_t ldb, const float* bias, float* C, int64_t ldc) {
   const int threads = omp_in_parallel() || M * N * K < kSmallMacs ? 1 : omp_get_max_threads();
-  const std::shared_ptr<MatmulPrim> p = prim_for(Key{M, N, K, ta, tb, lda, ldb, ldc, threads}, threads);
+  const std::shared_ptr<MatmulPrim> p = prim_for(Key{M, N, K, ta, tb, lda, ldb, ldc, threads});
   if (!p) return false;
   // A primitive built for one thread runs on one when more are allowed; one built for more must not run inside
   // a parallel region (it is not: `threads` is 1 there).
