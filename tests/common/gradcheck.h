@@ -109,11 +109,17 @@ inline double tol_of(const core::Tensor& ref, double rel) { return rel * std::ma
 
 // Denormal values (nonzero, below the smallest normal float) in a float tensor: the recurrences flush them
 // (core/denormals.h), so their outputs and gradients must hold none.
+inline bool is_denormal(float v) { return v != 0.0f && std::abs(v) < std::numeric_limits<float>::min(); }
 inline int64_t count_denormals(const core::Tensor& t) {
   int64_t n = 0;
   const float* p = t.data<float>();
-  for (int64_t i = 0; i < t.numel(); ++i) n += p[i] != 0.0f && std::abs(p[i]) < std::numeric_limits<float>::min();
+  for (int64_t i = 0; i < t.numel(); ++i) n += is_denormal(p[i]);
   return n;
+}
+// Whether the calling thread still makes denormals (no flush-to-zero left behind by a recurrence's guard).
+inline bool thread_makes_denormals() {
+  volatile float tiny = 1e-30f, small = 1e-10f;
+  return is_denormal(tiny * small);
 }
 
 // Runs f, expects an Error whose message contains `needle`.
