@@ -201,18 +201,23 @@ TEST(ConvTokens, BadInputs) {
       "more than 1 value per channel");
 }
 
+// The four groups' parameters (width Cg, dt rank R), uniform in [-0.8, 0.8], seeds seed+1, seed+2, ... in order.
+static std::vector<vision::VsssParams> random_vsss_params(int64_t Cg, int64_t R, uint64_t seed, DType dt) {
+  std::vector<vision::VsssParams> p(4);
+  for (auto& g : p) {
+    const std::vector<core::Shape> shapes = {{1, R + 2, Cg}, {1, Cg, R}, {1, Cg}, {Cg, 1}, {Cg},    {Cg},
+                                             {Cg},           {2 * Cg, Cg}, {Cg, 1, 3, 3}, {Cg}, {Cg, Cg}};
+    auto l = g.list();
+    for (size_t i = 0; i < l.size(); ++i) *l[i] = random_tensor(shapes[i], ++seed, -0.8, 0.8, dt);
+  }
+  return p;
+}
+
 TEST(Vsss, FloatBackwardMatchesDouble) {
   // group widths with and without a channel tail, a non-square grid, two sequences
   for (const int64_t Cg : {8, 13}) {
     const int64_t B = 2, H = 3, W = 5, R = 1;
-    std::vector<vision::VsssParams> p(4);
-    uint64_t seed = 80;
-    for (auto& g : p) {
-      const std::vector<core::Shape> shapes = {{1, R + 2, Cg}, {1, Cg, R}, {1, Cg}, {Cg, 1}, {Cg},    {Cg},
-                                               {Cg},           {2 * Cg, Cg}, {Cg, 1, 3, 3}, {Cg}, {Cg, Cg}};
-      auto l = g.list();
-      for (size_t i = 0; i < l.size(); ++i) *l[i] = random_tensor(shapes[i], ++seed, -0.8, 0.8);
-    }
+    const std::vector<vision::VsssParams> p = random_vsss_params(Cg, R, 80, DType::F64);
     Tensor x = random_tensor({B, H * W, 4 * Cg}, 91), dy = random_tensor({B, H * W, 4 * Cg}, 92);
     auto run = [&](DType dt, std::vector<vision::VsssParams>& grads) {
       std::vector<vision::VsssParams> q = p;
@@ -244,15 +249,8 @@ TEST(Vsss, FloatBackwardMatchesDouble) {
 // over ~2,200 quiet tokens, past e^-103 on every channel.
 TEST(Vsss, QuietInputDecaysWithoutDenormals) {
   const int64_t B = 1, H = 48, W = 48, Cg = 8, R = 1;
-  std::vector<vision::VsssParams> p(4);
-  uint64_t seed = 300;
-  for (auto& g : p) {
-    const std::vector<core::Shape> shapes = {{1, R + 2, Cg}, {1, Cg, R}, {1, Cg}, {Cg, 1}, {Cg},    {Cg},
-                                             {Cg},           {2 * Cg, Cg}, {Cg, 1, 3, 3}, {Cg}, {Cg, Cg}};
-    auto l = g.list();
-    for (size_t i = 0; i < l.size(); ++i) *l[i] = random_tensor(shapes[i], ++seed, -0.8, 0.8, DType::F32);
-    g.conv_bias = Tensor::zeros({Cg}, DType::F32);  // a quiet token stays quiet after the conv
-  }
+  std::vector<vision::VsssParams> p = random_vsss_params(Cg, R, 300, DType::F32);
+  for (auto& g : p) g.conv_bias = Tensor::zeros({Cg}, DType::F32);  // a quiet token stays quiet after the conv
   Tensor x = Tensor::zeros({B, H * W, 4 * Cg}, DType::F32);
   const Tensor first_row = random_tensor({B, W, 4 * Cg}, 399, -1, 1, DType::F32);
   std::copy(first_row.data<float>(), first_row.data<float>() + first_row.numel(), x.data<float>());
