@@ -6,6 +6,7 @@
 // Work is split over (batch, channel) rows in contiguous ranges; B/C gradients of a batch split between
 // threads go through small per-thread partials, summed in thread order (deterministic per thread count).
 #include "ssmkit/core/denormals.h"
+#include "ssmkit/core/ops/vec_math.h"
 #include "ssmkit/core/ssm/scan2d.h"
 
 #include <omp.h>
@@ -84,6 +85,22 @@ inline T sigmoid(T x) {
   return T(1) / (T(1) + std::exp(-x));
 }
 
+// In place over n values: e^p[i], softplus and sigmoid (the float path through the SIMD kernels, which the scan's
+// four decays per state and step are bound by; double, the reference dtype, through libm).
+inline void exp_in_place(float* p, int64_t n) { vec_exp(p, p, n); }
+inline void exp_in_place(double* p, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) p[i] = std::exp(p[i]);
+}
+inline void softplus_in_place(float* p, int64_t n) { vec_softplus(p, p, n); }
+inline void softplus_in_place(double* p, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) p[i] = softplus(p[i]);
+}
+inline void sigmoid_in_place(float* p, int64_t n) { vec_sigmoid(p, p, n); }
+inline void sigmoid_in_place(double* p, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) p[i] = sigmoid(p[i]);
+}
+
+
 // ZOH input coefficient (exp(d A) - 1) / A, and its derivative in A: d² g(dA) with
 // g(z) = (z e^z - expm1 z) / z² = Σ_j (j+1)/(j+2)! z^j (series near 0, where the closed form cancels).
 template <class T>
@@ -136,15 +153,30 @@ void row_forward(T* h1, T* h2, T* y, const T* h1p, const T* h2p, const RowDisc<T
   const T* xr = r.x + vm * Tn;
   const T* d1r = r.del1 + vm * Tn;
   const T* d2r = r.del2 + vm * Tn;
+  // The row's discretization first: steps Δ1, Δ2 (T), then the four decays exp(p·A) (T,N) in one pass each.
   for (int64_t t = 0; t < Tn; ++t) {
-    T d1 = d1r[t] + r.bias1, d2 = d2r[t] + r.bias2;
-    if (o.delta_softplus) {
-      d1 = softplus(d1);
-      d2 = softplus(d2);
-    }
-    rd.d1[t] = d1;
-    rd.d2[t] = d2;
+    rd.d1[t] = d1r[t] + r.bias1;
+    rd.d2[t] = d2r[t] + r.bias2;
+  }
+  if (o.delta_softplus) {
+    softplus_in_place(rd.d1, Tn);
+    softplus_in_place(rd.d2, Tn);
+  }
+  for (int64_t t = 0; t < Tn; ++t) {
+    const T d1 = rd.d1[t], d2 = rd.d2[t];
     const T p2 = state_pair ? d2 : d1, p3 = state_pair ? d1 : d2;
+    const int64_t tn = t * N;
+    for (int64_t n = 0; n < N; ++n) {
+      rd.a1[tn + n] = d1 * r.A1[n];
+      rd.a2[tn + n] = p2 * r.A2[n];
+      rd.a3[tn + n] = p3 * r.A3[n];
+      rd.a4[tn + n] = d2 * r.A4[n];
+    }
+  }
+  for (T* a : {rd.a1, rd.a2, rd.a3, rd.a4}) exp_in_place(a, Tn * N);
+  // Then the recurrence.
+  for (int64_t t = 0; t < Tn; ++t) {
+    const T d1 = rd.d1[t], d2 = rd.d2[t];
     const T xv = xr[t];
     const int64_t cell = (vm * Tn + t) * N, tn = t * N;
     const T* B1c = r.B1 + cell;
@@ -153,12 +185,7 @@ void row_forward(T* h1, T* h2, T* y, const T* h1p, const T* h2p, const RowDisc<T
     const T* C2c = r.C2 + cell;
     T acc = 0;
     for (int64_t n = 0; n < N; ++n) {
-      const T a1 = std::exp(d1 * r.A1[n]), a2 = std::exp(p2 * r.A2[n]);
-      const T a3 = std::exp(p3 * r.A3[n]), a4 = std::exp(d2 * r.A4[n]);
-      rd.a1[tn + n] = a1;
-      rd.a2[tn + n] = a2;
-      rd.a3[tn + n] = a3;
-      rd.a4[tn + n] = a4;
+      const T a1 = rd.a1[tn + n], a2 = rd.a2[tn + n], a3 = rd.a3[tn + n], a4 = rd.a4[tn + n];
       const T k1 = zoh ? zoh_coef(d1, r.A1[n]) : d1;
       const T k2 = zoh ? zoh_coef(d2, r.A4[n]) : d2;
       // variate step: from the previous row at the same t
@@ -360,6 +387,7 @@ void scan2d_backward_impl(Scan2dGrads& gr, const Tensor& dy0, const Scan2dInputs
     std::vector<T> H1(static_cast<size_t>(k * TN)), H2(H1.size()), Aseg(static_cast<size_t>(4 * k * TN));
     std::vector<T> Dseg(static_cast<size_t>(2 * k * Tn));
     std::vector<T> lam1(static_cast<size_t>(TN)), carry1(lam1.size()), carry2(lam1.size());
+    std::vector<T> sig1(static_cast<size_t>(Tn)), sig2(sig1.size());  // the softplus' slopes along the row
     T* dA1 = part.dA.data();
     T* dA2 = dA1 + DN;
     T* dA3 = dA2 + DN;
@@ -438,6 +466,14 @@ void scan2d_backward_impl(Scan2dGrads& gr, const Tensor& dy0, const Scan2dInputs
               for (int64_t n = 0; n < N; ++n) lam1[tn + n] = C1c[n] * gy + carry1[tn + n];
             }
           }
+          if (softplus_on) {  // ∂softplus(u)/∂u = sigmoid(u), u the step before the softplus
+            for (int64_t t = 0; t < Tn; ++t) {
+              sig1[t] = r.del1[vm * Tn + t] + r.bias1;
+              sig2[t] = r.del2[vm * Tn + t] + r.bias2;
+            }
+            sigmoid_in_place(sig1.data(), Tn);
+            sigmoid_in_place(sig2.data(), Tn);
+          }
           // λ2 and every gradient of the row's cells.
           for (int64_t t = 0; t < Tn; ++t) {
             const int64_t cell = (vm * Tn + t) * N, tn = t * N;
@@ -494,8 +530,8 @@ void scan2d_backward_impl(Scan2dGrads& gr, const Tensor& dy0, const Scan2dInputs
             part.dDskip[static_cast<size_t>(ch)] += gy * xv;
             if (softplus_on) {
               const T pre1 = r.del1[xi] + r.bias1, pre2 = r.del2[xi] + r.bias2;
-              if (pre1 <= T(20)) dd1 *= sigmoid(pre1);
-              if (pre2 <= T(20)) dd2 *= sigmoid(pre2);
+              if (pre1 <= T(20)) dd1 *= sig1[t];
+              if (pre2 <= T(20)) dd2 *= sig2[t];
             }
             dd1r[xi] += dd1;
             dd2r[xi] += dd2;
