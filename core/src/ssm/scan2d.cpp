@@ -5,8 +5,13 @@
 // reverse, recomputes each segment's rows into per-thread scratch and sweeps them with the adjoints of §3.2.
 // Work is split over (batch, channel) rows in contiguous ranges; B/C gradients of a batch split between
 // threads go through small per-thread partials, summed in thread order (deterministic per thread count).
+// Within a row the work is vectorized: the decays' exps and the steps' softplus run as SIMD passes over the
+// row's cells (vec_exp, vec_softplus), and the per-row kernels are multi-versioned (SSMKIT_SIMD_CLONES) and
+// compiled for the common state sizes (N = 4, 8, 16), so their loops over states vectorize; the time recurrence
+// stays sequential in t.
 #include "ssmkit/core/denormals.h"
 #include "ssmkit/core/ops/vec_math.h"
+#include "ssmkit/core/simd_clones.h"
 #include "ssmkit/core/ssm/scan2d.h"
 
 #include <omp.h>
@@ -134,70 +139,265 @@ struct RowInputs {
   T bias1, bias2, Dskip;
 };
 
-// Per-row scratch of the discretization: decays a1..a4 (T,N) and steps Δ1, Δ2 (T).
+// States are processed in chunks of up to kChunk; with kN > 0 one chunk of exactly kN (the loops unroll and
+// vectorize), with 0 any N.
+constexpr int64_t kChunk = 16;
+
+// Per-row scratch of the discretization: decays a1..a4 (T,N) and the input coefficients times x, u1 = k1·x and
+// u2 = k2·x (T,N; k = Δ, or the ZOH coefficient).
 template <class T>
 struct RowDisc {
-  T *a1, *a2, *a3, *a4, *d1, *d2;
+  T *a1, *a2, *a3, *a4, *u1, *u2;
 };
 
-// One row vm (memory index) from the previous row's states h1p, h2p (T,N) to this row's h1, h2 (T,N).
-// Fills the row's decays and steps into `rd`; writes y (T) when non-null.
+// The steps of one (batch, channel) row over all its variates: Δ = softplus(δ + bias), or δ + bias (V·T values).
 template <class T>
-void row_forward(T* h1, T* h2, T* y, const T* h1p, const T* h2p, const RowDisc<T>& rd, const RowInputs<T>& r,
-                 int64_t vm, const Dims& s, const Scan2dOptions& o) {
-  const int64_t Tn = s.n_time, N = s.n_state, lag = o.lag;
+void row_steps(T* d1, T* d2, const RowInputs<T>& r, int64_t VT, bool softplus_on) {
+  for (int64_t i = 0; i < VT; ++i) {
+    d1[i] = r.del1[i] + r.bias1;
+    d2[i] = r.del2[i] + r.bias2;
+  }
+  if (softplus_on) {
+    softplus_in_place(d1, VT);
+    softplus_in_place(d2, VT);
+  }
+}
+
+// Plain loops over a row's (T,N) cells (n values, flattened), inlined into the multi-versioned row_forward so
+// that they vectorize with the widest units the CPU has.
+template <class T>  // h2 = a3·h1p + a4·h2p + u2·B2: the variate step of every cell at once
+[[gnu::always_inline]] inline void variate_step(T* __restrict h2, const T* __restrict a3, const T* __restrict h1p,
+                                                const T* __restrict a4, const T* __restrict h2p,
+                                                const T* __restrict u2, const T* __restrict B2, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) h2[i] = a3[i] * h1p[i] + a4[i] * h2p[i] + u2[i] * B2[i];
+}
+
+template <class T>  // h1 = u1·B1, plus a2·h2 of the cell lag steps back (final) from cell `shift` on
+[[gnu::always_inline]] inline void time_inputs(T* __restrict h1, const T* __restrict u1, const T* __restrict B1,
+                                               const T* __restrict a2, const T* __restrict h2, int64_t n,
+                                               int64_t shift) {
+  for (int64_t i = 0; i < std::min(n, shift); ++i) h1[i] = u1[i] * B1[i];
+  for (int64_t i = shift; i < n; ++i) h1[i] = u1[i] * B1[i] + a2[i] * h2[i - shift];
+}
+
+template <class T>  // h += a·h_back over n states (one step of the time recurrence; h_back is lag steps back)
+[[gnu::always_inline]] inline void time_step(T* __restrict h, const T* __restrict a, const T* __restrict h_back,
+                                             int64_t n) {
+  for (int64_t i = 0; i < n; ++i) h[i] += a[i] * h_back[i];
+}
+
+template <class T>  // out = C1·h1 + C2·h2 per cell
+[[gnu::always_inline]] inline void readout_cells(T* __restrict out, const T* __restrict C1, const T* __restrict h1,
+                                                 const T* __restrict C2, const T* __restrict h2, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) out[i] = C1[i] * h1[i] + C2[i] * h2[i];
+}
+
+// One row vm (memory index) from the previous row's states h1p, h2p (T,N) to this row's h1, h2 (T,N), given
+// the row's steps d1, d2 (T). Fills the row's decays (and overwrites rd.u1, rd.u2); writes y (T) when non-null.
+// The discretization first (exponents, then the four exps in SIMD passes), then the variate step of every cell
+// (it reads only the previous row), the time step's inputs, its recurrence along t, and the readout.
+// kN > 0: compiled for N = kN states (the loops over n unroll and vectorize); 0: any N.
+template <class T, int kN>
+SSMKIT_SIMD_CLONES void row_forward_n(T* h1, T* h2, T* y, const T* h1p, const T* h2p, const RowDisc<T>& rd,
+                                      const T* d1, const T* d2, const RowInputs<T>& r, int64_t vm, const Dims& s,
+                                      const Scan2dOptions& o) {
+  const int64_t Tn = s.n_time, N = kN > 0 ? kN : s.n_state, TN = Tn * N, LN = o.lag * N;
   const bool state_pair = o.discretization == Scan2dDiscretization::StateEuler ||
                           o.discretization == Scan2dDiscretization::StateZoh;
   const bool zoh = o.discretization == Scan2dDiscretization::AxisZoh ||
                    o.discretization == Scan2dDiscretization::StateZoh;
   const T* xr = r.x + vm * Tn;
-  const T* d1r = r.del1 + vm * Tn;
-  const T* d2r = r.del2 + vm * Tn;
-  // The row's discretization first: steps Δ1, Δ2 (T), then the four decays exp(p·A) (T,N) in one pass each.
+  const int64_t cells = vm * TN;  // the row's first (t, n) cell in B1, B2, C1, C2
   for (int64_t t = 0; t < Tn; ++t) {
-    rd.d1[t] = d1r[t] + r.bias1;
-    rd.d2[t] = d2r[t] + r.bias2;
-  }
-  if (o.delta_softplus) {
-    softplus_in_place(rd.d1, Tn);
-    softplus_in_place(rd.d2, Tn);
-  }
-  for (int64_t t = 0; t < Tn; ++t) {
-    const T d1 = rd.d1[t], d2 = rd.d2[t];
-    const T p2 = state_pair ? d2 : d1, p3 = state_pair ? d1 : d2;
+    const T e1 = d1[t], e2 = d2[t], p2 = state_pair ? e2 : e1, p3 = state_pair ? e1 : e2, xv = xr[t];
     const int64_t tn = t * N;
-    for (int64_t n = 0; n < N; ++n) {
-      rd.a1[tn + n] = d1 * r.A1[n];
-      rd.a2[tn + n] = p2 * r.A2[n];
-      rd.a3[tn + n] = p3 * r.A3[n];
-      rd.a4[tn + n] = d2 * r.A4[n];
+    for (int64_t n0 = 0; n0 < N; n0 += kChunk) {  // through local arrays: see row_backward_n
+      const int64_t m = kN > 0 ? kN : std::min(kChunk, N - n0);
+      T v1[kChunk], v2[kChunk], v3[kChunk], v4[kChunk], w1[kChunk], w2[kChunk];
+      for (int64_t n = 0; n < m; ++n) {
+        v1[n] = e1 * r.A1[n0 + n];
+        v2[n] = p2 * r.A2[n0 + n];
+        v3[n] = p3 * r.A3[n0 + n];
+        v4[n] = e2 * r.A4[n0 + n];
+      }
+      if (zoh) {
+        for (int64_t n = 0; n < m; ++n) {
+          w1[n] = zoh_coef(e1, r.A1[n0 + n]) * xv;
+          w2[n] = zoh_coef(e2, r.A4[n0 + n]) * xv;
+        }
+      } else {
+        for (int64_t n = 0; n < m; ++n) {
+          w1[n] = e1 * xv;
+          w2[n] = e2 * xv;
+        }
+      }
+      const int64_t i0 = tn + n0;
+      for (int64_t n = 0; n < m; ++n) rd.a1[i0 + n] = v1[n];
+      for (int64_t n = 0; n < m; ++n) rd.a2[i0 + n] = v2[n];
+      for (int64_t n = 0; n < m; ++n) rd.a3[i0 + n] = v3[n];
+      for (int64_t n = 0; n < m; ++n) rd.a4[i0 + n] = v4[n];
+      for (int64_t n = 0; n < m; ++n) rd.u1[i0 + n] = w1[n];
+      for (int64_t n = 0; n < m; ++n) rd.u2[i0 + n] = w2[n];
     }
   }
-  for (T* a : {rd.a1, rd.a2, rd.a3, rd.a4}) exp_in_place(a, Tn * N);
-  // Then the recurrence.
+  for (T* a : {rd.a1, rd.a2, rd.a3, rd.a4}) exp_in_place(a, TN);
+  variate_step(h2, rd.a3, h1p, rd.a4, h2p, rd.u2, r.B2 + cells, TN);
+  time_inputs(h1, rd.u1, r.B1 + cells, rd.a2, h2, TN, LN);
+  for (int64_t t = o.lag; t < Tn; ++t) time_step(h1 + t * N, rd.a1 + t * N, h1 + t * N - LN, N);
+  if (!y) return;
+  T* cell_out = rd.u1;  // u1 is spent
+  readout_cells(cell_out, r.C1 + cells, h1, r.C2 + cells, h2, TN);
   for (int64_t t = 0; t < Tn; ++t) {
-    const T d1 = rd.d1[t], d2 = rd.d2[t];
-    const T xv = xr[t];
-    const int64_t cell = (vm * Tn + t) * N, tn = t * N;
-    const T* B1c = r.B1 + cell;
-    const T* B2c = r.B2 + cell;
-    const T* C1c = r.C1 + cell;
-    const T* C2c = r.C2 + cell;
     T acc = 0;
-    for (int64_t n = 0; n < N; ++n) {
-      const T a1 = rd.a1[tn + n], a2 = rd.a2[tn + n], a3 = rd.a3[tn + n], a4 = rd.a4[tn + n];
-      const T k1 = zoh ? zoh_coef(d1, r.A1[n]) : d1;
-      const T k2 = zoh ? zoh_coef(d2, r.A4[n]) : d2;
-      // variate step: from the previous row at the same t
-      const T v2 = a3 * h1p[tn + n] + a4 * h2p[tn + n] + k2 * B2c[n] * xv;
-      h2[tn + n] = v2;
-      // time step: from this row at t - lag (h2 there is already final)
-      T v1 = k1 * B1c[n] * xv;
-      if (t >= lag) v1 += a1 * h1[tn - lag * N + n] + a2 * h2[tn - lag * N + n];
-      h1[tn + n] = v1;
-      acc += C1c[n] * v1 + C2c[n] * v2;
+    for (int64_t n = 0; n < N; ++n) acc += cell_out[t * N + n];
+    y[t] = acc + r.Dskip * xr[t];
+  }
+}
+
+template <class T>
+void row_forward(T* h1, T* h2, T* y, const T* h1p, const T* h2p, const RowDisc<T>& rd, const T* d1, const T* d2,
+                 const RowInputs<T>& r, int64_t vm, const Dims& s, const Scan2dOptions& o) {
+  switch (s.n_state) {
+    case 4: return row_forward_n<T, 4>(h1, h2, y, h1p, h2p, rd, d1, d2, r, vm, s, o);
+    case 8: return row_forward_n<T, 8>(h1, h2, y, h1p, h2p, rd, d1, d2, r, vm, s, o);
+    case 16: return row_forward_n<T, 16>(h1, h2, y, h1p, h2p, rd, d1, d2, r, vm, s, o);
+    default: return row_forward_n<T, 0>(h1, h2, y, h1p, h2p, rd, d1, d2, r, vm, s, o);
+  }
+}
+
+// One row's part of the backward: where its gradients go, and what it reads.
+template <class T>
+struct RowSweep {
+  const T *h1, *h2, *h1p, *h2p;   // (T,N) the row's states and the previous row's (in scan order)
+  const T *a1, *a2, *a3, *a4;     // (T,N) the row's decays
+  const T *d1, *d2, *sig1, *sig2;  // (T) steps and the softplus' slopes
+  const T *dy, *x, *pre1, *pre2;   // (T) the row's dy, x and steps before the softplus (δ; bias added here)
+  T *lam1, *carry1, *carry2;      // (T,N) scratch; carries in: a3·λ2, a4·λ2 of the row scanned after; out: this row's
+  T *dB1, *dB2, *dC1, *dC2;       // (T,N) at the row's cells
+  T *gA1, *gA2, *gA3, *gA4;       // (N) the channel's
+  T *dx, *dd1, *dd2;              // (T)
+  T *dDskip, *dbias1, *dbias2;    // the channel's (this thread's partial)
+};
+
+// The adjoint sweep of one row (§3.2): λ1 along time newest first, then λ2 and every gradient of the row's cells.
+// The per-state work goes through local arrays, so that each loop reads or accumulates one destination and the
+// compiler can vectorize it without alias checks; the sums over states of a cell run in state order.
+template <class T, int kN, bool kZoh>
+SSMKIT_SIMD_CLONES void row_backward_n(const RowSweep<T>& w, const RowInputs<T>& r, int64_t vm, const Dims& s,
+                                       const Scan2dOptions& o) {
+  const int64_t Tn = s.n_time, N = kN > 0 ? kN : s.n_state, LN = o.lag * N, cells = vm * Tn * N;
+  const bool state_pair = o.discretization == Scan2dDiscretization::StateEuler ||
+                          o.discretization == Scan2dDiscretization::StateZoh;
+  const T zero[kChunk] = {};
+  // λ1[t] = C1·gy + carry1 + a1[t+lag]·λ1[t+lag]
+  for (int64_t t = Tn - 1; t >= 0; --t) {
+    const T gy = w.dy[t];
+    const int64_t tn = t * N;
+    for (int64_t n0 = 0; n0 < N; n0 += kChunk) {
+      const int64_t m = kN > 0 ? kN : std::min(kChunk, N - n0);
+      const T* C1c = r.C1 + cells + tn + n0;
+      const T* carry = w.carry1 + tn + n0;
+      const bool next = t + o.lag < Tn;
+      const T* an = next ? w.a1 + tn + LN + n0 : zero;
+      const T* ln = next ? w.lam1 + tn + LN + n0 : zero;
+      T v[kChunk];
+      for (int64_t n = 0; n < m; ++n) v[n] = C1c[n] * gy + carry[n] + an[n] * ln[n];
+      T* out = w.lam1 + tn + n0;
+      for (int64_t n = 0; n < m; ++n) out[n] = v[n];
     }
-    if (y) y[t] = acc + r.Dskip * xv;
+  }
+  for (int64_t t = 0; t < Tn; ++t) {
+    const int64_t tn = t * N;
+    const T gy = w.dy[t], xv = w.x[t], d1 = w.d1[t], d2 = w.d2[t];
+    const T p2 = state_pair ? d2 : d1, p3 = state_pair ? d1 : d2;
+    const bool has_next = t + o.lag < Tn, has_prev = t >= o.lag;
+    T dd1 = 0, dd2 = 0, dxv = gy * r.Dskip;
+    for (int64_t n0 = 0; n0 < N; n0 += kChunk) {
+      const int64_t m = kN > 0 ? kN : std::min(kChunk, N - n0);
+      const int64_t c = cells + tn + n0, i0 = tn + n0;
+      const T* a2n = has_next ? w.a2 + i0 + LN : zero;
+      const T* l1n = has_next ? w.lam1 + i0 + LN : zero;
+      const T* h1b = has_prev ? w.h1 + i0 - LN : zero;
+      const T* h2b = has_prev ? w.h2 + i0 - LN : zero;
+      T l1[kChunk], l2[kChunk], e1[kChunk], e2[kChunk], e3[kChunk], e4[kChunk], k1[kChunk], k2[kChunk];
+      T q1[kChunk], q2[kChunk], s1[kChunk], s2[kChunk], cx[kChunk], kd1[kChunk], kd2[kChunk];
+      for (int64_t n = 0; n < m; ++n) {
+        l1[n] = w.lam1[i0 + n];
+        l2[n] = r.C2[c + n] * gy + w.carry2[i0 + n] + a2n[n] * l1n[n];
+        // decays: ∂a = λ·(state it multiplies); a = exp(p·A) gives ∂p += ∂a·a·A, ∂A += ∂a·a·p
+        e1[n] = l1[n] * h1b[n] * w.a1[i0 + n];
+        e2[n] = l1[n] * h2b[n] * w.a2[i0 + n];
+        e3[n] = l2[n] * w.h1p[i0 + n] * w.a3[i0 + n];
+        e4[n] = l2[n] * w.h2p[i0 + n] * w.a4[i0 + n];
+      }
+      if constexpr (kZoh) {
+        for (int64_t n = 0; n < m; ++n) {
+          k1[n] = zoh_coef(d1, r.A1[n0 + n]);
+          k2[n] = zoh_coef(d2, r.A4[n0 + n]);
+          kd1[n] = zoh_coef_dA(d1, r.A1[n0 + n]);
+          kd2[n] = zoh_coef_dA(d2, r.A4[n0 + n]);
+        }
+      } else {
+        for (int64_t n = 0; n < m; ++n) {
+          k1[n] = d1;
+          k2[n] = d2;
+        }
+      }
+      for (int64_t n = 0; n < m; ++n) {
+        // inputs u1 = k1·B1·x, u2 = k2·B2·x with ∂u = λ; ∂k/∂Δ = 1 (Euler) or exp(Δ A), the matching decay (ZOH)
+        const T b1 = r.B1[c + n], b2 = r.B2[c + n];
+        cx[n] = l1[n] * k1[n] * b1 + l2[n] * k2[n] * b2;
+        q1[n] = l1[n] * b1 * xv;
+        q2[n] = l2[n] * b2 * xv;
+        s1[n] = e1[n] * r.A1[n0 + n] + (kZoh ? q1[n] * w.a1[i0 + n] : q1[n]);  // ∂Δ1 (and ∂Δ2 below) so far
+        s2[n] = e4[n] * r.A4[n0 + n] + (kZoh ? q2[n] * w.a4[i0 + n] : q2[n]);
+      }
+      // a2 = exp(p2·A2), a3 = exp(p3·A3): p2 = Δ1 and p3 = Δ2 on the axes, swapped on the state pairs
+      T* to2 = state_pair ? s2 : s1;
+      T* to3 = state_pair ? s1 : s2;
+      for (int64_t n = 0; n < m; ++n) to2[n] += e2[n] * r.A2[n0 + n];
+      for (int64_t n = 0; n < m; ++n) to3[n] += e3[n] * r.A3[n0 + n];
+      for (int64_t n = 0; n < m; ++n) w.gA1[n0 + n] += e1[n] * d1 + (kZoh ? q1[n] * kd1[n] : T(0));
+      for (int64_t n = 0; n < m; ++n) w.gA2[n0 + n] += e2[n] * p2;
+      for (int64_t n = 0; n < m; ++n) w.gA3[n0 + n] += e3[n] * p3;
+      for (int64_t n = 0; n < m; ++n) w.gA4[n0 + n] += e4[n] * d2 + (kZoh ? q2[n] * kd2[n] : T(0));
+      for (int64_t n = 0; n < m; ++n) w.dB1[tn + n0 + n] += l1[n] * k1[n] * xv;
+      for (int64_t n = 0; n < m; ++n) w.dB2[tn + n0 + n] += l2[n] * k2[n] * xv;
+      // readouts
+      for (int64_t n = 0; n < m; ++n) w.dC1[tn + n0 + n] += gy * w.h1[i0 + n];
+      for (int64_t n = 0; n < m; ++n) w.dC2[tn + n0 + n] += gy * w.h2[i0 + n];
+      // what the row scanned before this one receives through a3, a4
+      for (int64_t n = 0; n < m; ++n) w.carry1[i0 + n] = w.a3[i0 + n] * l2[n];
+      for (int64_t n = 0; n < m; ++n) w.carry2[i0 + n] = w.a4[i0 + n] * l2[n];
+      for (int64_t n = 0; n < m; ++n) {
+        dd1 += s1[n];
+        dd2 += s2[n];
+        dxv += cx[n];
+      }
+    }
+    w.dx[t] += dxv;
+    *w.dDskip += gy * xv;
+    if (o.delta_softplus) {
+      if (w.pre1[t] + r.bias1 <= T(20)) dd1 *= w.sig1[t];
+      if (w.pre2[t] + r.bias2 <= T(20)) dd2 *= w.sig2[t];
+    }
+    w.dd1[t] += dd1;
+    w.dd2[t] += dd2;
+    *w.dbias1 += dd1;
+    *w.dbias2 += dd2;
+  }
+}
+
+template <class T>
+void row_backward(const RowSweep<T>& w, const RowInputs<T>& r, int64_t vm, const Dims& s, const Scan2dOptions& o) {
+  const bool zoh = o.discretization == Scan2dDiscretization::AxisZoh ||
+                   o.discretization == Scan2dDiscretization::StateZoh;
+  if (zoh) return row_backward_n<T, 0, true>(w, r, vm, s, o);  // ZOH's coefficients are scalar libm calls anyway
+  switch (s.n_state) {
+    case 4: return row_backward_n<T, 4, false>(w, r, vm, s, o);
+    case 8: return row_backward_n<T, 8, false>(w, r, vm, s, o);
+    case 16: return row_backward_n<T, 16, false>(w, r, vm, s, o);
+    default: return row_backward_n<T, 0, false>(w, r, vm, s, o);
   }
 }
 
@@ -262,22 +462,25 @@ void scan2d_forward_impl(Tensor& y_out, Scan2dSaved* saved, const Scan2dInputs& 
     const FlushDenormals flush;  // states decaying with no input must not crawl through denormals
     // previous and current row states, and the row's discretization
     std::vector<T> h1a(static_cast<size_t>(TN)), h1b(h1a.size()), h2a(h1a.size()), h2b(h1a.size());
-    std::vector<T> abuf(static_cast<size_t>(4 * TN)), dbuf(static_cast<size_t>(2 * Tn));
-    const RowDisc<T> rd{abuf.data(), abuf.data() + TN, abuf.data() + 2 * TN, abuf.data() + 3 * TN, dbuf.data(),
-                        dbuf.data() + Tn};
+    std::vector<T> abuf(static_cast<size_t>(6 * TN)), dbuf(static_cast<size_t>(2 * V * Tn));
+    const RowDisc<T> rd{abuf.data(),          abuf.data() + TN,     abuf.data() + 2 * TN,
+                        abuf.data() + 3 * TN, abuf.data() + 4 * TN, abuf.data() + 5 * TN};
+    T* d1 = dbuf.data();  // (V,T) steps of the (batch, channel) row
+    T* d2 = d1 + V * Tn;
 #pragma omp for schedule(static)
     for (int64_t row = 0; row < Bn * Dn; ++row) {
       const RowInputs<T> r = c.row<T>(row / Dn, row % Dn, s);
       T *h1p = h1a.data(), *h2p = h2a.data(), *h1 = h1b.data(), *h2 = h2b.data();
       std::fill(h1a.begin(), h1a.end(), T(0));
       std::fill(h2a.begin(), h2a.end(), T(0));
+      row_steps(d1, d2, r, V * Tn, in.opt.delta_softplus);
       for (int64_t i = 0; i < V; ++i) {
         const int64_t vm = rev ? V - 1 - i : i;
         if (saved && i % k == 0) {
           std::copy(h1p, h1p + TN, ps1 + (row * n_seg + i / k) * TN);
           std::copy(h2p, h2p + TN, ps2 + (row * n_seg + i / k) * TN);
         }
-        row_forward(h1, h2, py + (row * V + vm) * Tn, h1p, h2p, rd, r, vm, s, in.opt);
+        row_forward(h1, h2, py + (row * V + vm) * Tn, h1p, h2p, rd, d1 + vm * Tn, d2 + vm * Tn, r, vm, s, in.opt);
         std::swap(h1, h1p);
         std::swap(h2, h2p);
       }
@@ -355,11 +558,6 @@ void scan2d_backward_impl(Scan2dGrads& gr, const Tensor& dy0, const Scan2dInputs
   T* gC2 = gr.dC2.data<T>();
   const Scan2dOptions& o = in.opt;
   const bool rev = o.reverse_variates, softplus_on = o.delta_softplus;
-  const bool state_pair = o.discretization == Scan2dDiscretization::StateEuler ||
-                          o.discretization == Scan2dDiscretization::StateZoh;
-  const bool zoh = o.discretization == Scan2dDiscretization::AxisZoh ||
-                   o.discretization == Scan2dDiscretization::StateZoh;
-  const int64_t lag = o.lag;
 
   const int max_threads = Bn * Dn * V * TN >= kParallelMinWork ? omp_get_max_threads() : 1;
   std::vector<ThreadBC<T>> parts(static_cast<size_t>(max_threads));
@@ -385,9 +583,9 @@ void scan2d_backward_impl(Scan2dGrads& gr, const Tensor& dy0, const Scan2dInputs
     }
     // Segment scratch: states and decays of up to k rows, steps; adjoint rows.
     std::vector<T> H1(static_cast<size_t>(k * TN)), H2(H1.size()), Aseg(static_cast<size_t>(4 * k * TN));
-    std::vector<T> Dseg(static_cast<size_t>(2 * k * Tn));
+    std::vector<T> U(static_cast<size_t>(2 * TN));  // the recompute's u1, u2
+    std::vector<T> steps(static_cast<size_t>(2 * V * Tn)), sig(steps.size());  // Δ1, Δ2 (V,T); their slopes
     std::vector<T> lam1(static_cast<size_t>(TN)), carry1(lam1.size()), carry2(lam1.size());
-    std::vector<T> sig1(static_cast<size_t>(Tn)), sig2(sig1.size());  // the softplus' slopes along the row
     T* dA1 = part.dA.data();
     T* dA2 = dA1 + DN;
     T* dA3 = dA2 + DN;
@@ -410,10 +608,6 @@ void scan2d_backward_impl(Scan2dGrads& gr, const Tensor& dy0, const Scan2dInputs
         dC1 = gC1 + b * VTN;
         dC2 = gC2 + b * VTN;
       }
-      const T* A1 = r.A1;
-      const T* A2 = r.A2;
-      const T* A3 = r.A3;
-      const T* A4 = r.A4;
       T* gA1 = dA1 + ch * N;
       T* gA2 = dA2 + ch * N;
       T* gA3 = dA3 + ch * N;
@@ -424,6 +618,15 @@ void scan2d_backward_impl(Scan2dGrads& gr, const Tensor& dy0, const Scan2dInputs
       T* dd2r = pdd2 + row * V * Tn;
       std::fill(carry1.begin(), carry1.end(), T(0));
       std::fill(carry2.begin(), carry2.end(), T(0));
+      const int64_t VT = V * Tn;
+      row_steps(steps.data(), steps.data() + VT, r, VT, softplus_on);
+      if (softplus_on) {  // ∂softplus(u)/∂u = sigmoid(u), u the step before the softplus
+        for (int64_t i = 0; i < VT; ++i) {
+          sig[i] = r.del1[i] + r.bias1;
+          sig[VT + i] = r.del2[i] + r.bias2;
+        }
+        sigmoid_in_place(sig.data(), 2 * VT);
+      }
 
       for (int64_t seg = n_seg - 1; seg >= 0; --seg) {
         const int64_t i0 = seg * k, i1 = std::min(V, i0 + k);
@@ -434,110 +637,49 @@ void scan2d_backward_impl(Scan2dGrads& gr, const Tensor& dy0, const Scan2dInputs
           const int64_t j = i - i0, vm = rev ? V - 1 - i : i;
           const RowDisc<T> rd{Aseg.data() + (4 * j) * TN,     Aseg.data() + (4 * j + 1) * TN,
                               Aseg.data() + (4 * j + 2) * TN, Aseg.data() + (4 * j + 3) * TN,
-                              Dseg.data() + (2 * j) * Tn,     Dseg.data() + (2 * j + 1) * Tn};
+                              U.data(),                       U.data() + TN};
           row_forward(H1.data() + j * TN, H2.data() + j * TN, static_cast<T*>(nullptr),
-                      j > 0 ? H1.data() + (j - 1) * TN : bp1, j > 0 ? H2.data() + (j - 1) * TN : bp2, rd, r, vm, s,
-                      o);
+                      j > 0 ? H1.data() + (j - 1) * TN : bp1, j > 0 ? H2.data() + (j - 1) * TN : bp2, rd,
+                      steps.data() + vm * Tn, steps.data() + VT + vm * Tn, r, vm, s, o);
         }
         // Sweep the segment backwards. carry1/carry2 hold a3·λ2 and a4·λ2 of the row scanned after this one.
         for (int64_t i = i1 - 1; i >= i0; --i) {
           const int64_t j = i - i0, vm = rev ? V - 1 - i : i;
-          const T* h1 = H1.data() + j * TN;
-          const T* h2 = H2.data() + j * TN;
-          const T* h1p = j > 0 ? h1 - TN : bp1;
-          const T* h2p = j > 0 ? h2 - TN : bp2;
-          const T* a1 = Aseg.data() + (4 * j) * TN;
-          const T* a2 = a1 + TN;
-          const T* a3 = a2 + TN;
-          const T* a4 = a3 + TN;
-          const T* d1r = Dseg.data() + (2 * j) * Tn;
-          const T* d2r = d1r + Tn;
-          const T* gyr = dyr + vm * Tn;
-          const T* xr = r.x + vm * Tn;
-          // λ1 along time, newest first: λ1[t] = C1·gy + a3'·λ2' + a1[t+s]·λ1[t+s]
-          for (int64_t t = Tn - 1; t >= 0; --t) {
-            const T gy = gyr[t];
-            const T* C1c = r.C1 + (vm * Tn + t) * N;
-            const int64_t tn = t * N;
-            if (t + lag < Tn) {
-              const int64_t un = tn + lag * N;
-              for (int64_t n = 0; n < N; ++n) lam1[tn + n] = C1c[n] * gy + carry1[tn + n] + a1[un + n] * lam1[un + n];
-            } else {
-              for (int64_t n = 0; n < N; ++n) lam1[tn + n] = C1c[n] * gy + carry1[tn + n];
-            }
-          }
-          if (softplus_on) {  // ∂softplus(u)/∂u = sigmoid(u), u the step before the softplus
-            for (int64_t t = 0; t < Tn; ++t) {
-              sig1[t] = r.del1[vm * Tn + t] + r.bias1;
-              sig2[t] = r.del2[vm * Tn + t] + r.bias2;
-            }
-            sigmoid_in_place(sig1.data(), Tn);
-            sigmoid_in_place(sig2.data(), Tn);
-          }
-          // λ2 and every gradient of the row's cells.
-          for (int64_t t = 0; t < Tn; ++t) {
-            const int64_t cell = (vm * Tn + t) * N, tn = t * N;
-            const T gy = gyr[t], xv = xr[t], d1 = d1r[t], d2 = d2r[t];
-            const T p2 = state_pair ? d2 : d1, p3 = state_pair ? d1 : d2;
-            const bool has_next = t + lag < Tn, has_prev = t >= lag;
-            T dd1 = 0, dd2 = 0, dxv = gy * r.Dskip;
-            T& dp2 = state_pair ? dd2 : dd1;
-            T& dp3 = state_pair ? dd1 : dd2;
-            for (int64_t n = 0; n < N; ++n) {
-              const T l1 = lam1[tn + n];
-              T l2 = r.C2[cell + n] * gy + carry2[tn + n];
-              if (has_next) l2 += a2[tn + lag * N + n] * lam1[tn + lag * N + n];
-              // decays: ∂a = λ·(state it multiplies); a = exp(p·A) gives ∂p += ∂a·a·A, ∂A += ∂a·a·p
-              const T av1 = a1[tn + n], av2 = a2[tn + n], av3 = a3[tn + n], av4 = a4[tn + n];
-              if (has_prev) {
-                const T e1 = l1 * h1[tn - lag * N + n] * av1, e2 = l1 * h2[tn - lag * N + n] * av2;
-                dd1 += e1 * A1[n];
-                gA1[n] += e1 * d1;
-                dp2 += e2 * A2[n];
-                gA2[n] += e2 * p2;
-              }
-              const T e3 = l2 * h1p[tn + n] * av3, e4 = l2 * h2p[tn + n] * av4;
-              dp3 += e3 * A3[n];
-              gA3[n] += e3 * p3;
-              dd2 += e4 * A4[n];
-              gA4[n] += e4 * d2;
-              // inputs u1 = k1·B1·x, u2 = k2·B2·x with ∂u = λ
-              const T b1 = r.B1[cell + n], b2 = r.B2[cell + n];
-              const T k1 = zoh ? zoh_coef(d1, A1[n]) : d1;
-              const T k2 = zoh ? zoh_coef(d2, A4[n]) : d2;
-              dB1[cell + n] += l1 * k1 * xv;
-              dB2[cell + n] += l2 * k2 * xv;
-              dxv += l1 * k1 * b1 + l2 * k2 * b2;
-              const T gk1 = l1 * b1 * xv, gk2 = l2 * b2 * xv;
-              if (zoh) {  // ∂k/∂Δ = exp(Δ A) = the matching decay
-                dd1 += gk1 * av1;
-                dd2 += gk2 * av4;
-                gA1[n] += gk1 * zoh_coef_dA(d1, A1[n]);
-                gA4[n] += gk2 * zoh_coef_dA(d2, A4[n]);
-              } else {
-                dd1 += gk1;
-                dd2 += gk2;
-              }
-              // readouts
-              dC1[cell + n] += gy * h1[tn + n];
-              dC2[cell + n] += gy * h2[tn + n];
-              // what the row scanned before this one receives through a3, a4
-              carry1[tn + n] = av3 * l2;
-              carry2[tn + n] = av4 * l2;
-            }
-            const int64_t xi = vm * Tn + t;
-            dxr[xi] += dxv;
-            part.dDskip[static_cast<size_t>(ch)] += gy * xv;
-            if (softplus_on) {
-              const T pre1 = r.del1[xi] + r.bias1, pre2 = r.del2[xi] + r.bias2;
-              if (pre1 <= T(20)) dd1 *= sig1[t];
-              if (pre2 <= T(20)) dd2 *= sig2[t];
-            }
-            dd1r[xi] += dd1;
-            dd2r[xi] += dd2;
-            part.dbias1[static_cast<size_t>(ch)] += dd1;
-            part.dbias2[static_cast<size_t>(ch)] += dd2;
-          }
+          RowSweep<T> w;
+          w.h1 = H1.data() + j * TN;
+          w.h2 = H2.data() + j * TN;
+          w.h1p = j > 0 ? w.h1 - TN : bp1;
+          w.h2p = j > 0 ? w.h2 - TN : bp2;
+          w.a1 = Aseg.data() + (4 * j) * TN;
+          w.a2 = w.a1 + TN;
+          w.a3 = w.a2 + TN;
+          w.a4 = w.a3 + TN;
+          w.d1 = steps.data() + vm * Tn;
+          w.d2 = w.d1 + VT;
+          w.sig1 = sig.data() + vm * Tn;
+          w.sig2 = w.sig1 + VT;
+          w.dy = dyr + vm * Tn;
+          w.x = r.x + vm * Tn;
+          w.pre1 = r.del1 + vm * Tn;
+          w.pre2 = r.del2 + vm * Tn;
+          w.lam1 = lam1.data();
+          w.carry1 = carry1.data();
+          w.carry2 = carry2.data();
+          w.dB1 = dB1 + vm * TN;
+          w.dB2 = dB2 + vm * TN;
+          w.dC1 = dC1 + vm * TN;
+          w.dC2 = dC2 + vm * TN;
+          w.gA1 = gA1;
+          w.gA2 = gA2;
+          w.gA3 = gA3;
+          w.gA4 = gA4;
+          w.dx = dxr + vm * Tn;
+          w.dd1 = dd1r + vm * Tn;
+          w.dd2 = dd2r + vm * Tn;
+          w.dDskip = &part.dDskip[static_cast<size_t>(ch)];
+          w.dbias1 = &part.dbias1[static_cast<size_t>(ch)];
+          w.dbias2 = &part.dbias2[static_cast<size_t>(ch)];
+          row_backward(w, r, vm, s, o);
         }
       }
     }
