@@ -136,12 +136,15 @@ TEST(Autograd, BlockReductionsMatchSerialLoopsExactly) {
   // a non-contiguous input: (C, R, A) permuted back to (A, R, C)
   Tensor tp = t.permute({2, 1, 0}).contiguous().permute({2, 1, 0});
   EXPECT_EQ(sum_to(tp, {A, 1, C}).to_double_vector(), mid);
-  // two summed runs (dims 0 and 2) take the generic loop
+  // two summed runs (dims 0 and 2): the outer run first (over a, for every (r, c)), then the inner one
   std::vector<double> outer_inner(static_cast<size_t>(Rn));
   for (int64_t r = 0; r < Rn; ++r) {
     float s = 0;
-    for (int64_t a = 0; a < A; ++a)
-      for (int64_t c = 0; c < C; ++c) s += at(a, r, c);
+    for (int64_t c = 0; c < C; ++c) {
+      float sa = 0;
+      for (int64_t a = 0; a < A; ++a) sa += at(a, r, c);
+      s += sa;
+    }
     outer_inner[static_cast<size_t>(r)] = s;
   }
   EXPECT_EQ(sum_to(t, {1, Rn, 1}).to_double_vector(), outer_inner);

@@ -192,6 +192,25 @@ Tensor sum_to(const Tensor& t, const Shape& shape) {
     });
     return out;
   }
+  // Several runs of summed dims (e.g. (B,H,L) -> (1,H,1)): sum the outermost run first, as a block whose rows
+  // (everything after it) are long and contiguous, then the rest of the (smaller) intermediate.
+  if (shape.size() <= t.shape().size()) {
+    const Shape& ts = t.shape();
+    const size_t lead = ts.size() - shape.size();
+    Shape mid = ts;  // ts with the outermost run of summed dims set to 1
+    bool in_run = false;
+    for (size_t d = 0; d < ts.size(); ++d) {
+      const int64_t k = d < lead ? 1 : shape[d - lead];
+      if (k == 1 && ts[d] != 1) {
+        mid[d] = 1;
+        in_run = true;
+      } else if (in_run && ts[d] != 1) {
+        break;
+      }
+    }
+    int64_t o2 = 0, r2 = 0, i2 = 0;
+    if (in_run && block_reduction(ts, mid, o2, r2, i2)) return sum_to(sum_to(t, mid), shape);
+  }
   Tensor out = Tensor::zeros(shape, t.dtype());
   // View `out` with t's shape (stride 0 on broadcast dims) and accumulate.
   const Shape so = broadcast_strides(out, t.shape());
