@@ -155,8 +155,15 @@ void Var::backward(const Tensor& seed) {
       std::vector<Tensor> grads = n->backward_fn(n->grad, needs);
       SSMKIT_CHECK(grads.size() == n->inputs.size(), "autograd: op ", n->op, " returned ", grads.size(),
                    " gradients for ", n->inputs.size(), " inputs");
-      for (size_t i = 0; i < grads.size(); ++i)
+      // Drop this node's gradient and saved tensors first, and each input's gradient once it is handed on:
+      // a gradient passed through unchanged (a view, an add's operand) is then often the only reference to
+      // its storage, and accumulate takes it over instead of copying it.
+      n->backward_fn = nullptr;
+      n->grad = Tensor{};
+      for (size_t i = 0; i < grads.size(); ++i) {
         if (needs[i] && grads[i].defined()) accumulate(n->inputs[i], std::move(grads[i]));
+        grads[i] = Tensor{};
+      }
     }
     // Free the graph behind this node: its saved tensors (in the closure), inputs and gradient.
     n->backward_fn = nullptr;
