@@ -12,6 +12,8 @@
 
 #include "ssmkit/core/ops/elementwise.h"
 #include "ssmkit/core/ops/gemm.h"
+#include "ssmkit/core/simd_clones.h"
+#include "interleaved_sum.h"
 
 namespace ssmkit::core {
 
@@ -364,19 +366,23 @@ void gemm_backward(T* dx, T* dw, const T* dy, const T* x, const T* w, const Conv
     }
 }
 
+// Σ over n < rows of the P values at p + n·stride, in double (long sums), the rows in order.
+template <class T>
+SSMKIT_SIMD_CLONES double rows_sum(const T* p, int64_t rows, int64_t stride, int64_t P) {
+  double s = 0;
+  for (int64_t n = 0; n < rows; ++n) {
+    const T* r = p + n * stride;
+    s += sum8(P, [&](int64_t i) { return static_cast<double>(r[i]); });
+  }
+  return s;
+}
+
 // dy (N,O,P) -> db (O) +=, one channel per iteration.
 template <class T>
 void bias_backward(T* db, const T* dy, const ConvDims& d) {
   const int64_t P = d.OH * d.OW;
 #pragma omp parallel for schedule(static) if (d.N * d.O * P > kParallelMacs)
-  for (int64_t o = 0; o < d.O; ++o) {
-    double s = 0;  // long sums: accumulate in double
-    for (int64_t n = 0; n < d.N; ++n) {
-      const T* p = dy + (n * d.O + o) * P;
-      for (int64_t i = 0; i < P; ++i) s += p[i];
-    }
-    db[o] += static_cast<T>(s);
-  }
+  for (int64_t o = 0; o < d.O; ++o) db[o] += static_cast<T>(rows_sum(dy + o * P, d.N, d.O * P, P));
 }
 
 // ------------------------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@
 
 #include "ssmkit/core/ops/elementwise.h"
 #include "ssmkit/core/simd_clones.h"
+#include "interleaved_sum.h"
 #include "dtype_dispatch.h"
 
 namespace ssmkit::core {
@@ -72,17 +73,6 @@ template <class T> const T* cptr(const Tensor& t) { return t.defined() ? t.data<
 // parallel loops below. Row sums use 8 interleaved partial sums in double: independent chains that
 // vectorize without reassociation, so a row's statistics do not depend on the thread count.
 constexpr int64_t kNormRowsPerTask = 16;
-
-template <class F>
-[[gnu::always_inline]] inline double sum8(int64_t n, F&& f) {
-  double s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8)
-    for (int j = 0; j < 8; ++j) s[j] += f(i + j);
-  double t = 0;
-  for (; i < n; ++i) t += f(i);
-  return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7])) + t;
-}
 
 // rows [r0, r1) -> y (R,C), mean (R) (skipped for rms: null), rstd (R). w, b (C) when kW, kB.
 template <class T, bool kW, bool kB>
