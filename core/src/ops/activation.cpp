@@ -214,7 +214,7 @@ void parallel_blocks(int64_t rows, int64_t n, F f) {
 
 template <class F>
 Tensor pointwise_forward(const Tensor& x, F f) {
-  Tensor y = Tensor::empty(x.shape(), x.dtype());
+  Tensor y = Tensor::uninitialized(x.shape(), x.dtype());  // every element written
   dispatch_float(x.dtype(), [&](auto tag) {
     using T = decltype(tag);
     const T* px = x.data<T>();
@@ -229,7 +229,7 @@ Tensor pointwise_forward(const Tensor& x, F f) {
 template <class D>
 Tensor pointwise_backward(const Tensor& dy0, const Tensor& x, const Tensor& y, D d) {
   const Tensor dy = dy0.contiguous();
-  Tensor dx = Tensor::empty(x.shape(), x.dtype());
+  Tensor dx = Tensor::uninitialized(x.shape(), x.dtype());  // every element written
   dispatch_float(x.dtype(), [&](auto tag) {
     using T = decltype(tag);
     const T *pg = dy.data<T>(), *px = x.data<T>(), *py = y.data<T>();
@@ -367,7 +367,7 @@ Var gelu(const Var& x, const std::string& approximate) {
   if (approximate == "none" && x.defined() && x.dtype() == DType::F32) {
     // y = x Phi(x), y' = Phi(x) + x phi(x): the SIMD kernels (NormalCdf above)
     const Tensor xv = x.value().contiguous();
-    Tensor y = Tensor::empty(xv.shape(), DType::F32);
+    Tensor y = Tensor::uninitialized(xv.shape(), DType::F32);  // every element written
     const float* px = xv.data<float>();
     float* py = y.data<float>();
     parallel_blocks(1, xv.numel(), [&](int64_t, int64_t b, int64_t e) {
@@ -375,7 +375,7 @@ Var gelu(const Var& x, const std::string& approximate) {
     });
     return make_result(y, {x}, [xv](const Tensor& g0, const std::vector<bool>&) {
       const Tensor g = g0.contiguous().to(DType::F32);
-      Tensor dx = Tensor::empty(xv.shape(), DType::F32);
+      Tensor dx = Tensor::uninitialized(xv.shape(), DType::F32);
       const float *pg = g.data<float>(), *pxv = xv.data<float>();
       float* pd = dx.data<float>();
       parallel_blocks(1, xv.numel(), [&](int64_t, int64_t b, int64_t e) {
@@ -504,7 +504,7 @@ Var glu(const Var& x, int64_t dim) {
   const int64_t h = l.n / 2, inner = l.inner, outer = l.outer;
   Shape ys = xv.shape();
   ys[static_cast<size_t>(l.dim)] = h;
-  Tensor y = Tensor::empty(ys, xv.dtype());
+  Tensor y = Tensor::uninitialized(ys, xv.dtype());  // every element written
   if (xv.dtype() == DType::F32) {  // each outer row: a and b are contiguous runs of h * inner
     const float* px = xv.data<float>();
     float* py = y.data<float>();
@@ -524,7 +524,7 @@ Var glu(const Var& x, int64_t dim) {
   }
   return make_result(y, {x}, [xv, outer, h, inner](const Tensor& g0, const std::vector<bool>&) {
     const Tensor g = g0.contiguous();
-    Tensor dx = Tensor::empty(xv.shape(), xv.dtype());
+    Tensor dx = Tensor::uninitialized(xv.shape(), xv.dtype());  // both halves written
     if (xv.dtype() == DType::F32) {
       const float *px = xv.data<float>(), *pg = g.data<float>();
       float* pd = dx.data<float>();

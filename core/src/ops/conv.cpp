@@ -406,7 +406,7 @@ void conv_forward_any(Tensor& y, const Tensor& x0, const Tensor& w0, const Tenso
   const Tensor b = b0.defined() ? b0.contiguous() : Tensor{};
   const Shape ys = out_shape(d, one_d);
   if (!(y.defined() && y.shape() == ys && y.dtype() == x.dtype() && y.is_contiguous() && !y.same_storage(x)))
-    y = Tensor::empty(ys, x.dtype());
+    y = Tensor::uninitialized(ys, x.dtype());  // written in full (bias or zeros first, then the products)
   auto run = [&](auto tag) {
     using T = decltype(tag);
     const T* bp = b.defined() ? b.data<T>() : nullptr;
