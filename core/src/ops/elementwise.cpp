@@ -37,21 +37,23 @@ Shape broadcast_strides(const Tensor& t, const Shape& out) {
 }
 
 // Calls fn(out_index, off_a, off_b) for each element of `out` in row-major order.
+// Calls row(o, oa, ob) for every run of the last dim of `out` (o: its first output index; oa, ob: the matching
+// offsets in operands with strides sa, sb), in row-major order.
 template <class Fn>
-void for_each_broadcast(const Shape& out, const Shape& sa, const Shape& sb, Fn fn) {
+void for_each_broadcast_row(const Shape& out, const Shape& sa, const Shape& sb, Fn row) {
   const int64_t total = shape_numel(out);
   if (total == 0) return;
   const size_t nd = out.size();
   if (nd == 0) {
-    fn(0, 0, 0);
+    row(0, 0, 0);
     return;
   }
-  const int64_t inner = out[nd - 1], ia = sa[nd - 1], ib = sb[nd - 1];
+  const int64_t inner = out[nd - 1];
   const int64_t outer = total / inner;
   std::vector<int64_t> idx(nd, 0);
   int64_t oa = 0, ob = 0;
   for (int64_t r = 0; r < outer; ++r) {
-    for (int64_t j = 0; j < inner; ++j) fn(r * inner + j, oa + j * ia, ob + j * ib);
+    row(r * inner, oa, ob);
     for (int64_t d = static_cast<int64_t>(nd) - 2; d >= 0; --d) {
       if (++idx[d] < out[d]) {
         oa += sa[d];
@@ -63,6 +65,16 @@ void for_each_broadcast(const Shape& out, const Shape& sa, const Shape& sb, Fn f
       idx[d] = 0;
     }
   }
+}
+
+// Calls fn(i, ia, ib) for every element of `out` in row-major order.
+template <class Fn>
+void for_each_broadcast(const Shape& out, const Shape& sa, const Shape& sb, Fn fn) {
+  const int64_t inner = out.empty() ? 1 : out.back(), ia = out.empty() ? 0 : sa.back(),
+                ib = out.empty() ? 0 : sb.back();
+  for_each_broadcast_row(out, sa, sb, [&](int64_t o, int64_t oa, int64_t ob) {
+    for (int64_t j = 0; j < inner; ++j) fn(o + j, oa + j * ia, ob + j * ib);
+  });
 }
 
 template <class T, class Op>
@@ -78,8 +90,27 @@ Tensor binary_kernel(const Tensor& a, const Tensor& b, Op op) {
     for (int64_t i = 0; i < n; ++i) o[i] = op(pa[i], pb[i]);
     return out;
   }
-  for_each_broadcast(out_shape, broadcast_strides(a, out_shape), broadcast_strides(b, out_shape),
-                     [&](int64_t i, int64_t ia, int64_t ib) { o[i] = op(pa[ia], pb[ib]); });
+  // Broadcast: row by row, with loops the compiler vectorizes for the usual last-dim strides (both
+  // contiguous, or one operand repeated along the row).
+  const Shape sa = broadcast_strides(a, out_shape), sb = broadcast_strides(b, out_shape);
+  const int64_t inner = out_shape.empty() ? 1 : out_shape.back();
+  const int64_t ia = out_shape.empty() ? 0 : sa.back(), ib = out_shape.empty() ? 0 : sb.back();
+  for_each_broadcast_row(out_shape, sa, sb, [&](int64_t i0, int64_t a0, int64_t b0) {
+    T* orow = o + i0;
+    const T* arow = pa + a0;
+    const T* brow = pb + b0;
+    if (ia == 1 && ib == 1) {
+      for (int64_t j = 0; j < inner; ++j) orow[j] = op(arow[j], brow[j]);
+    } else if (ia == 1 && ib == 0) {
+      const T bv = *brow;
+      for (int64_t j = 0; j < inner; ++j) orow[j] = op(arow[j], bv);
+    } else if (ia == 0 && ib == 1) {
+      const T av = *arow;
+      for (int64_t j = 0; j < inner; ++j) orow[j] = op(av, brow[j]);
+    } else {
+      for (int64_t j = 0; j < inner; ++j) orow[j] = op(arow[j * ia], brow[j * ib]);
+    }
+  });
   return out;
 }
 
