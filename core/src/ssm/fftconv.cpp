@@ -6,6 +6,7 @@
 // u, y (B,H,L), k (H,L), D (H).
 #include "ssmkit/core/ssm/fftconv.h"
 
+#include "../ops/interleaved_sum.h"
 #include "kernel_buffers.h"
 
 #include <fftw3.h>
@@ -299,10 +300,8 @@ void fftconv_backward_impl(T* du, T* dk, T* dD, const T* dy, const T* u, const T
           uf[f] = cmul_conj(gf[f], kf[f]);  // uf now holds the spectrum of du
         }
         Fftw<T>::c2r(plan.c2r, uf.p, buf.p);
-        for (int64_t t = 0; t < L; ++t) {
-          dub[t] += buf[t] + d * gb[t];
-          dd += static_cast<double>(gb[t]) * static_cast<double>(ub[t]);
-        }
+        for (int64_t t = 0; t < L; ++t) dub[t] += buf[t] + d * gb[t];
+        if (dD) dd += sum8(L, [&](int64_t t) { return static_cast<double>(gb[t]) * static_cast<double>(ub[t]); });
       }
       for (int64_t f = 0; f < nf; ++f) dkf[f] *= scale;
       Fftw<T>::c2r(plan.c2r, dkf.p, buf.p);
