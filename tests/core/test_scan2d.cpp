@@ -387,6 +387,11 @@ TEST(Scan2d, FastMatchesReference) {
   cfgs.push_back({2, 2, 6, 1, 2, 1, Scan2dDiscretization::StateEuler});                       // T = 1
   cfgs.push_back({1, 3, 11, 5, 16, 3, Scan2dDiscretization::StateZoh, true, true, true, true});  // reversed
   cfgs.push_back({3, 1, 9, 8, 1, 2, Scan2dDiscretization::AxisEuler, false, false, false, false});  // plain
+  // the per-row kernels compiled for N = 4, 8, 16 and the chunked any-N path (N > 16: a chunk of 16 and one of 4)
+  cfgs.push_back({2, 2, 5, 6, 16, 2, Scan2dDiscretization::StateEuler});
+  cfgs.push_back({1, 2, 4, 5, 8, 1, Scan2dDiscretization::StateEuler, true, true, true, true});
+  cfgs.push_back({1, 2, 4, 5, 20, 1});
+  cfgs.push_back({1, 2, 4, 6, 20, 2, Scan2dDiscretization::StateZoh});
   for (const Config& c : cfgs)
     for (DType dt : {DType::F64, DType::F32})
       for (int64_t seg : {0, 1, 2, 4, 100}) {
