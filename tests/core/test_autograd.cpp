@@ -18,6 +18,27 @@ TEST(Autograd, BinaryOpsWithBroadcasting) {
   gradcheck_op([](const V& v) { return v[0] * v[0] + v[0]; }, {a}, "reuse");  // accumulation over uses
 }
 
+TEST(Autograd, BroadcastingValuesForEveryStrideOfTheLastDim) {
+  // The row loops: both operands contiguous along the row, one repeated (stride 0) either side, and a strided one
+  // (a transposed view, stride 3) that takes the general loop.
+  const Tensor t = random_tensor({4, 3}, 21), r = random_tensor({3}, 22), col = random_tensor({4, 1}, 23);
+  const Tensor tt = t.transpose(0, 1);  // (3,4), last-dim stride 3
+  const std::vector<double> vt = t.to_double_vector(), vr = r.to_double_vector(), vc = col.to_double_vector();
+  std::vector<double> want_row(12), want_col(12), want_tt(12);
+  for (int64_t i = 0; i < 4; ++i)
+    for (int64_t j = 0; j < 3; ++j) {
+      want_row[static_cast<size_t>(i * 3 + j)] = vt[static_cast<size_t>(i * 3 + j)] * vr[static_cast<size_t>(j)];
+      want_col[static_cast<size_t>(i * 3 + j)] = vc[static_cast<size_t>(i)] - vt[static_cast<size_t>(i * 3 + j)];
+    }
+  for (int64_t j = 0; j < 3; ++j)
+    for (int64_t i = 0; i < 4; ++i)
+      want_tt[static_cast<size_t>(j * 4 + i)] = vt[static_cast<size_t>(i * 3 + j)] + vc[static_cast<size_t>(i)];
+  EXPECT_EQ(mul(Var(t), Var(r)).value().to_double_vector(), want_row);                        // strides 1, 1
+  EXPECT_EQ(sub(Var(col), Var(t)).value().to_double_vector(), want_col);                      // strides 0, 1
+  EXPECT_EQ(add(Var(tt), Var(col.view({4}))).value().to_double_vector(), want_tt);            // strides 3, 1
+  EXPECT_EQ(add(Var(col.view({4})), Var(tt)).value().to_double_vector(), want_tt);            // strides 1, 3
+}
+
 TEST(Autograd, UnaryScalarAndReductions) {
   using V = std::vector<Var>;
   Tensor a = random_tensor({3, 5}, 5), p = random_tensor({3, 5}, 6, 0.5, 2.0);
