@@ -161,7 +161,7 @@ void backward_impl(T* da, T* db, const T* dc, const T* a, const T* b, const Plan
 Tensor matmul_forward(const Tensor& a0, const Tensor& b0) {
   const Plan p = make_plan(a0, b0);
   const Tensor a = a0.contiguous(), b = b0.contiguous();
-  Tensor c = Tensor::empty(p.out2, a.dtype());
+  Tensor c = Tensor::uninitialized(p.out2, a.dtype());  // gemm with beta 0 writes every element
   const bool fold = p.b2.size() == 2;
   dispatch_float(a.dtype(), [&](auto tag) {
     using T = decltype(tag);
