@@ -40,11 +40,11 @@ void check_tensor(const char* op, const char* name, const Tensor& t, const Shape
 // write; finish() copies it back when it is not `out` itself.
 Tensor out_buffer(const char* op, const char* name, Tensor& out, const Shape& shape, DType dt) {
   if (!out.defined()) {
-    out = Tensor::empty(shape, dt);
+    out = Tensor::uninitialized(shape, dt);  // the kernels write every element of their outputs
     return out;
   }
   check_tensor(op, name, out, shape, dt, false);
-  return out.is_contiguous() ? out : Tensor::empty(shape, dt);
+  return out.is_contiguous() ? out : Tensor::uninitialized(shape, dt);
 }
 void finish(Tensor& out, const Tensor& buf) {
   if (!out.same_storage(buf)) out.copy_from(buf);
