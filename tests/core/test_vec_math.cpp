@@ -33,9 +33,9 @@ std::vector<float> linspace(float lo, float hi, int n) {
   return v;
 }
 
-// Max relative error of fn(x) against ref(x) (relative to max(|ref|, floor)).
-template <class Fn, class Ref>
-double max_rel_error(Fn fn, Ref ref, const std::vector<float>& x, double floor) {
+// Max relative error of fn(x) against ref(x) (relative to max(|ref|, floor)); fn: the float kernel.
+template <class Ref>
+double max_rel_error(void (*fn)(const float*, float*, int64_t), Ref ref, const std::vector<float>& x, double floor) {
   std::vector<float> y(x.size());
   fn(x.data(), y.data(), static_cast<int64_t>(x.size()));
   double worst = 0;

@@ -42,22 +42,6 @@ namespace {
 
 constexpr double kOutNormEps = 1e-5;  // SS2D's out_norm: nn.LayerNorm default
 
-// ---------------------------------------------------------------------------------------------------------
-// Elementwise math on arrays: F32 through the dispatched SIMD kernels, F64 in plain loops.
-
-void v_exp(const float* x, float* y, int64_t n) { core::vec_exp(x, y, n); }
-void v_exp(const double* x, double* y, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) y[i] = std::exp(x[i]);
-}
-void v_softplus(const float* x, float* y, int64_t n) { core::vec_softplus(x, y, n); }
-void v_softplus(const double* x, double* y, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) y[i] = x[i] > 20.0 ? x[i] : std::log1p(std::exp(x[i]));
-}
-void v_sigmoid(const float* x, float* y, int64_t n) { core::vec_sigmoid(x, y, n); }
-void v_sigmoid(const double* x, double* y, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) y[i] = 1.0 / (1.0 + std::exp(-x[i]));
-}
-
 // Row-major position read at step l of direction k (CrossScan_1..4) on an H x W grid.
 std::vector<int64_t> direction_order(int k, int64_t H, int64_t W) {
   const int64_t L = H * W;
@@ -218,11 +202,6 @@ SSMKIT_SIMD_CLONES __attribute__((optimize("no-tree-loop-distribute-patterns")))
     for (int64_t k = 0; k < Cg; ++k) zc[m * Cg + k] = xz[m * 2 * Cg + Cg + k];
 }
 
-void v_silu(const float* x, float* y, int64_t n) { core::vec_silu(x, y, n); }
-void v_silu(const double* x, double* y, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) y[i] = x[i] / (1.0 + std::exp(-x[i]));
-}
-
 // ---------------------------------------------------------------------------------------------------------
 // One group, forward. y: (M,C) output (this group's columns written); x: (M,C) input.
 
@@ -242,13 +221,13 @@ void group_forward(T* y, const T* x, const Dims& d, int g, const GroupView<T>& p
   core::gemm(false, true, M, 2 * Cg, Cg, T(1), x + g * Cg, C, p.win, Cg, T(0), xz, 2 * Cg);
   // depthwise conv on the x half, then SiLU
   detail::dw_forward(xc, Cg, xz, 2 * Cg, p.cw, p.cb, d.B, d.H, d.W, Cg, false);
-  v_silu(xc, u, M * Cg);
+  core::vec_silu(xc, u, M * Cg);
   // x_proj -> (dt_in, B, C); dt_proj; delta = softplus(dt + bias)
   core::gemm(false, true, M, RB, Cg, T(1), u, Cg, p.xw, Cg, T(0), xdbl, RB);
   core::gemm(false, true, M, Cg, R, T(1), xdbl, RB, p.dtw, R, T(0), delta, Cg);
   for (int64_t m = 0; m < M; ++m)
     for (int64_t k = 0; k < Cg; ++k) delta[m * Cg + k] += p.dtb[k];
-  v_softplus(delta, delta, M * Cg);
+  core::vec_softplus(delta, delta, M * Cg);
   // decays a = exp(delta A), A = -exp(A_logs)
   std::vector<T> A(static_cast<size_t>(Cg));
   for (int64_t k = 0; k < Cg; ++k) A[static_cast<size_t>(k)] = -std::exp(p.alog[k]);
@@ -256,7 +235,7 @@ void group_forward(T* y, const T* x, const Dims& d, int g, const GroupView<T>& p
   T* da = t_da.data<T>();
   for (int64_t m = 0; m < M; ++m)
     for (int64_t k = 0; k < Cg; ++k) da[m * Cg + k] = delta[m * Cg + k] * A[static_cast<size_t>(k)];
-  v_exp(da, da, M * Cg);
+  core::vec_exp(da, da, M * Cg);
   // the scan, in this group's direction
   const std::vector<int64_t> order = direction_order(g, d.H, d.W);
   std::vector<T> hv(static_cast<size_t>(Cg));
@@ -267,7 +246,7 @@ void group_forward(T* y, const T* x, const Dims& d, int g, const GroupView<T>& p
   // out_norm (LayerNorm over Cg) and the SiLU(z) gate; da is free again
   T* silu_z = da;
   gather_z(silu_z, xz, M, Cg);
-  v_silu(silu_z, silu_z, M * Cg);
+  core::vec_silu(silu_z, silu_z, M * Cg);
   norm_gate_forward<T>(yg, c.mean.data<T>(), c.rstd.data<T>(), ys, silu_z, p.nw, p.nb, M, Cg);
   core::gemm(false, true, M, Cg, Cg, T(1), yg, Cg, p.wout, Cg, T(0), y + g * Cg, C);
 }
@@ -305,7 +284,7 @@ void group_backward(T* dx, const T* dy, const T* x, const Dims& d, int g, const 
   core::gemm(true, false, Cg, Cg, M, T(1), dy + g * Cg, C, yg, Cg, T(1), gr.wout, Cg);
   // gate and out_norm (sigmoid(z) for all rows first, into da)
   gather_z(da, xz, M, Cg);
-  v_sigmoid(da, da, M * Cg);
+  core::vec_sigmoid(da, da, M * Cg);
   norm_gate_backward<T>(dxz + Cg, dys, gr.nw, gr.nb, dyg, ys, xz, da, c.mean.data<T>(), c.rstd.data<T>(), p.nw,
                         p.nb, M, Cg);
   // scan: adjoint recurrence in reverse direction order
@@ -313,7 +292,7 @@ void group_backward(T* dx, const T* dy, const T* x, const Dims& d, int g, const 
   for (int64_t k = 0; k < Cg; ++k) A[static_cast<size_t>(k)] = -std::exp(p.alog[k]);
   for (int64_t m = 0; m < M; ++m)
     for (int64_t k = 0; k < Cg; ++k) da[m * Cg + k] = delta[m * Cg + k] * A[static_cast<size_t>(k)];
-  v_exp(da, da, M * Cg);
+  core::vec_exp(da, da, M * Cg);
   const std::vector<int64_t> order = direction_order(g, d.H, d.W);
   std::vector<T> scratch(static_cast<size_t>(3 * Cg));
   std::vector<double> dA(static_cast<size_t>(Cg), 0.0), dD(static_cast<size_t>(Cg), 0.0);
@@ -329,7 +308,7 @@ void group_backward(T* dx, const T* dy, const T* x, const Dims& d, int g, const 
   }
   // softplus: d softplus(v)/dv = sigmoid(v) = 1 - exp(-softplus(v))
   for (int64_t i = 0; i < M * Cg; ++i) da[i] = -delta[i];
-  v_exp(da, da, M * Cg);
+  core::vec_exp(da, da, M * Cg);
   for (int64_t m = 0; m < M; ++m)
     for (int64_t k = 0; k < Cg; ++k) {
       const int64_t i = m * Cg + k;
@@ -342,7 +321,7 @@ void group_backward(T* dx, const T* dy, const T* x, const Dims& d, int g, const 
   core::gemm(true, false, RB, Cg, M, T(1), dxdbl, RB, u, Cg, T(1), gr.xw, Cg);
   core::gemm(false, false, M, Cg, RB, T(1), dxdbl, RB, p.xw, Cg, T(1), du, Cg);
   // SiLU of the conv output: d/dv v s(v) = s (1 + v (1 - s))
-  v_sigmoid(xc, da, M * Cg);
+  core::vec_sigmoid(xc, da, M * Cg);
   for (int64_t i = 0; i < M * Cg; ++i) du[i] *= da[i] * (T(1) + xc[i] * (T(1) - da[i]));
   // conv (input: the x half of xz) into the x half of dxz
   detail::dw_backward_weight(gr.cw, gr.cb, du, Cg, xz, 2 * Cg, d.B, d.H, d.W, Cg, false);

@@ -40,6 +40,7 @@ void SiluArray(const float* x, float* y, int64_t n) {
 HWY_AFTER_NAMESPACE();
 
 #if HWY_ONCE
+#include <cmath>
 #include <string>
 #include <vector>
 
@@ -57,6 +58,20 @@ void vec_exp(const float* x, float* y, int64_t n) { HWY_DYNAMIC_DISPATCH(ExpArra
 void vec_softplus(const float* x, float* y, int64_t n) { HWY_DYNAMIC_DISPATCH(SoftplusArray)(x, y, n); }
 void vec_sigmoid(const float* x, float* y, int64_t n) { HWY_DYNAMIC_DISPATCH(SigmoidArray)(x, y, n); }
 void vec_silu(const float* x, float* y, int64_t n) { HWY_DYNAMIC_DISPATCH(SiluArray)(x, y, n); }
+
+// Double (the reference dtype): plain libm loops, the same functions.
+void vec_exp(const double* x, double* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] = std::exp(x[i]);
+}
+void vec_softplus(const double* x, double* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] = x[i] > 20.0 ? x[i] : std::log1p(std::exp(x[i]));
+}
+void vec_sigmoid(const double* x, double* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] = 1.0 / (1.0 + std::exp(-x[i]));
+}
+void vec_silu(const double* x, double* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] = x[i] / (1.0 + std::exp(-x[i]));
+}
 
 std::string simd_target() {
   // The best target both compiled in and supported (what HWY_DYNAMIC_DISPATCH picks).

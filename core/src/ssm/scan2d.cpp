@@ -80,32 +80,6 @@ Dims check_inputs(const Scan2dInputs& in) {
   return s;
 }
 
-template <class T>
-inline T softplus(T x) {
-  return x > T(20) ? x : std::log1p(std::exp(x));
-}
-
-template <class T>
-inline T sigmoid(T x) {
-  return T(1) / (T(1) + std::exp(-x));
-}
-
-// In place over n values: e^p[i], softplus and sigmoid (the float path through the SIMD kernels, which the scan's
-// four decays per state and step are bound by; double, the reference dtype, through libm).
-inline void exp_in_place(float* p, int64_t n) { vec_exp(p, p, n); }
-inline void exp_in_place(double* p, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) p[i] = std::exp(p[i]);
-}
-inline void softplus_in_place(float* p, int64_t n) { vec_softplus(p, p, n); }
-inline void softplus_in_place(double* p, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) p[i] = softplus(p[i]);
-}
-inline void sigmoid_in_place(float* p, int64_t n) { vec_sigmoid(p, p, n); }
-inline void sigmoid_in_place(double* p, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) p[i] = sigmoid(p[i]);
-}
-
-
 // ZOH input coefficient (exp(d A) - 1) / A, and its derivative in A: d² g(dA) with
 // g(z) = (z e^z - expm1 z) / z² = Σ_j (j+1)/(j+2)! z^j (series near 0, where the closed form cancels).
 template <class T>
@@ -158,8 +132,8 @@ void row_steps(T* d1, T* d2, const RowInputs<T>& r, int64_t VT, bool softplus_on
     d2[i] = r.del2[i] + r.bias2;
   }
   if (softplus_on) {
-    softplus_in_place(d1, VT);
-    softplus_in_place(d2, VT);
+    vec_softplus(d1, d1, VT);
+    vec_softplus(d2, d2, VT);
   }
 }
 
@@ -240,7 +214,7 @@ SSMKIT_SIMD_CLONES void row_forward_n(T* h1, T* h2, T* y, const T* h1p, const T*
       for (int64_t n = 0; n < m; ++n) rd.u2[i0 + n] = w2[n];
     }
   }
-  for (T* a : {rd.a1, rd.a2, rd.a3, rd.a4}) exp_in_place(a, TN);
+  for (T* a : {rd.a1, rd.a2, rd.a3, rd.a4}) vec_exp(a, a, TN);
   variate_step(h2, rd.a3, h1p, rd.a4, h2p, rd.u2, r.B2 + cells, TN);
   time_inputs(h1, rd.u1, r.B1 + cells, rd.a2, h2, TN, LN);
   for (int64_t t = o.lag; t < Tn; ++t) time_step(h1 + t * N, rd.a1 + t * N, h1 + t * N - LN, N);
@@ -625,7 +599,7 @@ void scan2d_backward_impl(Scan2dGrads& gr, const Tensor& dy0, const Scan2dInputs
           sig[i] = r.del1[i] + r.bias1;
           sig[VT + i] = r.del2[i] + r.bias2;
         }
-        sigmoid_in_place(sig.data(), 2 * VT);
+        vec_sigmoid(sig.data(), sig.data(), 2 * VT);
       }
 
       for (int64_t seg = n_seg - 1; seg >= 0; --seg) {

@@ -1,5 +1,6 @@
 // Float32 elementwise math over arrays through the SIMD path chosen at run time (Highway: AVX-512,
-// AVX2 or the portable SCALAR fallback), the same code the kernels inline. Also the dispatch controls
+// AVX2 or the portable SCALAR fallback), the same code the kernels inline; double overloads in plain loops
+// for the reference dtype. Also the dispatch controls
 // that tests and benchmarks use to run every kernel on each instruction-set path.
 //   vec_exp       y[i] = e^x[i] (relative error < 2e-7 for x in [-87, 88]; clamped outside)
 //   vec_softplus  y[i] = log(1 + e^x[i])  (x above 20 passes through, as PyTorch)
@@ -17,6 +18,11 @@ void vec_exp(const float* x, float* y, int64_t n);
 void vec_softplus(const float* x, float* y, int64_t n);
 void vec_sigmoid(const float* x, float* y, int64_t n);
 void vec_silu(const float* x, float* y, int64_t n);
+// The same four for double (the reference dtype), in plain libm loops.
+void vec_exp(const double* x, double* y, int64_t n);
+void vec_softplus(const double* x, double* y, int64_t n);
+void vec_sigmoid(const double* x, double* y, int64_t n);
+void vec_silu(const double* x, double* y, int64_t n);
 
 // Name of the SIMD path the dispatched kernels use now: "AVX3" (AVX-512), "AVX2", "SCALAR" (portable).
 std::string simd_target();
