@@ -109,16 +109,6 @@ inline T sigmoid(T x) {
   return T(1) / (T(1) + std::exp(-x));
 }
 
-// y (n) = x * sigmoid(x) (x and y may alias); s (n) = sigmoid(x). F32 through the dispatched SIMD path.
-inline void silu_row(float* y, const float* x, int64_t n) { vec_silu(x, y, n); }
-inline void silu_row(double* y, const double* x, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) y[i] = x[i] * sigmoid(x[i]);
-}
-inline void sigmoid_row(float* s, const float* x, int64_t n) { vec_sigmoid(x, s, n); }
-inline void sigmoid_row(double* s, const double* x, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) s[i] = sigmoid(x[i]);
-}
-
 // One row of the causal depthwise conv1d: x (L), w (K), prev (K-1) the inputs just before x[0] (nullptr:
 // zeros) -> y (L), y[t] = bias + sum_k w[k] x[t-(K-1)+k]. kK is the tap count when known at compile time
 // (the official d_conv is 4), 0 when only the run-time K is; the main loop vectorizes over t (omp simd).
@@ -259,7 +249,7 @@ void conv_tokens_forward(T* pre, T* u, const T* x, int64_t ldx, const T* wt, con
         for (int64_t e = 0; e < E; ++e) o[e] += wk[e] * ss[e * K];
       }
     }
-    silu_row(u + r * E, o, E);
+    vec_silu(o, u + r * E, E);
   }
 }
 
@@ -284,7 +274,7 @@ void conv_tokens_backward(T* dx, int64_t ldd, T* dw, T* db, const T* du, const T
           const T* pr = pre + (b * L + t) * E + e0;
           const T* g = du + (b * L + t) * E + e0;
           T* d = dp.data() + t * kCols;
-          sigmoid_row(sg.data(), pr, n);
+          vec_sigmoid(pr, sg.data(), n);
 #pragma omp simd
           for (int64_t j = 0; j < n; ++j) d[j] = g[j] * sg[j] * (T(1) + pr[j] * (T(1) - sg[j]));
           for (int64_t j = 0; j < n; ++j) ab[j] += d[j];
@@ -539,7 +529,7 @@ void forward_impl(Tensor& out, MambaCache& c, bool keep, const Tensor& hidden, c
       const T* xr = px + row * L;
       T* st = pst ? pst + row * K : nullptr;
       conv_row_forward(pre + row * L, xr, st ? st + 1 : nullptr, w + e * K, cb ? cb[e] : T(0), L, K);
-      silu_row(pu + row * L, pre + row * L, L);
+      vec_silu(pre + row * L, pu + row * L, L);
       if (st)  // the state keeps the last K inputs of [state, x], newest last (in place: reads run ahead)
         for (int64_t k = 0; k < K; ++k) {
           const int64_t i = L - 1 + k;  // index into [state[1:], x]
@@ -680,7 +670,7 @@ void backward_impl(Tensor* dhidden, MambaParams& g, const Tensor& dout, const Ma
           const T* xp = pre + row * L;
           const T* gu = pdu + row * L;
           T* d = dpre.data();
-          sigmoid_row(d, xp, L);
+          vec_sigmoid(xp, d, L);
 #pragma omp simd
           for (int64_t l = 0; l < L; ++l) d[l] = gu[l] * d[l] * (T(1) + xp[l] * (T(1) - d[l]));
           conv_row_backward(pdx + row * L, gw + e * K, &db, d, px + row * L, w + e * K, L, K);
