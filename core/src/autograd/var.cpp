@@ -149,26 +149,26 @@ void Var::backward(const Tensor& seed) {
   for (auto it = order.rbegin(); it != order.rend(); ++it) {
     std::shared_ptr<Node> n = std::move(*it);
     if (!n->backward_fn) continue;  // a leaf keeps its gradient
+    std::vector<bool> needs;
+    std::vector<Tensor> grads;
     if (n->grad.defined()) {
-      std::vector<bool> needs(n->inputs.size());
+      needs.resize(n->inputs.size());
       for (size_t i = 0; i < needs.size(); ++i) needs[i] = n->inputs[i]->requires_grad;
-      std::vector<Tensor> grads = n->backward_fn(n->grad, needs);
+      grads = n->backward_fn(n->grad, needs);
       SSMKIT_CHECK(grads.size() == n->inputs.size(), "autograd: op ", n->op, " returned ", grads.size(),
                    " gradients for ", n->inputs.size(), " inputs");
-      // Drop this node's gradient and saved tensors first, and each input's gradient once it is handed on:
-      // a gradient passed through unchanged (a view, an add's operand) is then often the only reference to
-      // its storage, and accumulate takes it over instead of copying it.
-      n->backward_fn = nullptr;
-      n->grad = Tensor{};
-      for (size_t i = 0; i < grads.size(); ++i) {
-        if (needs[i] && grads[i].defined()) accumulate(n->inputs[i], std::move(grads[i]));
-        grads[i] = Tensor{};
-      }
     }
-    // Free the graph behind this node: its saved tensors (in the closure), inputs and gradient.
+    // Free the graph behind this node: its saved tensors (in the closure) and gradient before its inputs get
+    // theirs, and each input's gradient once handed on, so that a gradient passed through unchanged (a view,
+    // an add's operand) is usually the only reference to its storage and accumulate takes it over instead of
+    // copying it; then its inputs.
     n->backward_fn = nullptr;
-    n->inputs.clear();
     n->grad = Tensor{};
+    for (size_t i = 0; i < grads.size(); ++i) {
+      if (needs[i] && grads[i].defined()) accumulate(n->inputs[i], std::move(grads[i]));
+      grads[i] = Tensor{};
+    }
+    n->inputs.clear();
     n->requires_grad = false;
   }
 }

@@ -36,7 +36,6 @@ Shape broadcast_strides(const Tensor& t, const Shape& out) {
   return st;
 }
 
-// Calls fn(out_index, off_a, off_b) for each element of `out` in row-major order.
 // Calls row(o, oa, ob) for every run of the last dim of `out` (o: its first output index; oa, ob: the matching
 // offsets in operands with strides sa, sb), in row-major order.
 template <class Fn>

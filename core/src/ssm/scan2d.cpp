@@ -176,10 +176,8 @@ SSMKIT_SIMD_CLONES void row_forward_n(T* h1, T* h2, T* y, const T* h1p, const T*
                                       const T* d1, const T* d2, const RowInputs<T>& r, int64_t vm, const Dims& s,
                                       const Scan2dOptions& o) {
   const int64_t Tn = s.n_time, N = kN > 0 ? kN : s.n_state, TN = Tn * N, LN = o.lag * N;
-  const bool state_pair = o.discretization == Scan2dDiscretization::StateEuler ||
-                          o.discretization == Scan2dDiscretization::StateZoh;
-  const bool zoh = o.discretization == Scan2dDiscretization::AxisZoh ||
-                   o.discretization == Scan2dDiscretization::StateZoh;
+  const bool state_pair = scan2d_state_pair(o.discretization);
+  const bool zoh = scan2d_zoh(o.discretization);
   const T* xr = r.x + vm * Tn;
   const int64_t cells = vm * TN;  // the row's first (t, n) cell in B1, B2, C1, C2
   for (int64_t t = 0; t < Tn; ++t) {
@@ -260,8 +258,7 @@ template <class T, int kN, bool kZoh>
 SSMKIT_SIMD_CLONES void row_backward_n(const RowSweep<T>& w, const RowInputs<T>& r, int64_t vm, const Dims& s,
                                        const Scan2dOptions& o) {
   const int64_t Tn = s.n_time, N = kN > 0 ? kN : s.n_state, LN = o.lag * N, cells = vm * Tn * N;
-  const bool state_pair = o.discretization == Scan2dDiscretization::StateEuler ||
-                          o.discretization == Scan2dDiscretization::StateZoh;
+  const bool state_pair = scan2d_state_pair(o.discretization);
   const T zero[kChunk] = {};
   // λ1[t] = C1·gy + carry1 + a1[t+lag]·λ1[t+lag]
   for (int64_t t = Tn - 1; t >= 0; --t) {
@@ -364,8 +361,7 @@ SSMKIT_SIMD_CLONES void row_backward_n(const RowSweep<T>& w, const RowInputs<T>&
 
 template <class T>
 void row_backward(const RowSweep<T>& w, const RowInputs<T>& r, int64_t vm, const Dims& s, const Scan2dOptions& o) {
-  const bool zoh = o.discretization == Scan2dDiscretization::AxisZoh ||
-                   o.discretization == Scan2dDiscretization::StateZoh;
+  const bool zoh = scan2d_zoh(o.discretization);
   if (zoh) return row_backward_n<T, 0, true>(w, r, vm, s, o);  // ZOH's coefficients are scalar libm calls anyway
   switch (s.n_state) {
     case 4: return row_backward_n<T, 4, false>(w, r, vm, s, o);

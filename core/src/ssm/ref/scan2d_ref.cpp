@@ -88,11 +88,6 @@ struct Grid {
   Vec y;                               // (B,D,V,T)
 };
 
-bool state_pair(Scan2dDiscretization d) {
-  return d == Scan2dDiscretization::StateEuler || d == Scan2dDiscretization::StateZoh;
-}
-bool zoh(Scan2dDiscretization d) { return d == Scan2dDiscretization::AxisZoh || d == Scan2dDiscretization::StateZoh; }
-
 Grid run(const RefData& r, const Scan2dOptions& o) {
   Grid g;
   const size_t nx = static_cast<size_t>(r.Bn * r.Dn * r.V * r.T), nh = nx * static_cast<size_t>(r.N);
@@ -114,8 +109,8 @@ Grid run(const RefData& r, const Scan2dOptions& o) {
           }
           g.d1[i] = d1;
           g.d2[i] = d2;
-          const double p2 = state_pair(o.discretization) ? d2 : d1;
-          const double p3 = state_pair(o.discretization) ? d1 : d2;
+          const double p2 = scan2d_state_pair(o.discretization) ? d2 : d1;
+          const double p3 = scan2d_state_pair(o.discretization) ? d1 : d2;
           double y = r.Dskip.empty() ? 0 : r.Dskip[d] * r.x[i];
           for (int64_t n = 0; n < r.N; ++n) {
             const size_t h = r.hi(b, d, v, t, n), an = static_cast<size_t>(d * r.N + n);
@@ -123,8 +118,8 @@ Grid run(const RefData& r, const Scan2dOptions& o) {
             g.a2[h] = std::exp(p2 * r.A2[an]);
             g.a3[h] = std::exp(p3 * r.A3[an]);
             g.a4[h] = std::exp(d2 * r.A4[an]);
-            g.k1[h] = zoh(o.discretization) ? std::expm1(d1 * r.A1[an]) / r.A1[an] : d1;
-            g.k2[h] = zoh(o.discretization) ? std::expm1(d2 * r.A4[an]) / r.A4[an] : d2;
+            g.k1[h] = scan2d_zoh(o.discretization) ? std::expm1(d1 * r.A1[an]) / r.A1[an] : d1;
+            g.k2[h] = scan2d_zoh(o.discretization) ? std::expm1(d2 * r.A4[an]) / r.A4[an] : d2;
             const double u1 = g.k1[h] * r.B1[r.bi(b, v, t, n)] * r.x[i];
             const double u2 = g.k2[h] * r.B2[r.bi(b, v, t, n)] * r.x[i];
             // h2[v,t] = a3 h1[v-1,t] + a4 h2[v-1,t] + u2
@@ -218,7 +213,7 @@ void scan2d_ref_backward(Scan2dGrads& gr, const Tensor& dy_t, const Scan2dInputs
           }
         }
   // Through the discretization, element by element.
-  const bool sp_pair = state_pair(in.opt.discretization), use_zoh = zoh(in.opt.discretization);
+  const bool sp_pair = scan2d_state_pair(in.opt.discretization), use_zoh = scan2d_zoh(in.opt.discretization);
   for (int64_t b = 0; b < r.Bn; ++b)
     for (int64_t d = 0; d < r.Dn; ++d)
       for (int64_t v = 0; v < r.V; ++v)

@@ -28,6 +28,14 @@ namespace ssmkit::core {
 //   *Zoh:   u1 = (exp(Δ1 A1) - 1)/A1·B1·x, u2 = (exp(Δ2 A4) - 1)/A4·B2·x  (exact ZOH of the diagonal block)
 enum class Scan2dDiscretization : uint8_t { AxisEuler = 0, AxisZoh = 1, StateEuler = 2, StateZoh = 3 };
 
+// The two halves of the choice above: State* (a2 with Δ2, a3 with Δ1) and *Zoh.
+inline bool scan2d_state_pair(Scan2dDiscretization d) {
+  return d == Scan2dDiscretization::StateEuler || d == Scan2dDiscretization::StateZoh;
+}
+inline bool scan2d_zoh(Scan2dDiscretization d) {
+  return d == Scan2dDiscretization::AxisZoh || d == Scan2dDiscretization::StateZoh;
+}
+
 struct Scan2dOptions {
   bool delta_softplus = false;  // Δ = softplus(delta + delta_bias) (threshold 20, as PyTorch)
   int64_t lag = 1;              // s >= 1: time lag of the h1 recurrence (s > 1: s interleaved scans)
