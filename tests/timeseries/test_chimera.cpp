@@ -3,7 +3,7 @@
 // flip; bidirectional with shared parameters is equivariant under a variate flip, with separate A it is not;
 // bidirectional sum = forward + reverse), finite-difference gradient checks in double of parameters of every
 // block type, config JSON round trips through the factory (forecast_model.h) that rebuild identical models, bad
-// options throwing, and a few dozen Adam steps overfitting one batch.
+// options throwing, time marks as extra variate rows, and a few dozen Adam steps overfitting one batch.
 #include <algorithm>
 #include <cmath>
 
@@ -216,6 +216,47 @@ TEST(Chimera, VariateDirectionBookkeeping) {
       if (name.find("_rev") != std::string::npos) p.value().add_(random_tensor(p.shape(), 7, 0.5, 1.0));
   }
   EXPECT_GT(core::max_abs_diff(run(*bi_sep, flip_c(x)), flip_c(run(*bi_sep, x))), 1e-4);
+}
+
+// use_marks: the F time-mark features are F more variate rows of the grid, after the C variates, and only the
+// C variates are forecast. Without RevIN that is exactly the same model run on concat(x, x_mark) (C + F
+// variates; no parameter depends on the number of variates) with its last F outputs dropped.
+TEST(Chimera, TimeMarksAreExtraVariateRows) {
+  const int64_t B = 2, L = 12, H = 5, C = 3, F = 2;
+  const json cfg = tiny_chimera({{"seasonal", "lag"}, {"revin", false}});
+  json with_marks = cfg;
+  with_marks["use_marks"] = true;
+  auto m = chimera(forecast_dims(L, H, C, F), with_marks);
+  auto plain = chimera(forecast_dims(L, H, C + F), cfg, 42);
+  EXPECT_TRUE(m->uses_marks());
+  EXPECT_FALSE(chimera(forecast_dims(L, H, C, F), cfg)->uses_marks());
+  m->to(DType::F64);
+  plain->to(DType::F64);
+  m->eval();
+  plain->eval();
+  copy_params(*m, *plain);
+  Tensor x = random_tensor({B, L, C}, 21, -2, 2), xm = random_tensor({B, L, F}, 22, -0.5, 0.5);
+  Tensor y = run(*m, x, Var(xm));
+  EXPECT_EQ(y.shape(), (core::Shape{B, H, C}));
+  Tensor y_plain;
+  {
+    core::NoGradGuard ng;
+    y_plain = core::slice(plain->forward(core::concat({Var(x), Var(xm)}, 2)), 2, 0, C).value();
+  }
+  EXPECT_LE(core::max_abs_diff(y, y_plain), 1e-12);
+  // the forecasts really depend on the marks
+  Tensor xm2 = random_tensor({B, L, F}, 23, -0.5, 0.5);
+  EXPECT_GT(core::max_abs_diff(y, run(*m, x, Var(xm2))), 1e-4);
+  // with RevIN (the default) the variates are normalized and the marks are not: still C outputs, finite
+  json revin = with_marks;
+  revin["revin"] = true;
+  auto mr = chimera(forecast_dims(L, H, C, F), revin);
+  Tensor yr = run(*mr, x.to(DType::F32), marks_for(*mr, B, 24));
+  EXPECT_EQ(yr.shape(), (core::Shape{B, H, C}));
+  for (double e : yr.to_double_vector()) ASSERT_TRUE(std::isfinite(e));
+  // gradients reach the embedding through the mark rows too
+  auto g = chimera(forecast_dims(L, 3, C, F), with_marks);
+  gradcheck_params(*g, {"embed.weight", "layers.0.trend.A3_log", "layers.0.seasonal.x_proj.weight", "head.weight"});
 }
 
 TEST(Chimera, BidirectionalHeadIsForwardPlusReverse) {

@@ -67,6 +67,7 @@ json ChimeraConfig::to_json() const {
               {"patch_stride", patch_stride},
               {"patch_pad", patch_pad},
               {"revin", revin},
+              {"use_marks", use_marks},
               {"variate_scan", variate_scan},
               {"direction_merge", direction_merge},
               {"share_direction_A", share_direction_A},
@@ -98,6 +99,7 @@ ChimeraConfig ChimeraConfig::from_json(const json& config) {
   r.get("patch_stride", &c.patch_stride);
   r.get("patch_pad", &c.patch_pad);
   r.get("revin", &c.revin);
+  r.get("use_marks", &c.use_marks);
   r.get("variate_scan", &c.variate_scan);
   r.get("direction_merge", &c.direction_merge);
   r.get("share_direction_A", &c.share_direction_A);
@@ -308,7 +310,7 @@ json Chimera::config() const { return detail::config_json(model_name(), dims_, c
 
 // x (B,L,C) -> (B,H,C)
 core::Var Chimera::forward(const core::Var& x, const core::Var& x_mark) const {
-  detail::check_forward_inputs(x, x_mark, dims_, false, "chimera");
+  detail::check_forward_inputs(x, x_mark, dims_, cfg.use_marks, "chimera");
   const int64_t B = x.size(0), C = dims_.n_channels, Tp = n_patches_, P = cfg.patch_len, Dm = cfg.d_model;
   detail::InstanceNorm n;
   core::Var xin = x;
@@ -316,10 +318,13 @@ core::Var Chimera::forward(const core::Var& x, const core::Var& x_mark) const {
     n = detail::instance_norm(x);
     xin = n.xn;
   }
-  core::Var xt = core::permute(xin, {0, 2, 1});                                             // (B,C,L)
-  core::Var patches = core::reshape(core::index_select(xt, 2, patch_index_), {B, C, Tp, P});  // (B,C,T',P)
-  core::Var h = core::dropout(embed->forward(patches), cfg.dropout, training());             // (B,C,T',D)
+  if (cfg.use_marks && dims_.n_marks > 0) xin = core::concat({xin, x_mark}, 2);  // (B,L,V), V = C + F: marks as extra variate rows
+  const int64_t V = xin.size(2);
+  core::Var xt = core::permute(xin, {0, 2, 1});                                             // (B,V,L)
+  core::Var patches = core::reshape(core::index_select(xt, 2, patch_index_), {B, V, Tp, P});  // (B,V,T',P)
+  core::Var h = core::dropout(embed->forward(patches), cfg.dropout, training());             // (B,V,T',D)
   for (const auto& layer : layers) h = layer->forward(h);
+  if (V > C) h = core::slice(h, 1, 0, C);  // (B,C,T',D): the covariate rows are not forecast
   h = norm->forward(h);
   core::Var feat;  // (B,C,head_in)
   if (cfg.head == "flatten")

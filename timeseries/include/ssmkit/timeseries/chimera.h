@@ -48,6 +48,12 @@ struct ChimeraConfig {
   int64_t patch_stride = 8;
   bool patch_pad = true;
   bool revin = true;       // instance norm over time per variate (mean, biased std + 1e-5), not learned
+  // Calendar covariates [PAPER-VERIFY: not in the readable sources]: with use_marks the window's time-mark
+  // features (x_mark, TSLib's timeF: hour of day, day of week, ...; already in [-0.5, 0.5], not normalized) join
+  // the grid as F extra variate rows after the C variates, patched and embedded like them, so both variate
+  // scans carry them to every variate (S-Mamba's and iTransformer's covariate tokens). Their outputs are not
+  // forecast. With n_marks 0 it changes nothing.
+  bool use_marks = false;
   // The variate axis [PAPER-VERIFY: sum vs concat+linear; shared vs separate A across directions]. The
   // directions share every other parameter; with "sum" and shared A the model is equivariant under a
   // permutation reversing the variates.
@@ -130,9 +136,10 @@ class Chimera : public ForecastModel {
   // Throws Error for options that do not fit the dims (patch_len > seq_len, a seasonal lag >= T', ...).
   Chimera(const ForecastDims& dims, const ChimeraConfig& cfg = {}, core::Rng& rng = core::global_rng());
 
-  // x (B,L,C) -> (B,H,C); x_mark ignored. Dropout draws from core::global_rng().
+  // x (B,L,C), x_mark (B,L,F) (used with use_marks and F > 0) -> (B,H,C). Dropout draws from core::global_rng().
   core::Var forward(const core::Var& x, const core::Var& x_mark = {}) const override;
   std::string model_name() const override { return "chimera"; }
+  bool uses_marks() const override { return cfg.use_marks; }
   nlohmann::json config() const override;  // dims + every ChimeraConfig field
 
   int64_t n_patches() const { return n_patches_; }      // T'
