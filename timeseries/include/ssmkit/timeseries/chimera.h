@@ -28,11 +28,10 @@
 
 namespace ssmkit::timeseries {
 
-// Every option with its default. Defaults: the best ETTh1 (L 96, H 96) variant of a small sweep (Adam lr 1e-3,
-// batch 32, TSLib type1 schedule, 5 epochs) that fits the CPU budget of a training epoch of ETTh1 (264 batches
-// of 32) in well under a minute on 2 cores (~18 s on one core); the scan costs O(B·C·T'·E·N) per head and
-// direction. With them: ETTh1 test MSE 0.3865 at H 96 (mean of 3 seeds), 0.4343 / 0.4756 / 0.4939 at H 192 /
-// 336 / 720 (one seed; average 0.447); ETTm1 0.334 at H 96 (one seed, 4 epochs). lr 5e-4 was worse (0.3938).
+// Every option with its default. Defaults: the ETTh1 (L 96, H 96) variant with the lowest validation MSE of the
+// sweeps in docs/forecasting_results.md (Adam lr 1e-3, batch 32, TSLib type1 schedule), 3 seeds: test MSE 0.3851
+// at H 96, average 0.4475 over H 96-720. An ETTh1 epoch (265 batches of 32) takes ~7 s on one core; the scan costs
+// O(B·C·T'·E·N) per head and direction. Per-dataset settings: `ssm-forecast defaults`.
 struct ChimeraConfig {
   int64_t d_model = 16;    // D (PatchTST's ETTh1 width; 32 was no better in the sweep, at 2x the time)
   int64_t e_layers = 1;    // residual 2-D SSM blocks
