@@ -403,47 +403,87 @@ static void for_each_offset(const Shape& shape, const Shape& strides, Fn fn) {
 // Same-dtype strided copy (permute(...).contiguous() and friends): the rows of the last dimension run in
 // parallel, each row's start offsets found from its index, elements moved by their size (4 or 8 bytes as
 // one word, so float rows compile to a strided load loop).
+namespace {
+
+// The strided copy behind copy_from() for one element width W. The last dim is copied as rows; the other dims
+// are walked with an odometer (one div/mod decomposition per thread, then increments), so short rows cost no
+// index arithmetic. When the destination's last dim is contiguous but the source's is not, and the source is
+// contiguous along another dim kt (a permuted view: a layout change), that dim joins the row as the other side
+// of a 2-D transpose, copied in 16 x 16 tiles so both sides stay in L1.
+template <class W>
+void copy_strided(W* d, const W* s, const Shape& shape, const Shape& dstr, const Shape& sstr) {
+  const int64_t nd = static_cast<int64_t>(shape.size());
+  const auto at = [](const Shape& v, int64_t k) { return v[static_cast<size_t>(k)]; };
+  const int64_t inner = nd == 0 ? 1 : at(shape, nd - 1);
+  const int64_t ss = nd == 0 ? 1 : at(sstr, nd - 1), ds = nd == 0 ? 1 : at(dstr, nd - 1);
+  int64_t kt = -1;  // the source's unit-stride dim, for the transpose path
+  if (nd >= 2 && ds == 1 && ss != 1 && inner > 1)
+    for (int64_t k = nd - 2; k >= 0; --k)
+      if (at(sstr, k) == 1 && at(shape, k) > 1) {
+        kt = k;
+        break;
+      }
+  std::vector<int64_t> od;  // the dims the odometer walks, outermost first
+  for (int64_t k = 0; k + 1 < nd; ++k)
+    if (k != kt) od.push_back(k);
+  const int64_t nod = static_cast<int64_t>(od.size());
+  int64_t outer = 1;
+  for (int64_t k : od) outer *= at(shape, k);
+  const int64_t ni = kt >= 0 ? at(shape, kt) : 1, di = kt >= 0 ? at(dstr, kt) : 0;
+  const int64_t total = outer * ni * inner;
+#pragma omp parallel if (total > 65536 && outer > 1)
+  {
+    const int64_t nt = omp_get_num_threads(), tid = omp_get_thread_num();
+    const int64_t o0 = outer * tid / nt, o1 = outer * (tid + 1) / nt;
+    std::vector<int64_t> idx(static_cast<size_t>(nod), 0);
+    int64_t so = 0, dof = 0;
+    for (int64_t q = nod - 1, r = o0; q >= 0; --q) {
+      const int64_t k = od[static_cast<size_t>(q)], n = at(shape, k);
+      idx[static_cast<size_t>(q)] = r % n;
+      r /= n;
+      so += idx[static_cast<size_t>(q)] * at(sstr, k);
+      dof += idx[static_cast<size_t>(q)] * at(dstr, k);
+    }
+    for (int64_t o = o0; o < o1; ++o) {
+      const W* sp = s + so;
+      W* dp = d + dof;
+      if (kt < 0) {
+        for (int64_t j = 0; j < inner; ++j) dp[j * ds] = sp[j * ss];
+      } else {  // dp[i·di + j] = sp[i + j·ss], i < ni, j < inner
+        constexpr int64_t kTile = 16;
+        for (int64_t i0 = 0; i0 < ni; i0 += kTile) {
+          const int64_t i1 = std::min(ni, i0 + kTile);
+          for (int64_t j0 = 0; j0 < inner; j0 += kTile) {
+            const int64_t j1 = std::min(inner, j0 + kTile);
+            for (int64_t i = i0; i < i1; ++i)
+              for (int64_t j = j0; j < j1; ++j) dp[i * di + j] = sp[i + j * ss];
+          }
+        }
+      }
+      for (int64_t q = nod - 1; q >= 0; --q) {  // next outer index
+        const int64_t k = od[static_cast<size_t>(q)];
+        so += at(sstr, k);
+        dof += at(dstr, k);
+        if (++idx[static_cast<size_t>(q)] < at(shape, k)) break;
+        so -= at(sstr, k) * at(shape, k);
+        dof -= at(dstr, k) * at(shape, k);
+        idx[static_cast<size_t>(q)] = 0;
+      }
+    }
+  }
+}
+
+}  // namespace
+
 void Tensor::copy_strided_same_dtype(const Tensor& src) {
-  const int64_t nd = ndim();
-  const int64_t inner = nd == 0 ? 1 : shape_[static_cast<size_t>(nd - 1)];
-  const int64_t rows = numel() / inner;
-  const int64_t ss = nd == 0 ? 1 : src.strides_[static_cast<size_t>(nd - 1)];
-  const int64_t dst_s = nd == 0 ? 1 : strides_[static_cast<size_t>(nd - 1)];
-  const size_t es = dtype_size(dtype_);
   char* d = static_cast<char*>(raw());
   const char* s = static_cast<const char*>(src.raw());
-  const Shape& shape = shape_;
-  const Shape& sstr = src.strides_;
-  const Shape& dstr = strides_;
-  auto row_offsets = [&](int64_t r, int64_t& so, int64_t& dof) {
-    so = 0;
-    dof = 0;
-    for (int64_t k = nd - 2; k >= 0; --k) {
-      const int64_t i = r % shape[static_cast<size_t>(k)];
-      r /= shape[static_cast<size_t>(k)];
-      so += i * sstr[static_cast<size_t>(k)];
-      dof += i * dstr[static_cast<size_t>(k)];
-    }
-  };
-  auto copy_rows = [&](auto word) {
-    using W = decltype(word);
-    const W* sw = reinterpret_cast<const W*>(s);
-    W* dw = reinterpret_cast<W*>(d);
-#pragma omp parallel for schedule(static) if (rows * inner > 65536 && rows > 1)
-    for (int64_t r = 0; r < rows; ++r) {
-      int64_t so, dof;
-      row_offsets(r, so, dof);
-      const W* sp = sw + so;
-      W* dp = dw + dof;
-      for (int64_t j = 0; j < inner; ++j) dp[j * dst_s] = sp[j * ss];
-    }
-  };
-  switch (es) {
-    case 1: copy_rows(uint8_t{}); break;
-    case 2: copy_rows(uint16_t{}); break;
-    case 4: copy_rows(uint32_t{}); break;
-    case 8: copy_rows(uint64_t{}); break;
-    default: SSMKIT_CHECK(false, "Tensor::copy_from(): element size ", es, " not supported");
+  switch (dtype_size(dtype_)) {
+    case 1: copy_strided(reinterpret_cast<uint8_t*>(d), reinterpret_cast<const uint8_t*>(s), shape_, strides_, src.strides_); break;
+    case 2: copy_strided(reinterpret_cast<uint16_t*>(d), reinterpret_cast<const uint16_t*>(s), shape_, strides_, src.strides_); break;
+    case 4: copy_strided(reinterpret_cast<uint32_t*>(d), reinterpret_cast<const uint32_t*>(s), shape_, strides_, src.strides_); break;
+    case 8: copy_strided(reinterpret_cast<uint64_t*>(d), reinterpret_cast<const uint64_t*>(s), shape_, strides_, src.strides_); break;
+    default: SSMKIT_CHECK(false, "Tensor::copy_from(): element size ", dtype_size(dtype_), " not supported");
   }
 }
 

@@ -2,8 +2,10 @@
 // select), copies, dtype conversion (F16/BF16 rounding), and error messages.
 #include <omp.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <numeric>
 
 #include "gradcheck.h"
 #include "ssmkit/core/eigen_map.h"
@@ -97,6 +99,33 @@ TEST(Tensor, StridedCopiesMatchElementwise) {
           for (int64_t k = 0; k < 2 * n; ++k)
             ASSERT_EQ(dd.at<double>({j, i, k}), static_cast<double>((i * 10 * n + j * 2 * n + k) % 251));
     }
+  }
+}
+
+// contiguous() of every permutation of 2-4-d tensors, plain, of a sliced view and of a stepped slice (no unit
+// stride left), sizes around the 16-wide transpose tiles, small and large enough for the parallel walk: the
+// values in row-major order must equal to_double_vector()'s independent index walk of the view.
+TEST(Tensor, PermutedCopiesMatchTheIndexWalk) {
+  const std::vector<Shape> shapes = {{17, 5}, {3, 33, 16}, {2, 7, 12, 32}, {4, 19, 3, 18}, {2, 96, 24, 40}};
+  for (const Shape& shape : shapes) {
+    Tensor a = Tensor::uninitialized(shape, DType::F32);
+    for (int64_t i = 0; i < a.numel(); ++i) a.data<float>()[i] = static_cast<float>(i % 4093);
+    std::vector<int64_t> perm(shape.size());
+    std::iota(perm.begin(), perm.end(), 0);
+    do {
+      for (int variant = 0; variant < 3; ++variant) {
+        Tensor v = a;
+        if (variant == 1) v = a.slice(0, 1, shape[0]);  // offset view
+        if (variant == 2) v = a.slice(static_cast<int64_t>(shape.size()) - 1, 0, shape.back(), 2);  // no unit stride
+        const Tensor view = v.permute(perm);
+        const Tensor c = view.contiguous();
+        ASSERT_EQ(c.shape(), view.shape());
+        const std::vector<double> want = view.to_double_vector();
+        for (int64_t i = 0; i < c.numel(); ++i)
+          ASSERT_EQ(c.data<float>()[i], want[static_cast<size_t>(i)])
+              << shape_str(shape) << " perm " << perm[0] << perm[1] << " variant " << variant << " at " << i;
+      }
+    } while (std::next_permutation(perm.begin(), perm.end()));
   }
 }
 
