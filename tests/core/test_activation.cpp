@@ -123,6 +123,23 @@ TEST(Activation, Float32MatchesFloat64) {
   EXPECT_LT(max_abs_diff(log_softmax(a, 0).value(), log_softmax(b, 0).value()), 1e-5);
   EXPECT_LT(max_abs_diff(glu(a, 0).value(), glu(b, 0).value()), 1e-5);
   EXPECT_EQ(softmax(b, 1).dtype(), DType::F32);
+  EXPECT_LT(max_abs_diff(sigmoid(a).value(), sigmoid(b).value()), 1e-6);
+  // gradients of the F32 SIMD paths (silu, sigmoid, gelu) against the F64 loops, saturated tails included;
+  // 6 x 37 values: whole vectors and a tail
+  Tensor xg = random_tensor({6, 37}, 42, -6, 6);
+  for (int64_t i = 0; i < 8; ++i) xg.data<double>()[i * 23] = (i % 2 ? -1.0 : 1.0) * (15.0 + 30.0 * i);
+  const Tensor w = random_tensor({6, 37}, 43, -1, 1);
+  for (const char* op : {"silu", "sigmoid", "gelu"}) {
+    std::vector<Tensor> grads;
+    for (DType dt : {DType::F64, DType::F32}) {
+      Var v(xg.to(dt), true);
+      Var y = std::string(op) == "silu" ? silu(v) : std::string(op) == "sigmoid" ? sigmoid(v) : gelu(v);
+      y.backward(w.to(dt));
+      ASSERT_EQ(v.grad().dtype(), dt) << op;
+      grads.push_back(v.grad());
+    }
+    EXPECT_LT(max_abs_diff(grads[0], grads[1]), 2e-6) << op;
+  }
 }
 
 TEST(Activation, BadArgumentsThrow) {

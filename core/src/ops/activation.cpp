@@ -173,6 +173,7 @@ HWY_AFTER_NAMESPACE();
 
 #include "dtype_dispatch.h"
 #include "ssm/kernel_buffers.h"
+#include "ssmkit/core/ops/vec_math.h"
 
 namespace ssmkit::core {
 
@@ -416,6 +417,26 @@ Var gelu(const Var& x, const std::string& approximate) {
 }
 
 Var silu(const Var& x) {
+  if (x.defined() && x.dtype() == DType::F32) {
+    // y = x s, s = sigmoid(x); y' = s (1 + x (1 - s)), s recomputed in the backward (vec_math's SIMD kernels)
+    const Tensor xv = x.value().contiguous();
+    Tensor y = Tensor::uninitialized(xv.shape(), DType::F32);  // every element written
+    const float* px = xv.data<float>();
+    float* py = y.data<float>();
+    parallel_blocks(1, xv.numel(), [&](int64_t, int64_t b, int64_t e) { vec_silu(px + b, py + b, e - b); });
+    return make_result(y, {x}, [xv](const Tensor& g0, const std::vector<bool>&) {
+      const Tensor g = g0.contiguous();
+      SSMKIT_CHECK(g.dtype() == DType::F32, "silu: gradient dtype ", dtype_name(g.dtype()), ", expected F32");
+      Tensor dx = Tensor::uninitialized(xv.shape(), DType::F32);
+      const float *pg = g.data<float>(), *pxv = xv.data<float>();
+      float* pd = dx.data<float>();
+      parallel_blocks(1, xv.numel(), [&](int64_t, int64_t b, int64_t e) {
+        vec_sigmoid(pxv + b, pd + b, e - b);
+        for (int64_t i = b; i < e; ++i) pd[i] = pg[i] * pd[i] * (1.0f + pxv[i] * (1.0f - pd[i]));
+      });
+      return std::vector<Tensor>{dx};
+    }, "silu");
+  }
   return pointwise_op(
       x, "silu", [](auto v) { return v * sigmoid_of(v); },
       [](auto v, auto) {
@@ -425,6 +446,16 @@ Var silu(const Var& x) {
 }
 
 Var sigmoid(const Var& x) {
+  if (x.defined() && x.dtype() == DType::F32) {  // y' = y (1 - y): pointwise_backward's loop
+    const Tensor xv = x.value().contiguous();
+    Tensor y = Tensor::uninitialized(xv.shape(), DType::F32);  // every element written
+    const float* px = xv.data<float>();
+    float* py = y.data<float>();
+    parallel_blocks(1, xv.numel(), [&](int64_t, int64_t b, int64_t e) { vec_sigmoid(px + b, py + b, e - b); });
+    return make_result(y, {x}, [xv, y](const Tensor& g, const std::vector<bool>&) {
+      return std::vector<Tensor>{pointwise_backward(g, xv, y, [](auto, auto v) { return v * (decltype(v)(1) - v); })};
+    }, "sigmoid");
+  }
   return pointwise_op(
       x, "sigmoid", [](auto v) { return sigmoid_of(v); }, [](auto, auto y) { return y * (decltype(y)(1) - y); });
 }
