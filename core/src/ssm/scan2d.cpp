@@ -413,13 +413,13 @@ void scan2d_forward_impl(Tensor& y_out, Scan2dSaved* saved, const Scan2dInputs& 
   const int64_t n_seg = (V + k - 1) / k, TN = Tn * N;
   const Contig c(in);
   const DType dt = dtype_of<T>::value;
-  if (!y_out.defined()) y_out = Tensor::empty({Bn, Dn, V, Tn}, dt);
+  if (!y_out.defined()) y_out = Tensor::uninitialized({Bn, Dn, V, Tn}, dt);  // every cell written
   SSMKIT_CHECK(y_out.shape() == in.x.shape() && y_out.dtype() == dt && y_out.is_contiguous(),
                "scan2d: y must be a contiguous ", shape_str(in.x.shape()), " tensor of the inputs' dtype");
   if (saved) {
     saved->seg_rows = k;
-    saved->h1_rows = Tensor::empty({Bn, Dn, n_seg, Tn, N}, dt);
-    saved->h2_rows = Tensor::empty({Bn, Dn, n_seg, Tn, N}, dt);
+    saved->h1_rows = Tensor::uninitialized({Bn, Dn, n_seg, Tn, N}, dt);  // every segment's first row written
+    saved->h2_rows = Tensor::uninitialized({Bn, Dn, n_seg, Tn, N}, dt);
   }
   T* py = y_out.data<T>();
   T* ps1 = saved ? saved->h1_rows.data<T>() : nullptr;
