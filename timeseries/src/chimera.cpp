@@ -194,8 +194,15 @@ core::Var ChimeraHead::forward(const core::Var& x_cell, const core::Var& x_grid)
   // Made contiguous once here rather than copied by each direction's scan.
   core::Scan2dVars in;
   in.x = x_grid;
-  in.delta1 = core::contiguous(core::permute(core::linear(part[0], dt1_proj->weight), {0, 3, 1, 2}));  // (B,E,V,T')
-  in.delta2 = core::contiguous(core::permute(core::linear(part[1], dt2_proj->weight), {0, 3, 1, 2}));  // (B,E,V,T')
+  // Δ's per-channel projection straight into the grid layout: weight (E,R) x (B,R,V·T') -> (B,E,V·T'), so only
+  // the rank-R inputs change layout, not the E-wide result.
+  const int64_t B = x_grid.size(0), E = x_grid.size(1), V = x_grid.size(2), T = x_grid.size(3);
+  auto dt_grid = [&](const core::Var& low, const core::Linear& proj) {  // low (B,V,T',R) -> (B,E,V,T')
+    core::Var low_grid = core::reshape(core::contiguous(core::permute(low, {0, 3, 1, 2})), {B, R, V * T});
+    return core::reshape(core::matmul(proj.weight, low_grid), {B, E, V, T});
+  };
+  in.delta1 = dt_grid(part[0], *dt1_proj);
+  in.delta2 = dt_grid(part[1], *dt2_proj);
   in.B1 = core::contiguous(part[2]);  // (B,V,T',N)
   in.B2 = core::contiguous(part[3]);
   in.C1 = core::contiguous(part[4]);
