@@ -114,7 +114,7 @@ TEST(ForecastApp, HelpAndUsageErrors) {
   Result d = run_raw(dir, "defaults");
   EXPECT_EQ(d.rc, 0);
   EXPECT_NE(d.out.find("| smamba | ETTh1 | 96 | 7e-05 |"), std::string::npos) << d.out;
-  EXPECT_NE(d.out.find("| chimera | ETTm1 | (any) | 0.0005 | 32 | 10 | no | {\"d_model\":32} |"), std::string::npos)
+  EXPECT_NE(d.out.find("| chimera | ETTm1 | (any) | 0.0005 | 32 | 10 | no | {\"d_model\":32,\"use_marks\":true} |"), std::string::npos)
       << d.out;
   EXPECT_NE(d.out.find("| chimera | (other) | (any) | 0.001 |"), std::string::npos) << d.out;
   fs::remove_all(dir);
