@@ -400,12 +400,10 @@ static void for_each_offset(const Shape& shape, const Shape& strides, Fn fn) {
   }
 }
 
-// Same-dtype strided copy (permute(...).contiguous() and friends): the rows of the last dimension run in
-// parallel, each row's start offsets found from its index, elements moved by their size (4 or 8 bytes as
-// one word, so float rows compile to a strided load loop).
 namespace {
 
-// The strided copy behind copy_from() for one element width W. The last dim is copied as rows; the other dims
+// The same-dtype strided copy behind copy_from() (permute(...).contiguous() and friends), elements moved as
+// words W of their size, so float rows compile to a strided load loop. The last dim is copied as rows; the other dims
 // are walked with an odometer (one div/mod decomposition per thread, then increments), so short rows cost no
 // index arithmetic. When the destination's last dim is contiguous but the source's is not, and the source is
 // contiguous along another dim kt (a permuted view: a layout change), that dim joins the row as the other side
@@ -476,13 +474,15 @@ void copy_strided(W* d, const W* s, const Shape& shape, const Shape& dstr, const
 }  // namespace
 
 void Tensor::copy_strided_same_dtype(const Tensor& src) {
-  char* d = static_cast<char*>(raw());
-  const char* s = static_cast<const char*>(src.raw());
+  auto copy_words = [&](auto word) {
+    using W = decltype(word);
+    copy_strided(static_cast<W*>(raw()), static_cast<const W*>(src.raw()), shape_, strides_, src.strides_);
+  };
   switch (dtype_size(dtype_)) {
-    case 1: copy_strided(reinterpret_cast<uint8_t*>(d), reinterpret_cast<const uint8_t*>(s), shape_, strides_, src.strides_); break;
-    case 2: copy_strided(reinterpret_cast<uint16_t*>(d), reinterpret_cast<const uint16_t*>(s), shape_, strides_, src.strides_); break;
-    case 4: copy_strided(reinterpret_cast<uint32_t*>(d), reinterpret_cast<const uint32_t*>(s), shape_, strides_, src.strides_); break;
-    case 8: copy_strided(reinterpret_cast<uint64_t*>(d), reinterpret_cast<const uint64_t*>(s), shape_, strides_, src.strides_); break;
+    case 1: copy_words(uint8_t{}); break;
+    case 2: copy_words(uint16_t{}); break;
+    case 4: copy_words(uint32_t{}); break;
+    case 8: copy_words(uint64_t{}); break;
     default: SSMKIT_CHECK(false, "Tensor::copy_from(): element size ", dtype_size(dtype_), " not supported");
   }
 }
