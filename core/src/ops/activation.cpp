@@ -242,15 +242,31 @@ Tensor pointwise_backward(const Tensor& dy0, const Tensor& x, const Tensor& y, D
   return dx;
 }
 
-// The autograd op of a pointwise function f with derivative d(x, y) = f'(x).
-template <class F, class D>
-Var pointwise_op(const Var& x, const char* op, F f, D d) {
+// y = kernel(x, y, n) for an F32 x, in blocks over the threads: kernel is an SIMD array function (vec_silu, ...).
+template <class K>
+Tensor pointwise_forward_f32(const Tensor& x, K kernel) {
+  Tensor y = Tensor::uninitialized(x.shape(), DType::F32);  // every element written
+  const float* px = x.data<float>();
+  float* py = y.data<float>();
+  parallel_blocks(1, x.numel(), [&](int64_t, int64_t b, int64_t e) { kernel(px + b, py + b, e - b); });
+  return y;
+}
+
+// The autograd op of a pointwise function: y = forward(x contiguous), derivative d(x, y) = f'(x).
+template <class Fwd, class D>
+Var pointwise_result(const Var& x, const char* op, Fwd forward, D d) {
   check_float(x.value(), op, "input");
   const Tensor xv = x.value().contiguous();
-  Tensor y = pointwise_forward(xv, f);
+  Tensor y = forward(xv);
   return make_result(y, {x}, [xv, y, d](const Tensor& g, const std::vector<bool>&) {
     return std::vector<Tensor>{pointwise_backward(g, xv, y, d)};
   }, op);
+}
+
+// The same with y[i] = f(x[i]) elementwise.
+template <class F, class D>
+Var pointwise_op(const Var& x, const char* op, F f, D d) {
+  return pointwise_result(x, op, [&f](const Tensor& xv) { return pointwise_forward(xv, f); }, d);
 }
 
 template <class T>
@@ -368,12 +384,7 @@ Var gelu(const Var& x, const std::string& approximate) {
   if (approximate == "none" && x.defined() && x.dtype() == DType::F32) {
     // y = x Phi(x), y' = Phi(x) + x phi(x): the SIMD kernels (NormalCdf above)
     const Tensor xv = x.value().contiguous();
-    Tensor y = Tensor::uninitialized(xv.shape(), DType::F32);  // every element written
-    const float* px = xv.data<float>();
-    float* py = y.data<float>();
-    parallel_blocks(1, xv.numel(), [&](int64_t, int64_t b, int64_t e) {
-      HWY_DYNAMIC_DISPATCH(GeluF32)(px + b, py + b, e - b);
-    });
+    Tensor y = pointwise_forward_f32(xv, detail::gelu_f32);
     return make_result(y, {x}, [xv](const Tensor& g0, const std::vector<bool>&) {
       const Tensor g = g0.contiguous().to(DType::F32);
       Tensor dx = Tensor::uninitialized(xv.shape(), DType::F32);
@@ -420,10 +431,7 @@ Var silu(const Var& x) {
   if (x.defined() && x.dtype() == DType::F32) {
     // y = x s, s = sigmoid(x); y' = s (1 + x (1 - s)), s recomputed in the backward (vec_math's SIMD kernels)
     const Tensor xv = x.value().contiguous();
-    Tensor y = Tensor::uninitialized(xv.shape(), DType::F32);  // every element written
-    const float* px = xv.data<float>();
-    float* py = y.data<float>();
-    parallel_blocks(1, xv.numel(), [&](int64_t, int64_t b, int64_t e) { vec_silu(px + b, py + b, e - b); });
+    Tensor y = pointwise_forward_f32(xv, [](const float* a, float* b, int64_t n) { vec_silu(a, b, n); });
     return make_result(y, {x}, [xv](const Tensor& g0, const std::vector<bool>&) {
       const Tensor g = g0.contiguous();
       SSMKIT_CHECK(g.dtype() == DType::F32, "silu: gradient dtype ", dtype_name(g.dtype()), ", expected F32");
@@ -446,18 +454,15 @@ Var silu(const Var& x) {
 }
 
 Var sigmoid(const Var& x) {
-  if (x.defined() && x.dtype() == DType::F32) {  // y' = y (1 - y): pointwise_backward's loop
-    const Tensor xv = x.value().contiguous();
-    Tensor y = Tensor::uninitialized(xv.shape(), DType::F32);  // every element written
-    const float* px = xv.data<float>();
-    float* py = y.data<float>();
-    parallel_blocks(1, xv.numel(), [&](int64_t, int64_t b, int64_t e) { vec_sigmoid(px + b, py + b, e - b); });
-    return make_result(y, {x}, [xv, y](const Tensor& g, const std::vector<bool>&) {
-      return std::vector<Tensor>{pointwise_backward(g, xv, y, [](auto, auto v) { return v * (decltype(v)(1) - v); })};
-    }, "sigmoid");
-  }
-  return pointwise_op(
-      x, "sigmoid", [](auto v) { return sigmoid_of(v); }, [](auto, auto y) { return y * (decltype(y)(1) - y); });
+  // F32 through vec_sigmoid, F64 elementwise; y' = y (1 - y)
+  return pointwise_result(
+      x, "sigmoid",
+      [](const Tensor& xv) {
+        return xv.dtype() == DType::F32
+                   ? pointwise_forward_f32(xv, [](const float* a, float* b, int64_t n) { vec_sigmoid(a, b, n); })
+                   : pointwise_forward(xv, [](auto v) { return sigmoid_of(v); });
+      },
+      [](auto, auto y) { return y * (decltype(y)(1) - y); });
 }
 
 Var tanh(const Var& x) {
