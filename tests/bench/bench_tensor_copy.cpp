@@ -29,9 +29,11 @@ void permute_copy_case(benchmark::State& state, Shape shape, std::vector<int64_t
 }  // namespace
 
 // (B,V,T',E) -> (B,E,V,T') and back
-BENCHMARK_CAPTURE(permute_copy_case, Copy_CellToGrid_B32V7T12E32, Shape{32, 7, 12, 32}, std::vector<int64_t>{0, 3, 1, 2})
+BENCHMARK_CAPTURE(permute_copy_case, Copy_CellToGrid_B32V7T12E32, Shape{32, 7, 12, 32},
+                  std::vector<int64_t>{0, 3, 1, 2})
     ->Arg(1)->Arg(2)->Unit(benchmark::kMicrosecond)->UseRealTime();
-BENCHMARK_CAPTURE(permute_copy_case, Copy_GridToCell_B32E32V7T12, Shape{32, 32, 7, 12}, std::vector<int64_t>{0, 2, 3, 1})
+BENCHMARK_CAPTURE(permute_copy_case, Copy_GridToCell_B32E32V7T12, Shape{32, 32, 7, 12},
+                  std::vector<int64_t>{0, 2, 3, 1})
     ->Arg(1)->Arg(2)->Unit(benchmark::kMicrosecond)->UseRealTime();
 // NCHW -> NHWC and back
 BENCHMARK_CAPTURE(permute_copy_case, Copy_NCHW_to_NHWC_B8C96S56, Shape{8, 96, 56, 56}, std::vector<int64_t>{0, 2, 3, 1})

@@ -325,7 +325,8 @@ core::Var Chimera::forward(const core::Var& x, const core::Var& x_mark) const {
     n = detail::instance_norm(x);
     xin = n.xn;
   }
-  if (cfg.use_marks && dims_.n_marks > 0) xin = core::concat({xin, x_mark}, 2);  // (B,L,V), V = C + F: marks as extra variate rows
+  // (B,L,V), V = C + F with the marks as extra variate rows
+  if (cfg.use_marks && dims_.n_marks > 0) xin = core::concat({xin, x_mark}, 2);
   const int64_t V = xin.size(2);
   core::Var xt = core::permute(xin, {0, 2, 1});                                             // (B,V,L)
   core::Var patches = core::reshape(core::index_select(xt, 2, patch_index_), {B, V, Tp, P});  // (B,V,T',P)
